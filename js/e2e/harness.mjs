@@ -1,0 +1,259 @@
+// Plumbing for the end-to-end tests: a JupyterLab on loopback, a cuttable TCP proxy in front
+// of it, Debian's headless Chromium through playwright-core (which never downloads a browser),
+// and helpers to run a notebook and talk to its kernel.
+import { spawn } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, "..", "..");
+export const artifacts = process.env.LLMCHAT_E2E_ARTIFACTS || path.join(repo, "test-artifacts", "e2e");
+
+export function pythonPath() {
+  if (process.env.LLMCHAT_PYTHON) return process.env.LLMCHAT_PYTHON;
+  const venv = path.join(repo, ".venv", "bin", "python");
+  return fs.existsSync(venv) ? venv : "python3";
+}
+
+export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitFor(fn, { timeout = 30_000, interval = 200, what = "condition" } = {}) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(interval);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+/**
+ * Start `jupyter lab` on 127.0.0.1 under a non-root base_url, in a throw-away root and config
+ * dir. `extension`: true loads jupyter_llmchat's server extension, false disables it.
+ */
+export async function startJupyter({ extension, baseUrl = "/user/e2e/", extraArgs = [] } = {}) {
+  const port = await freePort();
+  const token = crypto.randomBytes(16).toString("hex");
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llmchat-e2e-"));
+  const root = path.join(tmp, "root");
+  fs.mkdirSync(root);
+  const python = pythonPath();
+  const binDir = path.dirname(python);
+  const args = [
+    "-m", "jupyterlab",
+    "--no-browser",
+    "--ip=127.0.0.1",
+    `--port=${port}`,
+    "--port-retries=0",
+    `--IdentityProvider.token=${token}`,
+    `--ServerApp.base_url=${baseUrl}`,
+    `--ServerApp.root_dir=${root}`,
+    "--LabApp.expose_app_in_browser=True",
+    "--LabApp.news_url=",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    `--ServerApp.jpserver_extensions={"jupyter_llmchat": ${extension ? "True" : "False"}}`,
+    ...(process.getuid?.() === 0 ? ["--allow-root"] : []),
+    // Keep the history of test rooms out of the user's real history file.
+    ...(extension ? [`--LLMChat.history_path=${path.join(tmp, "history.sqlite")}`] : []),
+    ...extraArgs,
+  ];
+  const logPath = path.join(tmp, "jupyter.log");
+  const log = fs.openSync(logPath, "w");
+  const env = {
+    ...process.env,
+    PATH: `${binDir}:${process.env.PATH}`,
+    PYTHONPATH: [repo, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+    JUPYTER_CONFIG_DIR: path.join(tmp, "config"),
+    JUPYTER_RUNTIME_DIR: path.join(tmp, "runtime"),
+    IPYTHONDIR: path.join(tmp, "ipython"),
+    JUPYTERLAB_SETTINGS_DIR: path.join(tmp, "lab-settings"),
+    JUPYTERLAB_WORKSPACES_DIR: path.join(tmp, "lab-workspaces"),
+  };
+  const proc = spawn(python, args, { env, stdio: ["ignore", log, log], detached: true });
+  const url = `http://127.0.0.1:${port}${baseUrl}`;
+  const server = {
+    port,
+    token,
+    url,
+    root,
+    tmp,
+    logPath,
+    proc,
+    log: () => fs.readFileSync(logPath, "utf8"),
+    async stop() {
+      if (proc.exitCode === null) {
+        try {
+          process.kill(-proc.pid, "SIGTERM");
+        } catch {
+          // already gone
+        }
+        await waitFor(() => proc.exitCode !== null || proc.signalCode !== null, { timeout: 10_000, what: "jupyter to exit" }).catch(() => {
+          try {
+            process.kill(-proc.pid, "SIGKILL");
+          } catch {
+            // gone
+          }
+        });
+      }
+    },
+  };
+  await waitFor(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`jupyter exited (${proc.exitCode}):\n${server.log().slice(-3000)}`);
+      const res = await fetch(`${url}api/status?token=${token}`);
+      return res.ok;
+    },
+    { timeout: 60_000, what: "jupyter lab to start" },
+  ).catch(async (err) => {
+    await server.stop();
+    throw err;
+  });
+  return server;
+}
+
+/** A TCP proxy on loopback whose live connections can be cut, to drop WebSockets for real. */
+export async function startProxy(targetPort) {
+  const conns = new Set();
+  let paused = false;
+  const srv = net.createServer((client) => {
+    if (paused) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, "127.0.0.1");
+    conns.add(client);
+    conns.add(upstream);
+    const done = () => {
+      client.destroy();
+      upstream.destroy();
+      conns.delete(client);
+      conns.delete(upstream);
+    };
+    client.on("error", done).on("close", done);
+    upstream.on("error", done).on("close", done);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  const port = await new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv.address().port)));
+  return {
+    port,
+    /** Drop every open connection (and, with `refuse`, refuse new ones until resume()). */
+    cut({ refuse = false } = {}) {
+      paused = refuse;
+      for (const c of conns) c.destroy();
+      conns.clear();
+    },
+    resume() {
+      paused = false;
+    },
+    close() {
+      this.cut();
+      return new Promise((r) => srv.close(() => r()));
+    },
+  };
+}
+
+export async function launchBrowser() {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--headless"],
+  });
+}
+
+export function writeNotebook(root, name, cells) {
+  const nb = {
+    cells: cells.map((src) => ({ cell_type: "code", execution_count: null, metadata: {}, outputs: [], source: src })),
+    metadata: { kernelspec: { display_name: "Python 3", language: "python", name: "python3" } },
+    nbformat: 4,
+    nbformat_minor: 5,
+  };
+  fs.writeFileSync(path.join(root, name), JSON.stringify(nb));
+}
+
+/**
+ * Open `name` in JupyterLab (served at `pageBase`, e.g. through the proxy), wait for its
+ * kernel, run all cells. Returns the page; dialogs (alert() from an XSS) are recorded.
+ */
+export async function openNotebook(browser, { pageBase, token, name }) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.dialogs = [];
+  page.consoleErrors = [];
+  page.on("dialog", (d) => {
+    page.dialogs.push(d.message());
+    void d.dismiss();
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error") page.consoleErrors.push(m.text());
+  });
+  page.on("pageerror", (e) => page.consoleErrors.push(String(e)));
+  // A workspace of its own (and reset): Lab would otherwise restore the tabs other tests opened.
+  const workspace = `e2e-${name.replace(/\W+/g, "-")}-${Date.now()}`;
+  await page.goto(`${pageBase}lab/workspaces/${workspace}/tree/${name}?reset&token=${token}`);
+  await page.waitForFunction(
+    () => {
+      const app = window.jupyterapp;
+      const w = app?.shell?.currentWidget;
+      const kernel = w?.sessionContext?.session?.kernel;
+      return !!kernel && kernel.status === "idle" && w.content?.widgets?.length > 0;
+    },
+    null,
+    { timeout: 90_000 },
+  );
+  await page.evaluate(() => window.jupyterapp.commands.execute("notebook:run-all-cells"));
+  return page;
+}
+
+/** Run code in the notebook's kernel (not as a cell) and return what it printed. */
+export async function kernelExec(page, code) {
+  return page.evaluate(async (src) => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = kernel.requestExecute({ code: src, store_history: false });
+    let out = "";
+    future.onIOPub = (msg) => {
+      const t = msg.header.msg_type;
+      if (t === "stream") out += msg.content.text;
+      else if (t === "execute_result") out += msg.content.data["text/plain"];
+      else if (t === "error") out += `ERROR ${msg.content.ename}: ${msg.content.evalue}`;
+    };
+    await future.done;
+    return out;
+  }, code);
+}
+
+export async function screenshot(page, name) {
+  fs.mkdirSync(artifacts, { recursive: true });
+  const file = path.join(artifacts, `${name}.png`);
+  const el = await page.$(".llmchat");
+  if (el) await el.screenshot({ path: file });
+  else await page.screenshot({ path: file });
+  return file;
+}

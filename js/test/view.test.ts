@@ -1,0 +1,258 @@
+// @vitest-environment jsdom
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { ChatClient } from "../src/socket";
+import { RoomStore } from "../src/store";
+import { ChatView, parseInput, type ViewActions } from "../src/view";
+import { FakeEnv, FakeSocket, WELCOME, text, token } from "./fakes";
+
+/** A frame scheduler the test flushes by hand (stands in for requestAnimationFrame). */
+class Frames {
+  queue: Array<() => void> = [];
+  schedule = (cb: () => void): void => {
+    this.queue.push(cb);
+  };
+  run(): void {
+    const q = this.queue;
+    this.queue = [];
+    for (const cb of q) cb();
+  }
+}
+
+function setup() {
+  const client = new ChatClient({
+    room: "general",
+    urls: ["ws://x/llmchat/ws"],
+    openSocket: (u) => new FakeSocket(u),
+    env: new FakeEnv(),
+    random: () => 0.5,
+  });
+  const store = new RoomStore(client);
+  const frames = new Frames();
+  const sent: Array<{ text: string; ask: boolean }> = [];
+  const cancelled: string[] = [];
+  let ask = true;
+  const actions: ViewActions = {
+    send: (t, a) => sent.push({ text: t, ask: a }),
+    cancel: (id) => {
+      cancelled.push(id);
+      client.cancel(id);
+    },
+    retry: () => client.retryNow(),
+    loadEarlier: () => undefined,
+    getAskMode: () => ask,
+    setAskMode: (on) => (ask = on),
+    room: () => client.room,
+  };
+  const host = document.createElement("div");
+  document.body.append(host);
+  const view = new ChatView(host, store, actions, frames.schedule);
+  client.start();
+  const sock = FakeSocket.last;
+  sock.open();
+  sock.receive(WELCOME);
+  sock.receive({ type: "Joined", room: "general", data: { seq: 41, epoch: "e", members: [{ username: "ada", name: "Ada" }, { username: "bob", name: "Bob" }] } });
+  frames.run();
+  return { client, store, view, host, sock, frames, sent, cancelled };
+}
+
+const bodies = (host: HTMLElement) => Array.from(host.querySelectorAll(".llmchat-msg .llmchat-body")).map((b) => b.textContent?.trim());
+
+beforeEach(() => {
+  FakeSocket.reset();
+  document.body.replaceChildren();
+});
+afterEach(() => vi.useRealTimers());
+
+describe("streaming", () => {
+  it("appends tokens to one message, coalesced per animation frame, without touching the others", () => {
+    const t = setup();
+    t.sock.receive(text(42, "m-117", "Hi!"));
+    const first = t.host.querySelector('[data-key="m-117"]');
+    t.sock.receive(token(43, "m-118", 0, "Hello"));
+    const streaming = t.host.querySelector('[data-key="m-118"]') as HTMLElement;
+    expect(streaming.classList.contains("llmchat-streaming")).toBe(true);
+    t.frames.run();
+    expect(streaming.querySelector(".llmchat-body")?.textContent?.trim()).toBe("Hello");
+    // many tokens between two frames: one scheduled flush, nothing painted until it runs
+    t.sock.receive(token(44, "m-118", 1, " there"));
+    t.sock.receive(token(45, "m-118", 2, ", **friend**"));
+    expect(t.frames.queue).toHaveLength(1);
+    expect(streaming.querySelector(".llmchat-body")?.textContent?.trim()).toBe("Hello");
+    t.frames.run();
+    expect(streaming.querySelector(".llmchat-body")?.textContent?.trim()).toBe("Hello there, friend");
+    expect(streaming.querySelector("strong")?.textContent).toBe("friend");
+    t.sock.receive(token(46, "m-118", 3, "", true));
+    t.frames.run();
+    expect(streaming.classList.contains("llmchat-streaming")).toBe(false);
+    // the earlier message's node was never replaced
+    expect(t.host.querySelector('[data-key="m-117"]')).toBe(first);
+    expect(t.host.querySelector('[data-key="m-118"]')).toBe(streaming);
+    expect(bodies(t.host)).toEqual(["Hi!", "Hello there, friend"]);
+    expect(t.host.querySelector(".llmchat-stats")?.textContent).toContain("57.9 tok/s");
+  });
+
+  it("renders streamed model output safely", () => {
+    const t = setup();
+    t.sock.receive(token(42, "m1", 0, "<img src=x onerror=alert(1)>"));
+    t.sock.receive(token(43, "m1", 1, " [x](javascript:alert(1)) <script>alert(2)</script>"));
+    t.frames.run();
+    const msg = t.host.querySelector('[data-key="m1"]')!;
+    expect(msg.querySelector("img,script")).toBeNull();
+    expect(msg.innerHTML).not.toMatch(/href="javascript:/);
+    expect(msg.querySelector("a")).toBeNull();
+  });
+
+  it("lets History's stored text replace a partially streamed answer", () => {
+    const t = setup();
+    t.sock.receive(token(42, "m-118", 0, "Hel"));
+    t.frames.run();
+    t.store.apply({ type: "History", room: "general", data: { messages: [text(44, "m-118", "Hello there", "assistant")], head_seq: 44 } });
+    t.frames.run();
+    expect(bodies(t.host)).toEqual(["Hello there"]);
+    expect(t.host.querySelector('[data-key="m-118"]')?.getAttribute("data-kind")).toBe("assistant");
+  });
+
+  it("clears the log on Reset and shows the History that follows", () => {
+    const t = setup();
+    t.sock.receive(text(42, "m42", "old"));
+    t.sock.receive({ type: "Reset", room: "general", data: { head_seq: 10 } });
+    expect(bodies(t.host)).toEqual([]);
+    t.sock.receive({ type: "History", room: "general", data: { messages: [text(9, "m9", "new", "bot")], head_seq: 10, epoch: "e2" } });
+    t.frames.run();
+    expect(bodies(t.host)).toEqual(["new"]);
+  });
+});
+
+describe("joining mid-answer", () => {
+  it("shows the running answer from its catch-up tokens and keeps streaming it", () => {
+    const client = new ChatClient({ room: "general", urls: ["ws://x/llmchat/ws"], openSocket: (u) => new FakeSocket(u), env: new FakeEnv() });
+    const store = new RoomStore(client);
+    const frames = new Frames();
+    const host = document.createElement("div");
+    new ChatView(host, store, { send() {}, cancel() {}, retry() {}, loadEarlier() {}, getAskMode: () => true, setAskMode() {}, room: () => "general" }, frames.schedule);
+    client.start();
+    const sock = FakeSocket.last;
+    sock.open();
+    sock.receive({ type: "Joined", room: "general", data: { seq: 12, epoch: "e", members: [] } });
+    sock.receive({ type: "History", room: "general", data: { messages: [text(10, "m10", "question")], head_seq: 12 } });
+    sock.receive(token(11, "m-run", 0, "Part"));
+    sock.receive(token(12, "m-run", 1, "ial"));
+    sock.receive(token(13, "m-run", 2, " answer"));
+    sock.receive(token(14, "m-run", 3, "", true));
+    frames.run();
+    expect(bodies(host)).toEqual(["question", "Partial answer"]);
+  });
+
+  it("ignores tokens for an answer that History already has complete", () => {
+    const t = setup();
+    t.store.apply({ type: "History", room: "general", data: { messages: [text(40, "m-done", "Complete answer", "assistant")], head_seq: 41 } });
+    t.store.apply(token(39, "m-done", 5, " extra"));
+    t.frames.run();
+    expect(bodies(t.host)).toEqual(["Complete answer"]);
+  });
+
+  it("puts an older page of History above what is shown and offers more while there may be some", () => {
+    const t = setup();
+    t.sock.receive({ type: "History", room: "general", data: { messages: [text(30, "m30", "thirty"), text(31, "m31", "thirty-one")], head_seq: 41 } });
+    t.frames.run();
+    expect(t.store.canLoadEarlier).toBe(true);
+    expect((t.host.querySelector(".llmchat-earlier") as HTMLElement).hidden).toBe(false);
+    t.sock.receive({ type: "History", id: "h-page", room: "general", data: { messages: [text(1, "m1", "one"), text(2, "m2", "two")], head_seq: 41 } });
+    t.frames.run();
+    expect(bodies(t.host)).toEqual(["one", "two", "thirty", "thirty-one"]);
+    expect(t.store.canLoadEarlier).toBe(false);
+    expect((t.host.querySelector(".llmchat-earlier") as HTMLElement).hidden).toBe(true);
+  });
+
+  it("says why a generation failed", () => {
+    const t = setup();
+    t.sock.receive(token(42, "m-e", 0, "Hm"));
+    t.sock.receive({ type: "Token", room: "general", seq: 43, data: { message_id: "m-e", index: 1, text: "", is_final: true, finish_reason: "error", error: "<b>engine</b> broke" } });
+    t.frames.run();
+    const msg = t.host.querySelector('[data-key="m-e"]')!;
+    expect(msg.getAttribute("data-finish")).toBe("error");
+    expect(msg.querySelector(".llmchat-finish")?.textContent).toBe(" [error: <b>engine</b> broke]");
+    expect(msg.querySelector("b")).toBeNull();
+  });
+});
+
+describe("chrome", () => {
+  it("shows authors, kinds, members and the connection state", () => {
+    const t = setup();
+    t.sock.receive(text(42, "m1", "hello", "user"));
+    t.sock.receive(text(43, "m2", "posted", "bot"));
+    t.frames.run();
+    const kinds = Array.from(t.host.querySelectorAll(".llmchat-msg")).map((m) => m.getAttribute("data-kind"));
+    expect(kinds).toEqual(["user", "bot"]);
+    expect(t.host.querySelector(".llmchat-msg")?.classList.contains("llmchat-own")).toBe(true);
+    expect(t.host.querySelector(".llmchat-author")?.textContent).toBe("Ada");
+    expect(t.host.querySelector(".llmchat-members")?.textContent).toBe("2 here: Ada, Bob");
+    expect(t.host.querySelector(".llmchat")?.getAttribute("data-status")).toBe("live");
+    expect(t.host.querySelector(".llmchat-status-text")?.textContent).toBe("live");
+    t.sock.receive({ type: "Presence", room: "general", seq: 44, data: { left: { username: "bob", name: "Bob" }, members: [{ username: "ada", name: "Ada" }] } });
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-members")?.textContent).toBe("1 here: Ada");
+  });
+
+  it("counts down to the next attempt and offers Retry now", () => {
+    vi.useFakeTimers();
+    const t = setup();
+    t.sock.drop();
+    t.frames.run();
+    const retry = t.host.querySelector(".llmchat-retry") as HTMLButtonElement;
+    expect(retry.hidden).toBe(false);
+    expect(t.host.querySelector(".llmchat-status-text")?.textContent).toMatch(/^reconnecting/);
+    const n = FakeSocket.all.length;
+    retry.click();
+    expect(FakeSocket.all.length).toBe(n + 1);
+    t.view.dispose();
+    t.client.stop();
+  });
+
+  it("shows queue position and a Stop button from the moment a request is queued", () => {
+    const t = setup();
+    const id = t.client.generate("Hi!");
+    t.frames.run();
+    const stop = t.host.querySelector(".llmchat-stop") as HTMLButtonElement;
+    expect(stop.hidden).toBe(false);
+    t.sock.receive({ type: "Ack", id, data: { message_id: "m-9", queue_position: 3 } });
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-request-state")?.textContent).toBe("queued, position 3");
+    stop.click();
+    expect(t.cancelled).toEqual([id]);
+    expect(t.sock.sentOfType("Cancel")[0]?.data).toEqual({ message_id: "m-9" });
+    t.sock.receive(token(42, "m-9", 0, "", true));
+    t.frames.run();
+    expect(stop.hidden).toBe(true);
+  });
+
+  it("shows the model loading state from Welcome", () => {
+    const t = setup();
+    t.sock.receive({ ...WELCOME, data: { ...WELCOME.data, model: { name: "gemma", loaded: false } } });
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-model")?.textContent).toBe("gemma: loading…");
+  });
+
+  it("sends on Enter, keeps Shift+Enter for new lines", () => {
+    const t = setup();
+    const input = t.host.querySelector("textarea")!;
+    input.value = "line one";
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", shiftKey: true, bubbles: true }));
+    expect(t.sent).toEqual([]);
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(t.sent).toEqual([{ text: "line one", ask: true }]);
+    expect(input.value).toBe("");
+  });
+});
+
+describe("input routing", () => {
+  it("uses the toggle, with /ask and /say overriding it", () => {
+    expect(parseInput("  hi  ", true)).toEqual({ ask: true, text: "hi" });
+    expect(parseInput("hi", false)).toEqual({ ask: false, text: "hi" });
+    expect(parseInput("/ask what is 2+2?", false)).toEqual({ ask: true, text: "what is 2+2?" });
+    expect(parseInput("/say hello all", true)).toEqual({ ask: false, text: "hello all" });
+    expect(parseInput("/asking", false)).toEqual({ ask: false, text: "/asking" });
+    expect(parseInput("/ask", true)).toBeNull();
+    expect(parseInput("   ", true)).toBeNull();
+  });
+});

@@ -1,0 +1,254 @@
+"""`jupyter llmchat`: status, stats, rooms, history, broadcasts and questions from a shell.
+
+Finds the server as the kernel client does (docs/kernel-client.md); outside a kernel,
+with several servers running, it takes the newest and says so on stderr. Human tables
+by default, `--json` for scripts. Exit status: 0 ok, 1 the server refused or could not
+be reached (message on stderr), 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any, Callable, Sequence, TextIO
+
+from ._version import __version__
+from .client import ChatClient
+from .discovery import ServerInfo, find_server, running_servers
+from .errors import LLMChatClientError
+
+CONTENT_WIDTH = 72
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter llmchat",
+        description="Talk to the llmchat rooms of a running Jupyter server.",
+        epilog="Server discovery: --url/--token, else LLMCHAT_URL/LLMCHAT_TOKEN, else the server that "
+        "started this process (in a kernel), else the only (or newest) running Jupyter server.",
+    )
+    parser.add_argument("--version", action="version", version=f"jupyter-llmchat {__version__}")
+    _add_common(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _add_common(sub, suppress=True)
+        return sub
+
+    command("status", "the server found, the extension and the model")
+    command("stats", "live server and model figures")
+    command("rooms", "rooms with their member counts and head seq")
+    command("servers", "running Jupyter servers, and which one would be used")
+    history = command("history", "a room's stored messages, oldest first")
+    history.add_argument("room")
+    history.add_argument("--limit", type=int, default=50, help="at most this many messages (default 50)")
+    history.add_argument("--since", type=int, default=None, help="only messages after this seq")
+    broadcast = command("broadcast", "post a message into a room, as a bot")
+    broadcast.add_argument("room")
+    broadcast.add_argument("text", help='the message; "-" reads it from stdin')
+    broadcast.add_argument("--name", default=None, help='author name shown (default "notebook")')
+    ask = command("ask", "ask the shared model in a room and print the streamed answer")
+    ask.add_argument("room")
+    ask.add_argument("prompt")
+    ask.add_argument("--max-tokens", type=int, default=None)
+    ask.add_argument("--temperature", type=float, default=None)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The same options before or after the command (`--json rooms` and `rooms --json`)."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--url", default=default(None), help="server URL, e.g. http://localhost:8888/")
+    parser.add_argument("--token", default=default(None), help="Jupyter token for that server")
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
+    parser.add_argument("--timeout", type=float, default=default(60.0), help="seconds to wait for the server (default 60)")
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    command = args.command or "status"
+    try:
+        if command == "servers":
+            return _servers(args, out)
+        server = find_server(args.url, args.token, newest=True)
+        if (not args.json and command != "status") or server.found_by.startswith("the newest"):
+            print(f"server: {server.describe()}", file=err)  # say which, above all when it was a guess
+        client = ChatClient(server, timeout=args.timeout)
+        return COMMANDS[command](client, args, out)
+    except LLMChatClientError as error:
+        print(f"jupyter llmchat: {type(error).__name__}: {error}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        print(file=err)
+        return 130
+
+
+# -- commands
+
+
+def _status(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+    stats = client.stats()
+    server, model = client.server, stats.get("model", {})
+    status = {
+        "url": server.url,
+        "pid": server.pid,
+        "found_by": server.found_by,
+        "extension": "enabled",
+        "model": model,
+        "active_connections": stats.get("active_connections"),
+        "rooms": stats.get("rooms", {}).get("count"),
+        "uptime_seconds": stats.get("uptime_seconds"),
+    }
+    if args.json:
+        return _json(status, out)
+    state = "loaded" if model.get("loaded") else f"failed: {model['error']}" if model.get("error") else "loading"
+    _pairs(
+        [
+            ("server", server.describe()),
+            ("llmchat", "enabled"),
+            ("model", f"{model.get('name', '?')} ({state}, n_ctx {model.get('n_ctx')}, parallel {model.get('parallel')})"),
+            ("connections", stats.get("active_connections")),
+            ("live rooms", stats.get("rooms", {}).get("count")),
+            ("uptime", f"{stats.get('uptime_seconds', 0):.0f} s"),
+        ],
+        out,
+    )
+    return 0
+
+
+def _stats(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+    stats = client.stats()
+    if args.json:
+        return _json(stats, out)
+    _pairs(list(_flatten(stats)), out)
+    return 0
+
+
+def _rooms(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+    rooms = client.rooms()
+    if args.json:
+        return _json(rooms, out)
+    _table(["ROOM", "MEMBERS", "HEAD_SEQ"], [[r["room"], r["members"], r["head_seq"]] for r in rooms], out)
+    return 0
+
+
+def _history(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+    messages = client.history(args.room, since=args.since, limit=args.limit)
+    if args.json:
+        return _json(messages, out)
+    rows = []
+    for message in messages:
+        data = message["data"]
+        author = data.get("author", {})
+        who = f"{author.get('name')} ({author.get('kind')})"
+        rows.append([message["seq"], _time(data.get("created", "")), who, _line(data.get("content", ""))])
+    _table(["SEQ", "TIME", "AUTHOR", "CONTENT"], rows, out)
+    return 0
+
+
+def _broadcast(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    posted = client.broadcast(args.room, text, author_name=args.name)
+    if args.json:
+        return _json(posted, out)
+    print(f"posted to {args.room} as seq {posted['seq']} ({posted['message_id']})", file=out)
+    return 0
+
+
+def _ask(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+    config = {"max_tokens": args.max_tokens, "temperature": args.temperature}
+    with client.ask(args.room, args.prompt, **config) as answer:
+        for piece in answer:
+            if not args.json:
+                out.write(piece)
+                out.flush()
+    if args.json:
+        result = {"message_id": answer.message_id, "text": "".join(answer.parts)}
+        return _json({**result, "finish_reason": answer.finish_reason, "usage": answer.usage}, out)
+    out.write("\n")
+    return 0
+
+
+def _servers(args: argparse.Namespace, out: TextIO) -> int:
+    servers = running_servers()
+    chosen: ServerInfo | None
+    try:
+        chosen = find_server(args.url, args.token, newest=True)
+    except LLMChatClientError:
+        chosen = None
+    if args.json:
+        chosen_pid = chosen.pid if chosen is not None else None
+        return _json([{"url": s.url, "pid": s.pid, "root_dir": s.root_dir, "chosen": s.pid == chosen_pid} for s in servers], out)
+    _table(
+        ["", "URL", "PID", "ROOT_DIR"],
+        [["*" if chosen is not None and s.pid == chosen.pid else "", s.url, s.pid, s.root_dir] for s in servers],
+        out,
+    )
+    if chosen is not None:
+        print(f"\n* would be used: {chosen.describe()}", file=out)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO], int]] = {
+    "status": _status,
+    "stats": _stats,
+    "rooms": _rooms,
+    "history": _history,
+    "broadcast": _broadcast,
+    "ask": _ask,
+}
+
+
+# -- output
+
+
+def _json(value: Any, out: TextIO) -> int:
+    json.dump(value, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+    return 0
+
+
+def _pairs(pairs: list[tuple[str, Any]], out: TextIO) -> None:
+    width = max((len(key) for key, _ in pairs), default=0)
+    for key, value in pairs:
+        print(f"{key:<{width}}  {value}", file=out)
+
+
+def _table(headers: list[str], rows: list[list[Any]], out: TextIO) -> None:
+    cells = [headers] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+    if not rows:
+        print("(none)", file=out)
+
+
+def _flatten(value: Any, prefix: str = "") -> Any:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, value
+
+
+def _line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= CONTENT_WIDTH else text[: CONTENT_WIDTH - 1] + "…"
+
+
+def _time(created: str) -> str:
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return created
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Turning a room's conversation into the model's prompt format.
+
+A formatter returns *segments*: pieces of template text (tokenized with control tokens
+parsed) alternating with message contents (tokenized as plain text). Keeping them apart
+means a user who types "<end_of_turn>" cannot forge a turn, and each turn tokenizes the
+same way every time, so the KV prefix of the previous turn is found again on the next one.
+
+- GGUF without `tokenizer.chat_template` (the shipped Gemma 3 270M): Gemma's turn format,
+  built here. llama-cpp-python would otherwise silently fall back to a wrong format.
+- GGUF with a template: rendered with jinja2 like llama-cpp-python's Jinja2ChatFormatter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, Sequence
+
+from .types import ChatTurn
+
+# The shipped model is a 270M *base* model. Given Gemma's turn format and nothing else it
+# copies the user's message back. The system prompt is folded into the first user turn
+# (Gemma has no system role), so a few example exchanges written in the same "user/model"
+# shape as the turn markers teach it to answer instead; it then ends its answer by writing
+# "user" on a new line, which GemmaFormatter.extra_stops catches. Chosen by trying several
+# preambles on that model at temperature 0 and 0.7.
+DEFAULT_SYSTEM_PROMPT = (
+    "A chat between a user and a helpful assistant (the model).\n\n"
+    "user\nHi! Who are you?\nmodel\nI am a helpful assistant. Ask me anything.\n\n"
+    "user\nWhat is the capital of France?\nmodel\nThe capital of France is Paris.\n\n"
+    "user\nWrite a haiku about autumn.\nmodel\n"
+    "Crisp leaves drift and fall,\ngolden light on quiet paths,\nthe year exhales slow.\n\n"
+    "user\nHow do I reverse a list in Python?\nmodel\nUse my_list[::-1] for a reversed copy.\n\n"
+    "user"
+)
+
+Segment = tuple[str, bool]  # (text, is_template_text)
+
+
+@dataclass(frozen=True)
+class FormattedPrompt:
+    """What a formatter produces: segments, and whether a BOS token goes first."""
+
+    segments: list[Segment]
+    add_bos: bool
+
+
+class ChatFormatter(Protocol):
+    """Anything that can lay out turns for the model (ending with the answer's opening)."""
+
+    kind: str
+    extra_stops: tuple[str, ...]  # stop strings implied by the format itself
+
+    def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt: ...
+
+
+def merge_turns(turns: Sequence[ChatTurn]) -> list[ChatTurn]:
+    """Strip contents and merge consecutive turns of one role.
+
+    A room has many users: three people talking in a row are one "user" turn to the model,
+    and chat templates usually insist on alternating roles.
+    """
+    merged: list[ChatTurn] = []
+    for turn in turns:
+        content = turn.content.strip()
+        if merged and merged[-1].role == turn.role:
+            prev = merged[-1]
+            joined = f"{prev.content}\n{content}" if prev.content and content else prev.content or content
+            merged[-1] = ChatTurn(prev.role, joined)
+        else:
+            merged.append(ChatTurn(turn.role, content))
+    return merged
+
+
+def split_system(turns: Sequence[ChatTurn]) -> tuple[str | None, list[ChatTurn]]:
+    """Separate leading system turns (the system prompt) from the conversation."""
+    system: list[str] = []
+    i = 0
+    while i < len(turns) and turns[i].role == "system":
+        if turns[i].content:
+            system.append(turns[i].content)
+        i += 1
+    return ("\n\n".join(system) if system else None), list(turns[i:])
+
+
+def fold_system(system: str | None, turns: Sequence[ChatTurn]) -> list[ChatTurn]:
+    """Put the system prompt at the top of the first user turn (Gemma's own convention).
+
+    Any later system turn is shown to the model as a user turn.
+    """
+    out = [ChatTurn("user" if t.role == "system" else t.role, t.content) for t in turns]
+    out = merge_turns(out)
+    if system:
+        if out and out[0].role == "user":
+            out[0] = ChatTurn("user", f"{system}\n\n{out[0].content}" if out[0].content else system)
+        else:
+            out.insert(0, ChatTurn("user", system))
+    return out
+
+
+def _join_template_text(segments: list[Segment]) -> list[Segment]:
+    """Merge adjacent template pieces and drop empty ones (fewer tokenizer calls)."""
+    out: list[Segment] = []
+    for text, special in segments:
+        if not text:
+            continue
+        if out and special and out[-1][1]:
+            out[-1] = (out[-1][0] + text, True)
+        else:
+            out.append((text, special))
+    return out
+
+
+class GemmaFormatter:
+    """Gemma's turn format: `<start_of_turn>user\\n…<end_of_turn>\\n` … `<start_of_turn>model\\n`.
+
+    Used for GGUFs without a chat template, i.e. typically base models. Primed by the
+    default few-shot preamble, they end an answer by writing the next "user"/"model" line
+    as plain text instead of `<end_of_turn>`: `extra_stops` end the answer there.
+    """
+
+    kind = "gemma"
+    extra_stops: tuple[str, ...] = ("\n\nuser\n", "\nuser\n", "\n\nmodel\n", "\nmodel\n")
+
+    def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt:
+        system, rest = split_system(merge_turns(turns))
+        segments: list[Segment] = []
+        for turn in fold_system(system, rest):
+            role = "model" if turn.role == "assistant" else "user"
+            segments.append((f"<start_of_turn>{role}\n", True))
+            segments.append((turn.content, False))
+            segments.append(("<end_of_turn>\n", True))
+        segments.append(("<start_of_turn>model\n", True))
+        return FormattedPrompt(_join_template_text(segments), add_bos=True)
+
+
+_SENTINEL = "\x00\x01LLMCHAT{}\x01\x00"
+_SENTINEL_RE = re.compile("\x00\x01LLMCHAT(\\d+)\x01\x00")
+
+
+class JinjaFormatter:
+    """A GGUF's `tokenizer.chat_template`, rendered like llama-cpp-python does.
+
+    Contents are replaced by sentinels while rendering so template text and user text can
+    be tokenized differently; if the template transforms contents in a way that loses the
+    sentinels, the fully rendered text is used as template text instead.
+    """
+
+    kind = "jinja"
+    extra_stops: tuple[str, ...] = ()
+
+    def __init__(self, template: str, bos_text: str = "", eos_text: str = "", add_bos: bool = True):
+        import jinja2
+        import jinja2.ext
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(
+            loader=jinja2.BaseLoader(),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            extensions=[jinja2.ext.loopcontrols],
+        )
+        env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(x, ensure_ascii=False, indent=indent)
+        self._template = env.from_string(template)
+        self.bos_text = bos_text
+        self.eos_text = eos_text
+        self.add_bos = add_bos
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        def raise_exception(message: str) -> None:
+            raise ValueError(message)
+
+        return self._template.render(
+            messages=messages,
+            bos_token=self.bos_text,
+            eos_token=self.eos_text,
+            add_generation_prompt=True,
+            raise_exception=raise_exception,
+            strftime_now=lambda fmt: datetime.now().strftime(fmt),
+        )
+
+    def _render_turns(self, turns: list[ChatTurn], sentinels: bool) -> str:
+        messages = [
+            {"role": t.role, "content": _SENTINEL.format(i) if sentinels else t.content}
+            for i, t in enumerate(turns)
+        ]
+        return self._render(messages)
+
+    def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt:
+        system, rest = split_system(merge_turns(turns))
+        candidates = [([ChatTurn("system", system)] if system else []) + rest]
+        if system:  # templates that reject a system role get it folded into the first turn
+            candidates.append(fold_system(system, rest))
+        last_error: Exception | None = None
+        for cand in candidates:
+            try:
+                rendered = self._render_turns(cand, sentinels=True)
+            except Exception as exc:  # template's raise_exception, or a jinja error
+                last_error = exc
+                continue
+            segments = self._split(rendered, cand)
+            if segments is None:
+                segments = [(self._render_turns(cand, sentinels=False), True)]
+            return self._strip_bos(segments)
+        raise ValueError(f"chat template failed: {last_error}")
+
+    @staticmethod
+    def _split(rendered: str, turns: list[ChatTurn]) -> list[Segment] | None:
+        parts = _SENTINEL_RE.split(rendered)
+        # parts alternates: text, index, text, index, ..., text
+        indices = [int(p) for p in parts[1::2]]
+        if indices != list(range(len(turns))):
+            return None
+        segments: list[Segment] = []
+        for i, text in enumerate(parts):
+            if i % 2 == 0:
+                segments.append((text, True))
+            else:
+                segments.append((turns[int(text)].content, False))
+        return segments
+
+    def _strip_bos(self, segments: list[Segment]) -> FormattedPrompt:
+        """Templates often write the BOS text themselves; we add the BOS *token* instead."""
+        add_bos = self.add_bos
+        if self.bos_text and segments and segments[0][1] and segments[0][0].startswith(self.bos_text):
+            segments[0] = (segments[0][0][len(self.bos_text) :], True)
+            add_bos = True
+        return FormattedPrompt(_join_template_text(segments), add_bos=add_bos)
+
+
+class FallbackFormatter:
+    """A template that cannot render this conversation falls back to Gemma's format."""
+
+    def __init__(self, primary: JinjaFormatter, fallback: GemmaFormatter, log=None):
+        self.primary = primary
+        self.fallback = fallback
+        self.kind = primary.kind
+        self.extra_stops = primary.extra_stops
+        self._log = log
+
+    def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt:
+        try:
+            return self.primary.format(turns)
+        except Exception as exc:
+            if self._log is not None:
+                self._log.warning("chat template failed (%s); using Gemma's turn format", exc)
+            return self.fallback.format(turns)
+
+
+def make_formatter(
+    chat_template: str | None, bos_text: str = "", eos_text: str = "", add_bos: bool = True, log=None
+) -> ChatFormatter:
+    """The template carried by the GGUF when there is one, else Gemma's turn format."""
+    if chat_template:
+        try:
+            return FallbackFormatter(JinjaFormatter(chat_template, bos_text, eos_text, add_bos), GemmaFormatter(), log)
+        except Exception as exc:  # template does not even compile
+            if log is not None:
+                log.warning("cannot compile the model's chat template (%s); using Gemma's turn format", exc)
+    return GemmaFormatter()

@@ -1,0 +1,311 @@
+"""The public `Engine`: one model, one decode thread, many concurrent generations.
+
+The event loop thread calls `submit`, `cancel`, `stats` and `close`; they only touch the
+queue under a lock and never wait for the model. The decode thread loads the model, then
+loops: admit queued requests into free slots, run one decode step, and hand the step's
+events to the loop with a single `call_soon_threadsafe`. When there is nothing to do it
+sleeps on a condition variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from typing import Any
+
+from .job import Job
+from .model import LoadedModel, ModelLoadError, load_model
+from .types import (
+    EngineSettings,
+    EngineUnavailable,
+    GenerationRequest,
+    QueueFull,
+    TokenEvent,
+    TokenSink,
+)
+
+_SHUTDOWN = "server shutting down"
+_TPS_WINDOW = 5.0  # seconds of history behind stats()["tokens_per_second"]
+
+
+class Engine:
+    """Continuous-batching text generation over one shared llama.cpp context."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        sink: TokenSink,
+        loop: asyncio.AbstractEventLoop,
+        log: logging.Logger | None = None,
+    ):
+        self.settings = settings
+        self._sink = sink
+        self._loop = loop
+        self.log = log or logging.getLogger("jupyter_llmchat.engine")
+        self.loaded = False
+        self.load_error: str | None = None
+        self.model_name = self._guess_name(settings)
+        self.n_ctx = int(settings.n_ctx)
+        self.parallel = max(1, int(settings.parallel))
+        self.formatter_kind = ""  # "gemma" or "jinja" once loaded (tests, docs)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._jobs: dict[str, Job] = {}  # every queued or admitted job, by message_id
+        self._n_admitted = 0
+        self._closing = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._settled = threading.Event()  # loaded or failed
+        self._sched = None
+        self._model: LoadedModel | None = None
+        self._steps: collections.deque[tuple[float, float, int]] = collections.deque()
+        self._tokens_generated = 0
+        self._prompt_evaluated = 0
+        self._prompt_cached = 0
+
+    @staticmethod
+    def _guess_name(settings: EngineSettings) -> str:
+        if settings.model_path:
+            from pathlib import Path
+
+            return Path(settings.model_path).name.removesuffix(".gguf")
+        return "gemma-3-270m-q4_k_m"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model on the decode thread and return at once."""
+        with self._lock:
+            if self._thread is not None or self._closing:
+                return
+            self._thread = threading.Thread(target=self._run, name="llmchat-decode", daemon=True)
+            self._thread.start()
+
+    async def wait_loaded(self, timeout: float | None = None) -> bool:
+        """True once the model is loaded, False if loading failed (or `timeout` passed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._settled.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return self.loaded
+
+    def close(self) -> None:
+        """Stop the decode thread; every queued or running request ends with an error event.
+
+        Blocks for at most about one decode step (or until a load in progress aborts).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=60.0)
+            if thread.is_alive():
+                self.log.error("the decode thread did not stop within 60 s")
+        # Without a thread (never started) nothing else will finalise queued requests.
+        self._finalise_waiting()
+        self.loaded = False
+
+    # -- requests -------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> int:
+        """Queue `request`; return its queue position (0: it starts at the next step)."""
+        if self._closing:
+            raise EngineUnavailable(_SHUTDOWN)
+        if self.load_error is not None:
+            raise EngineUnavailable(f"model failed to load: {self.load_error}")
+        if not self.loaded:
+            raise EngineUnavailable("model is loading")
+        cap = max(1, int(self.settings.max_tokens))
+        job = Job(request, max_tokens=max(1, min(int(request.config.max_tokens), cap)))
+        with self._lock:
+            if request.message_id in self._jobs:
+                raise ValueError(f"duplicate message_id {request.message_id!r}")
+            free = self.parallel - self._n_admitted
+            ahead = len(self._waiting)
+            position = 0 if ahead < free else ahead - free + 1
+            if position > self.settings.max_queue:
+                raise QueueFull(f"{ahead} requests already waiting (max_queue={self.settings.max_queue})")
+            self._waiting.append(job)
+            self._jobs[request.message_id] = job
+            self._cond.notify()
+        return position
+
+    def cancel(self, message_id: str) -> bool:
+        """Stop a queued or running generation; its final event says "cancelled"."""
+        with self._lock:
+            job = self._jobs.get(message_id)
+            if job is None or job.done or job.cancelled:
+                return False
+            job.cancelled = True
+            try:
+                self._waiting.remove(job)
+            except ValueError:  # already admitted: the decode thread ends it next step
+                self._cond.notify()
+                return True
+            del self._jobs[message_id]
+            event = job.final_event("", "cancelled")
+        self._deliver([event])
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for SPEC section 6 (`model`), plus `prompt_tokens_cached`."""
+        with self._lock:
+            now = time.perf_counter()
+            while self._steps and self._steps[0][1] < now - _TPS_WINDOW:
+                self._steps.popleft()
+            tps = 0.0
+            if self._steps:
+                span = max(now - self._steps[0][0], 1e-3)
+                tps = sum(n for _, _, n in self._steps) / span
+            return {
+                "name": self.model_name,
+                "loaded": self.loaded,
+                "load_error": self.load_error,
+                "n_ctx": self.n_ctx,
+                "parallel": self.parallel,
+                "active_sequences": self._n_admitted,
+                # requests that will not start at the next step (queue position > 0)
+                "queue_depth": max(0, len(self._waiting) - (self.parallel - self._n_admitted)),
+                "tokens_generated": self._tokens_generated,
+                "tokens_per_second": round(tps, 1),
+                "prompt_tokens_evaluated": self._prompt_evaluated,
+                "prompt_tokens_cached": self._prompt_cached,
+            }
+
+    # -- decode thread ----------------------------------------------------------------------
+
+    def _deliver(self, events: list[TokenEvent]) -> None:
+        if not events:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._sink, events)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    def _load(self) -> bool:
+        from .chat_format import make_formatter
+        from .prompt import PromptBuilder
+        from .scheduler import Scheduler
+
+        try:
+            model = load_model(self.settings, should_abort=lambda: self._closing)
+        except ModelLoadError as exc:
+            self.load_error = str(exc)
+        except Exception as exc:  # never let a bad model take the server down
+            self.load_error = f"{type(exc).__name__}: {exc}"
+        else:
+            self._model = model
+            formatter = make_formatter(model.chat_template, model.bos_text, model.eos_text, model.add_bos, self.log)
+            builder = PromptBuilder(
+                formatter,
+                tokenize=lambda text, special: model.tokenize(text, special),
+                detokenize=model.detokenize,
+                bos_id=model.bos_id,
+            )
+            self._sched = Scheduler(model, builder, self.log)
+            self.formatter_kind = formatter.kind
+            self.model_name = model.name
+            self.n_ctx = model.n_ctx
+            self.loaded = True
+            self.log.info(
+                "model %s loaded: n_ctx=%d (per sequence %d), parallel=%d, n_threads=%d, format=%s",
+                model.name, model.n_ctx, model.n_ctx_seq, model.n_seq_max, self.settings.n_threads, formatter.kind,
+            )
+        if self.load_error is not None:
+            self.log.error("model failed to load: %s", self.load_error)
+        self._settled.set()
+        return self.loaded
+
+    def _run(self) -> None:
+        try:
+            if self._load():
+                self._loop_steps()
+        finally:
+            self._shutdown()
+
+    def _loop_steps(self) -> None:
+        sched = self._sched
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._closing and not self._waiting and not sched.has_work():
+                    cond.wait()
+                if self._closing:
+                    return
+                admit: list[Job] = []
+                free = sched.free_slots()
+                while self._waiting and len(admit) < free:
+                    admit.append(self._waiting.popleft())
+                self._n_admitted += len(admit)
+            t0 = time.perf_counter()
+            events: list[TokenEvent] = []
+            for job in admit:
+                try:
+                    sched.admit(job)
+                except Exception as exc:  # a bug must not leave a client waiting forever
+                    self.log.exception("admitting %s failed", job.message_id)
+                    sched.fail(job, f"internal error: {exc}")
+            try:
+                events = sched.step()
+            except Exception as exc:
+                self.log.exception("decode step failed")
+                events = sched.finish_all("error", f"internal error: {exc}")
+                sched.slots.reset_all()
+            t1 = time.perf_counter()
+            finished = sched.finished
+            sched.finished = []
+            # Bookkeeping before delivery: whoever sees a final event also sees its slot free.
+            with self._lock:
+                for job in finished:
+                    self._jobs.pop(job.message_id, None)
+                self._n_admitted -= len(finished)
+                n_new = sched.tokens_generated - self._tokens_generated
+                if n_new:
+                    self._steps.append((t0, t1, n_new))
+                self._tokens_generated = sched.tokens_generated
+                self._prompt_evaluated = sched.prompt_tokens_evaluated
+                self._prompt_cached = sched.prompt_tokens_cached
+            self._deliver(events)
+
+    def _finalise_waiting(self) -> None:
+        with self._lock:
+            jobs = list(self._waiting)
+            self._waiting.clear()
+            for job in jobs:
+                self._jobs.pop(job.message_id, None)
+            events = [job.final_event("", "error", _SHUTDOWN) for job in jobs if not job.done]
+        self._deliver(events)
+
+    def _shutdown(self) -> None:
+        """On the decode thread: end everything, then free the context and the model."""
+        events: list[TokenEvent] = []
+        if self._sched is not None:
+            try:
+                events = self._sched.finish_all("error", _SHUTDOWN)
+            except Exception:
+                self.log.exception("while ending running requests")
+            with self._lock:
+                self._n_admitted = 0
+                for job in self._sched.finished:
+                    self._jobs.pop(job.message_id, None)
+                self._sched.finished = []
+        self._deliver(events)
+        self._finalise_waiting()
+        if self._model is not None:
+            for job in self._sched.jobs if self._sched is not None else []:
+                if job.sampler is not None:
+                    job.sampler.close()
+            self._sched = None
+            self._model.close()
+            self._model = None
+        self.loaded = False
+        self._settled.set()

@@ -1,0 +1,169 @@
+"""Which llama.cpp sequence holds what, and reusing KV prefixes between turns.
+
+There are `parallel` sequence ids ("slots"). A slot is running a job, or idle. An idle slot
+may still hold the KV cells of a finished conversation, labelled with its `cache_key`
+(a room): the room's next turn is given that slot, only the tokens after the common prefix
+are evaluated, and the divergent tail is removed with `llama_memory_seq_rm`. With a
+unified KV cache any slot's prefix can also be copied (`llama_memory_seq_cp` shares the
+cells, no copy of data), so the system prompt evaluated once serves every room. Idle
+slots are evicted least-recently-used when a slot or KV cells are needed.
+
+Gemma 3's sliding-window layers: a prefix is only reusable if the SWA cache still holds
+the last `n_swa` positions before the reuse point (`llama_memory_seq_pos_min` guard, as
+llama.cpp's server does); the context is created with `swa_full` so that is the norm.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .job import Job
+    from .model import LoadedModel
+
+
+def _llama():
+    import llama_cpp.llama_cpp as llama
+
+    return llama
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    x = np.asarray(a[:n], dtype=np.int32)
+    y = np.asarray(b[:n], dtype=np.int32)
+    diff = np.flatnonzero(x != y)
+    return int(diff[0]) if diff.size else n
+
+
+@dataclass(eq=False)
+class Slot:
+    """One llama.cpp sequence id and the tokens whose KV it holds (positions 0..n-1)."""
+
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+    key: str | None = None
+    last_used: float = 0.0
+    job: Job | None = None
+
+
+class SlotTable:
+    """Assigns slots to jobs and keeps `Slot.tokens` equal to what the KV cache holds."""
+
+    def __init__(self, model: LoadedModel):
+        self.model = model
+        self.slots = [Slot(i) for i in range(model.n_seq_max)]
+        self.reuse_prefix = True  # off: every prompt is evaluated in full (tests compare)
+        self._mem = _llama().llama_get_memory(model.ctx)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def free_count(self) -> int:
+        return sum(1 for s in self.slots if s.job is None)
+
+    def cells_in_use(self) -> int:
+        """Upper bound of the KV cells in use (shared prefix cells are counted per slot)."""
+        return sum(len(s.tokens) for s in self.slots)
+
+    # -- assignment ---------------------------------------------------------------------
+
+    def acquire(self, job: Job, key: str | None) -> tuple[Slot, int]:
+        """Give `job` a slot holding the longest available prefix of `job.prompt`.
+
+        Returns the slot and the number of prompt tokens already in its KV cells.
+        """
+        slot = self._choose(key)
+        slot.job = job
+        slot.key = key
+        slot.last_used = time.monotonic()
+        prompt = job.prompt
+        if not self.reuse_prefix:
+            self.truncate(slot, 0)
+            return slot, 0
+        limit = len(prompt) - 1  # the last prompt token is always evaluated: we need its logits
+        own = min(common_prefix(slot.tokens, prompt), limit)
+        donor, best = None, own
+        if self.model.kv_unified:
+            for other in self.slots:
+                if other is slot or not other.tokens:
+                    continue
+                c = min(common_prefix(other.tokens, prompt), limit)
+                if c > best:
+                    donor, best = other, c
+        llama = _llama()
+        if donor is not None:
+            llama.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+            llama.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, 0, best)
+            slot.tokens = donor.tokens[:best]
+        else:
+            self.truncate(slot, own)
+            best = len(slot.tokens)
+        if best > 0 and not self._prefix_usable(slot, best):
+            self.truncate(slot, 0)
+            best = 0
+        return slot, best
+
+    def _choose(self, key: str | None) -> Slot:
+        idle = [s for s in self.slots if s.job is None]
+        if not idle:
+            raise RuntimeError("no free slot")  # the engine admits only when one is free
+        if key is not None:
+            mine = [s for s in idle if s.key == key and s.tokens]
+            if mine:
+                return max(mine, key=lambda s: s.last_used)
+        empty = [s for s in idle if not s.tokens]
+        if empty:
+            return empty[0]
+        return min(idle, key=lambda s: s.last_used)
+
+    def _prefix_usable(self, slot: Slot, n_past: int) -> bool:
+        """False when sliding-window layers lost positions the next token must attend to."""
+        n_swa = self.model.n_swa
+        if n_swa <= 0:
+            return True
+        pos_min = _llama().llama_memory_seq_pos_min(self._mem, slot.seq)
+        return pos_min <= max(0, n_past - n_swa)
+
+    # -- KV edits -----------------------------------------------------------------------
+
+    def truncate(self, slot: Slot, n: int) -> None:
+        """Keep only the first `n` tokens of `slot` in the KV cache."""
+        if n >= len(slot.tokens):
+            return
+        llama = _llama()
+        if n <= 0 or not llama.llama_memory_seq_rm(self._mem, slot.seq, n, -1):
+            llama.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+            n = 0
+        del slot.tokens[n:]
+
+    def release(self, slot: Slot, keep: bool) -> None:
+        """The job is over: keep its KV as the room's cache, or free the cells now."""
+        slot.job = None
+        slot.last_used = time.monotonic()
+        if not keep:
+            self.truncate(slot, 0)
+            slot.key = None
+
+    def evict_one(self) -> bool:
+        """Free the least recently used idle cache; False when there is none."""
+        idle = [s for s in self.slots if s.job is None and s.tokens]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda s: s.last_used)
+        self.truncate(victim, 0)
+        victim.key = None
+        return True
+
+    def reset_all(self) -> None:
+        """After a fatal decode error: forget every cached prefix."""
+        _llama().llama_memory_clear(self._mem, True)
+        for s in self.slots:
+            s.tokens = []
+            s.key = None

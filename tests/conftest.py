@@ -1,0 +1,194 @@
+"""A real Jupyter server with the extension and the real model, and small socket clients.
+
+`chat_server` starts pytest-jupyter's server in-process; `ChatClient` speaks llmchat.v1
+over Tornado's WebSocket client. Several users are simulated with an identity provider
+that maps tokens to users, the way JupyterHub maps its tokens to users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+from jupyter_server.auth.identity import IdentityProvider, User
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+USERS = {
+    "tok-ada": User(username="ada", name="Ada Lovelace", display_name="Ada Lovelace"),
+    "tok-bob": User(username="bob", name="Bob", display_name="Bob"),
+}
+TIMEOUT = 60.0
+
+
+class TokenUsers(IdentityProvider):
+    """Each test token is a different user (as a JupyterHub token would be).
+
+    The cookie `test-login` stands for a browser's login cookie: like Jupyter's own, it
+    does not count as token authentication, so origin and XSRF checks apply to it.
+    """
+
+    def get_user(self, handler: Any) -> User | None:
+        cookie = handler.get_cookie("test-login")
+        if cookie:
+            return USERS.get(cookie)
+        header = handler.request.headers.get("Authorization", "")
+        token = header[len("token ") :] if header.startswith("token ") else handler.get_argument("token", "")
+        user = USERS.get(token)
+        if user is not None:
+            handler._token_authenticated = True  # as Jupyter's own token check does: no XSRF needed
+        return user
+
+
+# Small, fast defaults for every test server; tests override what they are about.
+BASE_CONFIG: dict[str, Any] = {
+    "n_ctx": 4096,
+    "parallel": 4,
+    "default_max_tokens": 8,
+    "temperature": 0.0,
+    "ping_interval": 0,
+}
+
+
+@pytest.fixture
+def llmchat_config() -> dict[str, Any]:
+    """Per-test LLMChat traits; override this fixture or mutate it before `chat_server`."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config_extra() -> dict[str, Any]:
+    """Per-test ServerApp traits (e.g. allow_origin)."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(llmchat_config: dict[str, Any], jp_server_config_extra: dict[str, Any], tmp_path: Any) -> dict[str, Any]:
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_llmchat": True},
+            "identity_provider_class": TokenUsers,
+            **jp_server_config_extra,
+        },
+        "LLMChat": {"history_path": str(tmp_path / "history.sqlite"), **BASE_CONFIG, **llmchat_config},
+    }
+
+
+@pytest.fixture
+def chat_server(jp_serverapp: Any, http_server_client: Any, jp_asyncio_loop: Any) -> Any:
+    """The running server's LLMChat extension, once its model is loaded (or failed)."""
+    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_llmchat"]
+    jp_asyncio_loop.run_until_complete(app.engine.wait_loaded(timeout=TIMEOUT))
+    return app
+
+
+class ChatClient:
+    """A llmchat.v1 client for tests: send frames, read frames with timeouts."""
+
+    def __init__(self, connection: tornado.websocket.WebSocketClientConnection) -> None:
+        self.ws = connection
+        self._ids = 0
+
+    def next_id(self, prefix: str = "r") -> str:
+        self._ids += 1
+        return f"{prefix}-{self._ids}"
+
+    async def send(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> str:
+        request_id = envelope.pop("id", None) or self.next_id(type_.lower())
+        frame = {"type": type_, "id": request_id, **envelope, "data": data if data is not None else {}}
+        await self.ws.write_message(json.dumps(frame))
+        return request_id
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.read_message(), timeout)
+        assert raw is not None, f"socket closed: {self.ws.close_code} {self.ws.close_reason}"
+        return json.loads(raw)
+
+    async def recv_type(self, *types: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """Next frame of one of `types`, skipping others (e.g. Presence)."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] in types:
+                return frame
+
+    async def answer(self, message_id: str, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Every Token of one answer, up to and including the final one."""
+        tokens = []
+        while True:
+            frame = await self.recv_type("Token", timeout=timeout)
+            if frame["data"]["message_id"] == message_id:
+                tokens.append(frame)
+                if frame["data"]["is_final"]:
+                    return tokens
+
+    async def join(self, room: str, **data: Any) -> dict[str, Any]:
+        request_id = await self.send("Join", data, room=room)
+        joined = await self.recv_type("Joined")
+        assert joined["id"] == request_id
+        return joined
+
+    async def closed(self, timeout: float = TIMEOUT) -> tuple[int | None, str | None]:
+        """Read until the server closes the socket; returns (code, reason)."""
+        async def drain() -> None:
+            while await self.ws.read_message() is not None:
+                pass
+
+        await asyncio.wait_for(drain(), timeout)
+        return self.ws.close_code, self.ws.close_reason
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def ws_url(jp_http_port: int, jp_base_url: str) -> str:
+    return f"ws://127.0.0.1:{jp_http_port}{jp_base_url}llmchat/ws"
+
+
+@pytest.fixture
+def connect(ws_url: str) -> Any:
+    """`await connect("tok-ada")` opens a socket as that user and reads its Welcome."""
+    opened: list[ChatClient] = []
+
+    async def _connect(
+        token: str | None = "tok-ada", *, headers: dict[str, str] | None = None, welcome: bool = True, **kwargs: Any
+    ) -> ChatClient:
+        all_headers = dict(headers or {})
+        if token:
+            all_headers.setdefault("Authorization", f"token {token}")
+        request = tornado.httpclient.HTTPRequest(ws_url, headers=all_headers, connect_timeout=30)
+        connection = await tornado.websocket.websocket_connect(
+            request, subprotocols=["llmchat.v1"], **kwargs
+        )
+        client = ChatClient(connection)
+        opened.append(client)
+        if welcome:
+            frame = await client.recv()
+            assert frame["type"] == "Welcome", frame
+            client.welcome = frame
+        return client
+
+    yield _connect
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
+def api(jp_fetch: Any) -> Any:
+    """`await api("GET", "rooms")` → (status, json) as the user of `token`."""
+
+    async def _api(method: str, *path: str, body: Any = None, token: str = "tok-ada", **params: Any) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"method": method, "headers": {"Authorization": f"token {token}"}, "raise_error": False}
+        if body is not None:
+            kwargs["body"] = json.dumps(body) if not isinstance(body, (bytes, str)) else body
+        if params:
+            kwargs["params"] = params
+        response = await jp_fetch("llmchat", "api", *path, **kwargs)
+        text = response.body.decode() if response.body else ""
+        return response.code, (json.loads(text) if text.startswith(("{", "[")) else text)
+
+    return _api

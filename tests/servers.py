@@ -1,0 +1,109 @@
+"""Start and stop a real `jupyter server` process, as a user would run it.
+
+Used where the test is about the process itself: restarts, command-line configuration,
+kernels, browsers. Bounded: every wait has a deadline, and the process is always killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """A `jupyter server` (or `jupyter lab`) subprocess on 127.0.0.1 with a random token."""
+
+    def __init__(self, root: Path, args: list[str], app: str = "server", env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.port = free_port()
+        self.token = secrets.token_hex(12)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = root / f"server-{self.port}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.command = [
+            sys.executable, "-m", "jupyter", app, "--allow-root", "--no-browser",
+            f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}", *args,
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                self.get("api/status")
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"server did not answer in {timeout} s:\n{self.log_path.read_text()[-4000:]}")
+
+    def get(self, path: str) -> dict:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def wait_for_model(self, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.get("llmchat/api/stats")["model"]
+            if model["loaded"] or model.get("error"):
+                return model
+            time.sleep(0.2)
+        raise TimeoutError("model did not load")
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/llmchat/ws"
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, Jupyter's graceful shutdown (extensions stop), then kill if it hangs.
+
+        (SIGINT without a terminal exits without running the shutdown.)"""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextmanager
+def running_server(root: Path, args: list[str], **kwargs: object) -> Iterator[ServerProcess]:
+    server = ServerProcess(root, args, **kwargs)  # type: ignore[arg-type]
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

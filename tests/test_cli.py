@@ -1,0 +1,126 @@
+"""`jupyter llmchat` against a live server: tables, --json, discovery, clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kernels import NO_CLIENT_ENV, llmchat_server
+
+from jupyter_llmchat.cli import main
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli-runtime")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, runtime: Path):
+    with llmchat_server(tmp_path_factory.mktemp("cli-server"), runtime) as server:
+        assert server.wait_for_model()["loaded"]
+        yield server
+
+
+@pytest.fixture
+def cli(server, runtime: Path, monkeypatch: pytest.MonkeyPatch):
+    """`cli("rooms", "--json")` -> (exit status, stdout, stderr), discovering `server`."""
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    for name in NO_CLIENT_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        status = main(list(argv), out=out, err=err)
+        return status, out.getvalue(), err.getvalue()
+
+    return run
+
+
+def test_status_names_the_server_and_the_model(cli, server):
+    status, out, _ = cli("status")
+    assert status == 0
+    assert f"{server.url} (pid {server.pid}), the only running server" in out
+    assert "llmchat" in out and "enabled" in out
+    assert "gemma-3-270m" in out and "(loaded," in out
+    status, out, _ = cli("--json")  # no command: status
+    assert status == 0 and json.loads(out)["model"]["loaded"] is True
+
+
+def test_broadcast_then_rooms_and_history(cli):
+    status, out, err = cli("broadcast", "cli-room", "Exam starts in 10 minutes", "--name", "Teacher")
+    assert status == 0 and out.startswith("posted to cli-room as seq ")
+    assert err.startswith("server: ")
+    status, out, _ = cli("rooms")
+    header, *rows = out.splitlines()
+    assert header.split() == ["ROOM", "MEMBERS", "HEAD_SEQ"]
+    assert any(row.split()[0] == "cli-room" for row in rows)
+    status, out, _ = cli("history", "cli-room")
+    assert status == 0 and "Teacher (bot)" in out and "Exam starts in 10 minutes" in out
+    status, out, _ = cli("history", "cli-room", "--json", "--limit", "5")
+    (message,) = json.loads(out)
+    assert message["data"]["author"]["name"] == "Teacher" and message["data"]["author"]["kind"] == "bot"
+    status, out, _ = cli("--json", "rooms")  # options before or after the command
+    assert {"room": "cli-room", "members": 0, "head_seq": message["seq"]} in json.loads(out)
+
+
+def test_stats_as_a_table_and_as_json(cli):
+    status, out, _ = cli("stats")
+    assert status == 0 and "model.loaded" in out and "active_connections" in out
+    status, out, _ = cli("stats", "--json")
+    figures = json.loads(out)
+    assert {"active_connections", "messages_received", "uptime_seconds", "rooms", "model"} <= set(figures)
+
+
+def test_ask_streams_the_answer(cli):
+    status, out, _ = cli("ask", "cli-ask", "Say hi.", "--max-tokens", "4", "--temperature", "0", "--json")
+    answer = json.loads(out)
+    assert status == 0 and answer["text"] and answer["finish_reason"] in ("stop", "length")
+    status, out, _ = cli("history", "cli-ask", "--json")
+    assert [m["data"]["author"]["kind"] for m in json.loads(out)] == ["user", "assistant"]
+
+
+def test_the_console_entry_point(server, runtime):
+    env = {**os.environ, **NO_CLIENT_ENV, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_llmchat", "rooms", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout), list)
+
+
+@pytest.mark.skipif(not shutil.which("jupyter-llmchat"), reason="console script not installed (pyproject [project.scripts])")
+def test_jupyter_llmchat_subcommand(server, runtime):
+    env = {**os.environ, **NO_CLIENT_ENV, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    done = subprocess.run(["jupyter", "llmchat", "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"(pid {server.pid})" in done.stdout
+
+
+def test_errors_are_clear_and_exit_1(cli, server, tmp_path, monkeypatch):
+    status, _, err = cli("rooms", "--url", server.url, "--token", "wrong")
+    assert status == 1 and "AuthenticationFailed" in err and "403" in err
+    status, _, err = cli("history", "never-used")
+    assert status == 1 and "404" in err and "unknown room" in err
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    status, _, err = cli("status")
+    assert status == 1 and "ServerNotFound" in err and "no running Jupyter server" in err
+
+
+def test_with_two_servers_the_newest_is_used_and_named(cli, server, runtime, tmp_path):
+    """The newest server here has no llmchat: the CLI says which server it used, and why it failed."""
+    args = ["--ServerApp.jpserver_extensions=jupyter_llmchat=False"]
+    with llmchat_server(tmp_path / "plain", runtime, args) as plain:
+        status, out, err = cli("status")
+        assert f"server: {plain.url} (pid {plain.pid}), the newest of 2 running servers" in err
+        assert status == 1 and "ExtensionNotEnabled" in err and "not enabled" in err
+        status, out, _ = cli("servers")
+        assert status == 0 and str(server.pid) in out and f"* would be used: {plain.url}" in out
+        status, out, _ = cli("status", "--url", server.url)  # an explicit URL wins, with the local credentials
+        assert status == 0 and "credentials of the local server" in out

@@ -1,0 +1,502 @@
+"""The engine with the real model: batching, cancel, stops, limits, queue, prompt cache,
+trimming, load failures and shutdown. Generations are kept short (2 cores)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from jupyter_llmchat.engine import (
+    DEFAULT_SYSTEM_PROMPT,
+    ChatTurn,
+    Engine,
+    EngineSettings,
+    EngineUnavailable,
+    GenerationRequest,
+    QueueFull,
+    SamplingConfig,
+    TokenEvent,
+    default_model_path,
+)
+
+TIMEOUT = 60.0
+
+
+class Harness:
+    """An engine on a private event loop, and every event it delivered, by message id."""
+
+    def __init__(self, settings: EngineSettings):
+        self.loop = asyncio.new_event_loop()
+        self.events: dict[str, list[TokenEvent]] = defaultdict(list)
+        self.batches: list[list[TokenEvent]] = []
+        self.engine = Engine(settings, self._sink, self.loop)
+        self._n = 0
+
+    def _sink(self, events: list[TokenEvent]) -> None:
+        assert isinstance(events, list) and events
+        self.batches.append(events)
+        for ev in events:
+            self.events[ev.message_id].append(ev)
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def start(self) -> bool:
+        self.engine.start()
+        return self.run(self.engine.wait_loaded(TIMEOUT))
+
+    def new_id(self, prefix: str = "m") -> str:
+        self._n += 1
+        return f"{prefix}-{self._n}"
+
+    def submit(self, turns, cache_key=None, **cfg) -> tuple[str, int]:
+        mid = self.new_id()
+        pos = self.engine.submit(GenerationRequest(mid, list(turns), SamplingConfig(**cfg), cache_key))
+        return mid, pos
+
+    def final(self, mid: str) -> TokenEvent | None:
+        evs = self.events.get(mid)
+        return evs[-1] if evs and evs[-1].is_final else None
+
+    def wait(self, *mids: str, timeout: float = TIMEOUT) -> list[TokenEvent]:
+        async def until_done():
+            deadline = time.monotonic() + timeout
+            while not all(self.final(m) for m in mids):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no final event for {[m for m in mids if not self.final(m)]}")
+                await asyncio.sleep(0.01)
+
+        self.run(until_done())
+        for m in mids:
+            check_stream(self.events[m])
+        return [self.final(m) for m in mids]
+
+    def text(self, mid: str) -> str:
+        return "".join(ev.text for ev in self.events[mid])
+
+    def generate(self, turns, cache_key=None, **cfg) -> tuple[str, TokenEvent]:
+        mid, _ = self.submit(turns, cache_key, **cfg)
+        final = self.wait(mid)[0]
+        return self.text(mid), final
+
+    def pump(self, seconds: float) -> None:
+        self.run(asyncio.sleep(seconds))
+
+    def close(self) -> None:
+        self.engine.close()
+        self.pump(0.05)
+        self.loop.close()
+
+
+def check_stream(events: list[TokenEvent]) -> None:
+    """Indices count from 0 without gaps; exactly one final event, last, with figures."""
+    assert [e.index for e in events] == list(range(len(events)))
+    assert [e.is_final for e in events].count(True) == 1 and events[-1].is_final
+    final = events[-1]
+    assert final.finish_reason in ("stop", "length", "cancelled", "error")
+    assert set(final.usage) == {"prompt_tokens", "completion_tokens"}
+    assert set(final.timings) == {"queue_ms", "ttft_ms", "tokens_per_second"}
+    assert all(e.text for e in events[:-1])  # no empty intermediate events
+
+
+def chat(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[ChatTurn]:
+    return ([ChatTurn("system", system)] if system else []) + [ChatTurn("user", question)]
+
+
+GREEDY = dict(temperature=0.0)
+# llama.cpp's CPU kernels round differently with the shape of a batch (one row vs several,
+# chunk sizes), so greedy text is the same batched or alone only where the top two logits
+# are not nearly tied. These questions were checked to keep a clear margin on this model
+# (others, e.g. "How do I sort a dict by value in Python?", flip a word when batched).
+QUESTIONS = [
+    "What is the capital of Italy?",
+    "Who wrote Hamlet?",
+    "Explain what a Jupyter notebook is.",
+]
+
+
+@pytest.fixture(scope="module")
+def h():
+    harness = Harness(EngineSettings(n_ctx=4096, parallel=4, max_queue=6, max_tokens=24, n_threads=1))
+    assert harness.start(), harness.engine.load_error
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope="module")
+def solo(h) -> dict[str, tuple[str, TokenEvent]]:
+    """Greedy answers computed one at a time, without any KV reuse."""
+    h.engine._sched.slots.reuse_prefix = False
+    try:
+        return {q: h.generate(chat(q), max_tokens=12, **GREEDY) for q in QUESTIONS}
+    finally:
+        h.engine._sched.slots.reuse_prefix = True
+
+
+def test_loaded_and_stats(h):
+    eng = h.engine
+    assert eng.loaded and eng.load_error is None
+    assert eng.model_name == "gemma-3-270m-q4_k_m"
+    assert eng.n_ctx == 4096 and eng.parallel == 4
+    assert eng.formatter_kind == "gemma"
+    stats = eng.stats()
+    for key in (
+        "name", "loaded", "n_ctx", "parallel", "active_sequences", "queue_depth", "tokens_generated",
+        "tokens_per_second", "prompt_tokens_evaluated", "prompt_tokens_cached",
+    ):
+        assert key in stats
+    assert default_model_path().name == "gemma-3-270m-q4_k_m.gguf"
+
+
+def test_solo_answers_look_like_answers(solo):
+    for q, (text, final) in solo.items():
+        assert text.strip(), q
+        assert final.usage["prompt_tokens"] > 100  # the few-shot system prompt is in
+        assert 1 <= final.usage["completion_tokens"] <= 12
+        assert final.timings["ttft_ms"] > 0
+    text, final = solo["What is the capital of Italy?"]
+    assert "Rome" in text and final.finish_reason == "stop"
+
+
+def test_greedy_batched_equals_alone(h, solo):
+    # a sampled request with other settings shares the batch
+    mids = [h.submit(chat(q), max_tokens=12, **GREEDY)[0] for q in QUESTIONS]
+    hot, _ = h.submit(chat("Tell me a joke."), max_tokens=12, temperature=0.9, top_k=20, seed=7)
+    finals = h.wait(*mids, hot)
+    for q, mid, final in zip(QUESTIONS, mids, finals):
+        assert h.text(mid) == solo[q][0], q
+        assert final.finish_reason == solo[q][1].finish_reason
+        assert final.usage["completion_tokens"] == solo[q][1].usage["completion_tokens"]
+    # several sequences were decoded in the same step
+    assert any(len({e.message_id for e in batch}) >= 3 for batch in h.batches)
+
+
+def test_cancel_mid_batch_leaves_the_others_intact(h, solo):
+    count_turns = chat("Count from 1 to 100, separated by commas.", system=None)
+    a = h.submit(chat(QUESTIONS[0]), max_tokens=12, **GREEDY)[0]
+    victim = h.submit(count_turns, max_tokens=24, **GREEDY)[0]
+    b = h.submit(chat(QUESTIONS[1]), max_tokens=12, **GREEDY)[0]
+
+    async def until_streaming():
+        while len(h.events[victim]) < 2:
+            await asyncio.sleep(0.002)
+
+    h.run(asyncio.wait_for(until_streaming(), TIMEOUT))
+    n_before = len(h.events[victim])
+    assert h.engine.cancel(victim)
+    assert not h.engine.cancel(victim)  # only once
+    h.wait(victim)
+    final = h.final(victim)
+    assert final.finish_reason == "cancelled"
+    assert final.usage["completion_tokens"] < 24
+    assert len(h.events[victim]) - n_before <= 2  # at most the step in flight, then the end
+    h.wait(a, b)
+    assert h.text(a) == solo[QUESTIONS[0]][0]
+    assert h.text(b) == solo[QUESTIONS[1]][0]
+    assert not h.engine.cancel("no-such-message")
+
+
+def test_stop_strings(h, solo):
+    full = solo[QUESTIONS[2]][0]
+    assert len(full) > 20
+    # a stop string from the middle of the answer (likely across a token boundary)
+    cut = len(full) // 2
+    stop = full[cut : cut + 5]
+    expected = full[: full.index(stop)]
+    text, final = h.generate(chat(QUESTIONS[2]), max_tokens=16, stop=(stop, "never-seen"), **GREEDY)
+    assert text == expected
+    assert final.finish_reason == "stop"
+    assert stop not in text
+
+
+def test_sampling_settings_and_seeds(h):
+    turns = chat("Tell me a joke.")
+    cfg = dict(max_tokens=10, temperature=0.8, top_k=30, top_p=0.9, min_p=0.05, repeat_penalty=1.2, seed=1234)
+    first, f1 = h.generate(turns, **cfg)
+    second, f2 = h.generate(turns, **cfg)
+    assert first == second  # same seed, same settings, run alone: same text
+    assert f1.usage == f2.usage
+    text, final = h.generate(turns, max_tokens=10, temperature=0.0, repeat_penalty=1.3)  # greedy + penalty
+    assert final.finish_reason in ("stop", "length") and final.usage["completion_tokens"] >= 1
+    text, final = h.generate(turns, max_tokens=4, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)  # whole vocabulary
+    assert final.finish_reason in ("stop", "length")
+
+
+def test_max_tokens_gives_length_and_is_capped(h):
+    turns = chat("Count from 1 to 100, separated by commas.", system=None)
+    text, final = h.generate(turns, max_tokens=3, **GREEDY)
+    assert final.finish_reason == "length"
+    assert final.usage["completion_tokens"] == 3
+    text, final = h.generate(turns, max_tokens=100_000, **GREEDY)  # settings cap: 24
+    assert final.usage["completion_tokens"] <= 24
+    if final.finish_reason == "length":
+        assert final.usage["completion_tokens"] == 24
+
+
+def test_queue_positions_and_queue_full(h):
+    turns = chat("Count from 1 to 100, separated by commas.", system=None)
+    running = [h.submit(turns, max_tokens=24, **GREEDY) for _ in range(4)]
+    assert [pos for _, pos in running] == [0, 0, 0, 0]
+    queued = [h.submit(turns, max_tokens=4, **GREEDY) for _ in range(6)]
+    assert [pos for _, pos in queued] == [1, 2, 3, 4, 5, 6]
+    assert h.engine.stats()["queue_depth"] == 6
+    with pytest.raises(QueueFull):
+        h.submit(turns, max_tokens=4, **GREEDY)
+    # cancelling a queued request ends it at once, without any decoding
+    last = queued[-1][0]
+    assert h.engine.cancel(last)
+    assert h.wait(last)[0].finish_reason == "cancelled"
+    assert h.final(last).usage["completion_tokens"] == 0
+    for mid, _ in running:
+        h.engine.cancel(mid)
+    finals = h.wait(*(m for m, _ in running + queued[:-1]))
+    assert all(f.finish_reason in ("cancelled", "stop", "length") for f in finals)
+    assert all(f.finish_reason != "cancelled" for f in finals[4:])  # the queued ones ran
+    assert max(f.timings["queue_ms"] for f in finals[4:]) > 0
+    stats = h.engine.stats()
+    assert stats["queue_depth"] == 0 and stats["active_sequences"] == 0
+
+
+def test_prompt_cache_reuses_the_conversation_prefix(h):
+    slots = h.engine._sched.slots
+    room = [ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", "What is the capital of France?")]
+    answer1, final1 = h.generate(room, cache_key="room-a", max_tokens=12, **GREEDY)
+    turn2 = room + [ChatTurn("assistant", answer1), ChatTurn("user", "And the capital of Spain?")]
+
+    before = h.engine.stats()
+    answer2, final2 = h.generate(turn2, cache_key="room-a", max_tokens=12, **GREEDY)
+    after = h.engine.stats()
+    cached = after["prompt_tokens_cached"] - before["prompt_tokens_cached"]
+    evaluated = after["prompt_tokens_evaluated"] - before["prompt_tokens_evaluated"]
+    assert cached >= final1.usage["prompt_tokens"]  # the whole first turn was reused
+    assert evaluated == final2.usage["prompt_tokens"] - cached
+    assert evaluated < 40
+
+    slots.reuse_prefix = False
+    try:
+        before = h.engine.stats()
+        plain2, plain_final = h.generate(turn2, max_tokens=12, **GREEDY)
+        assert h.engine.stats()["prompt_tokens_evaluated"] - before["prompt_tokens_evaluated"] == plain_final.usage["prompt_tokens"]
+    finally:
+        slots.reuse_prefix = True
+    assert answer2 == plain2
+    assert final2.usage["prompt_tokens"] == plain_final.usage["prompt_tokens"]
+
+    # Gemma 3's sliding-window layers kept every position (swa_full): the prefix is valid
+    import llama_cpp.llama_cpp as llama
+
+    (slot,) = [x for x in slots.slots if x.key == "room-a"]
+    assert llama.llama_memory_seq_pos_min(llama.llama_get_memory(h.engine._model.ctx), slot.seq) == 0
+    assert h.engine.stats()["tokens_per_second"] > 0
+
+    # evict room-a's cache: other rooms take every slot
+    others = [h.submit(chat(f"Say the number {i}.", system=f"Room {i}."), cache_key=f"other-{i}", max_tokens=2, **GREEDY)[0] for i in range(4)]
+    h.wait(*others)
+    assert all(s.key != "room-a" for s in slots.slots)
+    again, _ = h.generate(turn2, cache_key="room-a", max_tokens=12, **GREEDY)
+    assert again == plain2
+
+
+def test_a_long_prompt_does_not_freeze_running_streams(h):
+    streaming = h.submit(chat("Count from 1 to 100, separated by commas.", system=None), max_tokens=24, **GREEDY)[0]
+
+    async def until(pred):
+        while not pred():
+            await asyncio.sleep(0.002)
+
+    h.run(asyncio.wait_for(until(lambda: len(h.events[streaming]) >= 2), TIMEOUT))
+    long_turns = chat("Summarise: " + "The quick brown fox jumps over the lazy dog. " * 80, system=None)
+    newcomer = h.submit(long_turns, max_tokens=2, **GREEDY)[0]
+    n_at_submit = len(h.events[streaming])
+    h.run(asyncio.wait_for(until(lambda: h.events[newcomer] or h.final(streaming)), TIMEOUT))
+    during_prefill = len(h.events[streaming]) - n_at_submit
+    h.wait(streaming, newcomer)
+    assert h.final(newcomer).usage["prompt_tokens"] > 600
+    assert during_prefill >= 3  # the stream kept going while the ~800-token prompt was evaluated
+
+
+def test_overflow_trims_oldest_turns_and_truncates_a_huge_turn():
+    small = Harness(EngineSettings(n_ctx=512, parallel=2, max_tokens=64, n_threads=1))
+    try:
+        assert small.start()
+        turns = [ChatTurn("system", "You are terse.")]
+        for i in range(30):
+            turns += [ChatTurn("user", f"Tell me fact number {i} about the sea."), ChatTurn("assistant", f"Fact {i}: the sea is salty and deep and wide.")]
+        turns.append(ChatTurn("user", "What is the capital of Italy?"))
+        text, final = small.generate(turns, max_tokens=8, **GREEDY)
+        assert final.finish_reason in ("stop", "length")
+        assert 0 < final.usage["prompt_tokens"] <= 512 - 8
+
+        huge = [ChatTurn("user", "blah " * 3000 + "What is the capital of Italy?")]
+        text, final = small.generate(huge, max_tokens=8, **GREEDY)
+        assert final.finish_reason in ("stop", "length")
+        assert 0 < final.usage["prompt_tokens"] <= 512 - 8
+
+        # max_tokens beyond the context: the prompt keeps a quarter, generation is bounded
+        text, final = small.generate(chat("Count to 1000.", system=None), max_tokens=64, **GREEDY)
+        assert final.usage["prompt_tokens"] + final.usage["completion_tokens"] <= 512
+    finally:
+        small.close()
+
+
+def test_a_storm_of_short_requests_all_complete(h):
+    turns = chat("Say hi.", system=None)
+    mids: list[str] = []
+    full = 0
+    deadline = time.monotonic() + TIMEOUT
+    while len(mids) < 40 and time.monotonic() < deadline:
+        try:
+            mids.append(h.submit(turns, max_tokens=3, temperature=0.8, seed=len(mids))[0])
+        except QueueFull:
+            full += 1
+            h.pump(0.02)
+    assert len(mids) == 40 and full > 0
+    finals = h.wait(*mids)
+    assert all(f.finish_reason in ("stop", "length") for f in finals)
+    assert h.engine.stats()["active_sequences"] == 0
+
+
+def test_load_failure_is_reported_not_raised(tmp_path):
+    bad = tmp_path / "corrupt.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    for path, reason in [(tmp_path / "missing.gguf", "not found"), (bad, "could not load"), (tmp_path, "not a file")]:
+        hx = Harness(EngineSettings(model_path=str(path)))
+        try:
+            assert not hx.start()
+            assert hx.engine.load_error and reason in hx.engine.load_error
+            assert not hx.engine.loaded
+            with pytest.raises(EngineUnavailable, match=reason):
+                hx.submit(chat("hi"))
+        finally:
+            hx.close()
+    text = tmp_path / "text.gguf"
+    text.write_text("hello")
+    hx = Harness(EngineSettings(model_path=str(text)))
+    try:
+        assert not hx.start()
+        assert "not a GGUF" in hx.engine.load_error
+    finally:
+        hx.close()
+
+
+def test_submit_before_load_is_unavailable():
+    hx = Harness(EngineSettings())
+    try:
+        with pytest.raises(EngineUnavailable, match="loading"):
+            hx.submit(chat("hi"))
+    finally:
+        hx.close()
+
+
+def test_close_finalises_queued_and_running_requests():
+    hx = Harness(EngineSettings(n_ctx=1024, parallel=1, max_queue=4, max_tokens=64, n_threads=1))
+    assert hx.start()
+    turns = chat("Count from 1 to 100, separated by commas.", system=None)
+    mids = [hx.submit(turns, max_tokens=64, **GREEDY)[0] for _ in range(3)]
+
+    async def until_streaming():
+        while not hx.events[mids[0]]:
+            await asyncio.sleep(0.005)
+
+    hx.run(asyncio.wait_for(until_streaming(), TIMEOUT))
+    hx.engine.close()
+    hx.engine.close()  # idempotent
+    finals = hx.wait(*mids, timeout=5)
+    assert [f.finish_reason for f in finals] == ["error"] * 3
+    assert all(f.error == "server shutting down" for f in finals)
+    assert not hx.engine.loaded
+    with pytest.raises(EngineUnavailable):
+        hx.submit(turns)
+    hx.close()
+
+
+def add_chat_template(src: Path, dst: Path, template: str) -> None:
+    """Copy a GGUF adding `tokenizer.chat_template` (gguf's own scripts take 10 s here).
+
+    Walks the header (GGUF v3, little-endian), inserts one string key-value after the
+    others, and re-aligns the tensor data, which is copied unchanged.
+    """
+    import mmap
+    import shutil
+    import struct
+
+    scalar = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    with src.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        assert mm[:4] == b"GGUF" and struct.unpack_from("<I", mm, 4)[0] == 3
+        n_tensors, n_kv = struct.unpack_from("<QQ", mm, 8)
+        pos = 24
+
+        def skip_string(p: int) -> int:
+            return p + 8 + struct.unpack_from("<Q", mm, p)[0]
+
+        def skip_value(p: int, vtype: int) -> int:
+            if vtype == 8:
+                return skip_string(p)
+            if vtype == 9:
+                etype, count = struct.unpack_from("<IQ", mm, p)
+                p += 12
+                if etype in scalar:
+                    return p + count * scalar[etype]
+                for _ in range(count):
+                    p = skip_value(p, etype)
+                return p
+            return p + scalar[vtype]
+
+        alignment = 32
+        for _ in range(n_kv):
+            key_end = skip_string(pos)
+            key = bytes(mm[pos + 8 : key_end])
+            vtype = struct.unpack_from("<I", mm, key_end)[0]
+            if key == b"general.alignment":
+                alignment = struct.unpack_from("<I", mm, key_end + 4)[0]
+            pos = skip_value(key_end + 4, vtype)
+        kv_end = pos
+        for _ in range(n_tensors):
+            pos = skip_string(pos)
+            n_dims = struct.unpack_from("<I", mm, pos)[0]
+            pos += 4 + 8 * n_dims + 4 + 8
+        infos_end = pos
+        data_start = -(-infos_end // alignment) * alignment
+
+        key, value = b"tokenizer.chat_template", template.encode()
+        extra = struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
+        with dst.open("wb") as out:
+            out.write(mm[:8] + struct.pack("<QQ", n_tensors, n_kv + 1))
+            out.write(mm[24:kv_end])
+            out.write(extra)
+            out.write(mm[kv_end:infos_end])
+            new_end = infos_end + len(extra)
+            out.write(b"\0" * (-(-new_end // alignment) * alignment - new_end))
+            fh.seek(data_start)
+            shutil.copyfileobj(fh, out, 16 << 20)
+
+
+def test_chat_template_from_the_gguf_is_used(tmp_path):
+    """A copy of the model whose GGUF carries a ChatML template."""
+    template = (
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n'}}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+    out = tmp_path / "templated.gguf"
+    add_chat_template(default_model_path(), out, template)
+    hx = Harness(EngineSettings(model_path=str(out), n_ctx=1024, parallel=1))
+    try:
+        assert hx.start(), hx.engine.load_error
+        assert hx.engine.formatter_kind == "jinja"
+        assert hx.engine.model_name == "templated"
+        text, final = hx.generate(chat("Hi", system="Be brief."), max_tokens=4, **GREEDY)
+        assert final.finish_reason in ("stop", "length")
+        prompt = hx.engine._sched.builder.encode(chat("Hi", system="Be brief."))
+        model = hx.engine._model
+        assert prompt[0] == model.bos_id
+        # Gemma's vocabulary has no ChatML control tokens: the markers are plain text here
+        assert model.detokenize(prompt) == (
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        )
+        assert final.usage["prompt_tokens"] == len(prompt)
+    finally:
+        hx.close()

@@ -1,0 +1,88 @@
+"""REST API (SPEC section 7) and Prometheus metrics (section 6) on a real server."""
+
+from __future__ import annotations
+
+import pytest
+
+
+async def test_rest_broadcast_reaches_socket_members_as_a_bot(chat_server, connect, api):
+    member = await connect("tok-bob")
+    await member.join("class")
+    status, body = await api("POST", "rooms", "class", "messages", body={"content": "Hint: use a dict", "author_name": "teacher"})
+    assert status == 201 and body["seq"] >= 1 and body["message_id"].startswith("m-")
+    text = await member.recv_type("Text")
+    assert text["seq"] == body["seq"]
+    assert text["data"]["author"] == {"username": "ada", "name": "teacher", "kind": "bot"}
+    status, body = await api("POST", "rooms", "class", "messages", body={"content": "default name"})
+    assert (await member.recv_type("Text"))["data"]["author"]["name"] == "notebook"
+
+    status, history = await api("GET", "rooms", "class", "messages", since=text["seq"])
+    assert status == 200
+    assert [m["data"]["content"] for m in history["messages"]] == ["default name"]
+    assert history["head_seq"] == body["seq"]
+
+    status, rooms = await api("GET", "rooms")
+    assert {"room": "class", "members": 1, "head_seq": body["seq"]} in rooms["rooms"]
+
+
+async def test_rest_generate_streams_into_the_room(chat_server, connect, api):
+    member = await connect("tok-bob")
+    await member.join("class")
+    status, ack = await api("POST", "rooms", "class", "generate", body={"prompt": "Define a list.", "config": {"max_tokens": 5}})
+    assert status == 202 and ack["queue_position"] == 0
+    prompt = await member.recv_type("Text")
+    assert prompt["data"]["author"]["kind"] == "bot"
+    tokens = await member.answer(ack["message_id"])
+    assert tokens[-1]["data"]["is_final"]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, code",
+    [
+        ("POST", ("rooms", "class", "messages"), {"content": ""}, 400),
+        ("POST", ("rooms", "class", "messages"), "{oops", 400),
+        ("POST", ("rooms", "bad room", "messages"), {"content": "x"}, 400),
+        ("POST", ("rooms", "class", "generate"), {"prompt": "x", "config": {"top_p": 7}}, 400),
+        ("GET", ("rooms", "never-used", "messages"), None, 404),
+        ("GET", ("rooms", "class", "messages"), None, 400),
+    ],
+)
+async def test_rest_bad_requests_get_clear_errors(chat_server, api, method, path, body, code):
+    params = {"limit": "lots"} if path[-1] == "messages" and method == "GET" and path[1] == "class" else {}
+    if params:
+        await api("POST", "rooms", "class", "messages", body={"content": "exists"})
+    status, error = await api(method, *path, body=body, **params)
+    assert status == code, error
+    assert error["code"] == code and error["message"]
+
+
+async def test_rest_needs_authentication(chat_server, api):
+    status, _ = await api("GET", "stats", token="wrong")
+    assert status == 403
+
+
+async def test_stats_and_metrics_report_the_same_figures(chat_server, connect, api, jp_fetch):
+    client = await connect()
+    await client.join("general")
+    await client.send("Generate", {"prompt": "Hi", "config": {"max_tokens": 3}}, room="general")
+    ack = await client.recv_type("Ack")
+    await client.answer(ack["data"]["message_id"])
+    status, stats = await api("GET", "stats")
+    assert status == 200
+    assert stats["active_connections"] == 1
+    assert stats["model"]["loaded"] and stats["model"]["tokens_generated"] >= 1
+    response = await jp_fetch("metrics", headers={"Authorization": "token tok-ada"})
+    text = response.body.decode()
+    assert "llmchat_active_connections 1.0" in text
+    assert 'llmchat_room_members{room="general"} 1.0' in text
+    generated = [line for line in text.splitlines() if line.startswith("llmchat_model_tokens_generated_total")]
+    assert generated and float(generated[0].split()[-1]) >= 1
+
+
+async def test_a_cookie_authenticated_post_needs_the_xsrf_token(chat_server, jp_fetch):
+    # A browser's login cookie alone must not let another site post into a room.
+    response = await jp_fetch(
+        "llmchat", "api", "rooms", "class", "messages", method="POST", body='{"content": "x"}',
+        headers={"Cookie": "test-login=tok-ada", "Authorization": ""}, raise_error=False,
+    )
+    assert response.code == 403

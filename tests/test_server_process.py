@@ -1,0 +1,64 @@
+"""The extension in a real `jupyter server` process: auto-enabled, configured from the
+command line, and its history surviving a restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import websocket
+
+from servers import running_server
+
+
+def test_the_extension_is_enabled_on_install():
+    listing = subprocess.run(
+        [sys.executable, "-m", "jupyter", "server", "extension", "list"],
+        capture_output=True, text=True, timeout=60,
+    )
+    output = listing.stdout + listing.stderr
+    assert "jupyter_llmchat" in output and "enabled" in output.split("jupyter_llmchat", 1)[1].splitlines()[0]
+
+
+def _frames_until(ws: websocket.WebSocket, kind: str) -> list[dict]:
+    frames = []
+    while True:
+        frames.append(json.loads(ws.recv()))
+        if frames[-1]["type"] == kind:
+            return frames
+
+
+def test_history_and_seq_survive_a_restart(tmp_path):
+    args = [f"--LLMChat.history_path={tmp_path / 'chat.sqlite'}", "--LLMChat.parallel=2", "--LLMChat.n_ctx=2048"]
+    with running_server(tmp_path, args) as server:
+        assert server.wait_for_model()["loaded"]
+        assert server.get("llmchat/api/stats")["model"]["parallel"] == 2  # the command line reached the traits
+        server.post("llmchat/api/rooms/keep/messages", {"content": "remember me"})
+        ws = websocket.create_connection(server.ws_url, header=[f"Authorization: token {server.token}"], timeout=60)
+        ws.recv()  # Welcome
+        ws.send(json.dumps({"type": "Join", "room": "keep", "data": {}}))
+        joined = _frames_until(ws, "Joined")[-1]
+        ws.send(json.dumps({"type": "Generate", "room": "keep", "data": {"prompt": "Hi", "config": {"max_tokens": 4}}}))
+        while True:
+            frame = json.loads(ws.recv())
+            if frame["type"] == "Token" and frame["data"]["is_final"]:
+                break
+        head_before, epoch_before = frame["seq"], joined["data"]["epoch"]
+        ws.close()
+    with running_server(tmp_path, args) as server:
+        server.wait_for_model()
+        history = server.get("llmchat/api/rooms/keep/messages")
+        contents = [(m["data"]["author"]["kind"], m["data"]["content"]) for m in history["messages"]]
+        assert contents[0] == ("bot", "remember me")
+        assert [kind for kind, _ in contents] == ["bot", "user", "assistant"]
+        assert history["head_seq"] >= head_before
+        ws = websocket.create_connection(server.ws_url, header=[f"Authorization: token {server.token}"], timeout=60)
+        ws.recv()
+        ws.send(json.dumps({"type": "Join", "room": "keep", "data": {"since": head_before, "epoch": epoch_before}}))
+        frames = _frames_until(ws, "History")
+        assert [f["type"] for f in frames] == ["Joined", "Reset", "History"]
+        assert frames[0]["data"]["epoch"] != epoch_before
+        presence = json.loads(ws.recv())
+        assert presence["type"] == "Presence" and presence["seq"] > head_before
+        ws.close()
