@@ -20,13 +20,21 @@ CLOSE_TOO_SLOW = 1008  # policy violation: the client does not read its frames
 
 @dataclass(frozen=True)
 class Identity:
-    """A user as Jupyter Server authenticated them; never taken from the client."""
+    """A user as Jupyter Server authenticated them; never taken from the client.
+
+    `kind` is the author kind of what they post: "user" for people, "bot" for kernels
+    and scripts (connections authenticated with the server's runtime secret).
+    """
 
     username: str
     name: str
+    kind: str = "user"
 
     def as_dict(self) -> dict[str, str]:
         return {"username": self.username, "name": self.name}
+
+    def author(self) -> dict[str, str]:
+        return {"username": self.username, "name": self.name, "kind": self.kind}
 
 
 class Transport(Protocol):

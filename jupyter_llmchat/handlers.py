@@ -30,10 +30,16 @@ CLOSE_SERVER_FULL = 1013  # try again later
 WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio"})
 
 
-def identity_of(handler: JupyterHandler) -> Identity:
-    """The authenticated user; the client never names itself."""
+def identity_of(handler: Any) -> Identity:
+    """The authenticated user; the client never names itself.
+
+    A connection authenticated with the runtime secret is the server owner's kernel or
+    CLI: what it posts has author kind "bot" and name "notebook" (SPEC section 5).
+    """
     user = handler.current_user
     username = getattr(user, "username", None) or str(user)
+    if handler._secret_owner() is not None:
+        return Identity(username, "notebook", "bot")
     name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
     return Identity(username, name)
 

@@ -255,7 +255,7 @@ class ChatService:
 
     def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
         room = self._member_room(connection, envelope.room)
-        self.post(room.name, data.content, {**connection.user.as_dict(), "kind": "user"})
+        self.post(room.name, data.content, connection.user.author())
 
     def _on_generate(self, connection: Connection, envelope: protocol.Envelope, data: protocol.GenerateData) -> None:
         if envelope.room is not None:
@@ -267,7 +267,7 @@ class ChatService:
             room=envelope.room,
             connection=None if envelope.room else connection,
             request_id=envelope.id,
-            author={**connection.user.as_dict(), "kind": "user"},
+            author=connection.user.author(),
         )
         self._reply(connection, "Ack", ack, envelope)
 
@@ -284,7 +284,7 @@ class ChatService:
         room = self._member_room(connection, envelope.room) if envelope.room else None
         self.hooks.run(self.hooks.custom.get(data.kind, []), self, connection, envelope.room, data.kind, data.payload)
         if room is not None:
-            author = {**connection.user.as_dict(), "kind": "user"}
+            author = connection.user.author()
             room.emit("Custom", {"kind": data.kind, "payload": data.payload, "author": author})
 
     def _on_binary(self, connection: Connection, envelope: protocol.Envelope, data: protocol.BinaryData) -> None:
@@ -295,7 +295,7 @@ class ChatService:
             raise ChatError(400, "invalid Binary data: `data` is not valid base64") from None
         if size > self.limits.max_binary_bytes:
             raise ChatError(413, f"attachment of {size} bytes is over the {self.limits.max_binary_bytes}-byte limit")
-        author = {**connection.user.as_dict(), "kind": "user"}
+        author = connection.user.author()
         room.emit(
             "Binary",
             {"data": data.data, "mime_type": data.mime_type or "application/octet-stream", "size": size, "author": author},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +82,7 @@ def test_ask_streams_the_answer(cli):
     answer = json.loads(out)
     assert status == 0 and answer["text"] and answer["finish_reason"] in ("stop", "length")
     status, out, _ = cli("history", "cli-ask", "--json")
-    assert [m["data"]["author"]["kind"] for m in json.loads(out)] == ["user", "assistant"]
+    assert [m["data"]["author"]["kind"] for m in json.loads(out)] == ["bot", "assistant"]  # a script, not a person
 
 
 def test_the_console_entry_point(server, runtime):
@@ -95,9 +94,10 @@ def test_the_console_entry_point(server, runtime):
     assert isinstance(json.loads(done.stdout), list)
 
 
-@pytest.mark.skipif(not shutil.which("jupyter-llmchat"), reason="console script not installed (pyproject [project.scripts])")
 def test_jupyter_llmchat_subcommand(server, runtime):
-    env = {**os.environ, **NO_CLIENT_ENV, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    # As a user types it: `jupyter llmchat` finds the installed `jupyter-llmchat` script.
+    scripts = os.path.dirname(sys.executable)
+    env = {**os.environ, **NO_CLIENT_ENV, "JUPYTER_RUNTIME_DIR": str(runtime), "PATH": f"{scripts}:{os.environ['PATH']}"}
     done = subprocess.run(["jupyter", "llmchat", "status"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"(pid {server.pid})" in done.stdout
