@@ -9,8 +9,9 @@ secret instead of a token (see owner_auth.py).
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable
 
 import msgspec
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -133,6 +134,19 @@ def _peek_type(message: str) -> str:
         return ""
 
 
+def answers_chat_errors(method: Callable[..., None]) -> Callable[..., None]:
+    """Turn a `ChatError` raised by a REST method into its JSON error reply."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChatAPIHandler, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except ChatError as error:
+            self.reply({"message": error.message, "code": error.code}, status=error.code)
+
+    return wrapper
+
+
 class ChatAPIHandler(OwnerSecretMixin, APIHandler):
     """Base of the REST handlers: service access and `ChatError` as a JSON error."""
 
@@ -147,8 +161,6 @@ class ChatAPIHandler(OwnerSecretMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(protocol.encode_json(value))
 
-    def fail(self, error: ChatError) -> None:
-        self.reply({"message": error.message, "code": error.code}, status=error.code)
 
     def room_name(self, room: str) -> str:
         try:
@@ -197,63 +209,50 @@ class GenerateBody(msgspec.Struct):
 class MessagesHandler(ChatAPIHandler):
     @web.authenticated
     @authorized
+    @answers_chat_errors
     def get(self, room: str) -> None:
-        try:
-            name = self.room_name(room)
-            since = self.int_argument("since", None, 0, 2**62)
-            limit = self.int_argument("limit", 50, 1, 500)
-            service = self.service
-            if name not in service.rooms and service.store.head_seq(name) is None:
-                raise ChatError(404, f"unknown room {name!r}")
-            messages = [
-                {"type": "Text", "room": name, "seq": seq, "data": data}
-                for seq, data in service.store.messages(name, since=since, limit=limit)
-            ]
-            head_seq, epoch = service.room_head(name)
-            self.reply({"messages": messages, "head_seq": head_seq, "epoch": epoch})
-        except ChatError as error:
-            self.fail(error)
+        name = self.room_name(room)
+        since = self.int_argument("since", None, 0, 2**62)
+        limit = self.int_argument("limit", 50, 1, 500)
+        self.service.require_room(name)
+        self.reply(self.service.history_data(name, since=since, limit=limit))
 
     @web.authenticated
     @authorized
+    @answers_chat_errors
     def post(self, room: str) -> None:
-        try:
-            name = self.room_name(room)
-            body = protocol.decode_json(self.request.body, MessageBody)
-            if not body.content:
-                raise ChatError(400, "`content` must not be empty")
-            user = identity_of(self)
-            message_id, seq = self.service.broadcast_to_room(
-                name, body.content, username=user.username, author_name=body.author_name
-            )
-            self.reply({"message_id": message_id, "seq": seq}, status=201)
-        except ChatError as error:
-            self.fail(error)
+        name = self.room_name(room)
+        body = protocol.decode_json(self.request.body, MessageBody)
+        if not body.content:
+            raise ChatError(400, "`content` must not be empty")
+        user = identity_of(self)
+        message_id, seq = self.service.broadcast_to_room(
+            name, body.content, username=user.username, author_name=body.author_name
+        )
+        self.reply({"message_id": message_id, "seq": seq}, status=201)
 
 
 class GenerateHandler(ChatAPIHandler):
     @web.authenticated
     @authorized
+    @answers_chat_errors
     def post(self, room: str) -> None:
-        try:
-            name = self.room_name(room)
-            body = protocol.decode_json(self.request.body, GenerateBody)
-            if not body.prompt:
-                raise ChatError(400, "`prompt` must not be empty")
-            user = identity_of(self)
-            author = {"username": user.username, "name": body.author_name or "notebook", "kind": "bot"}
-            ack = self.service.generate(
-                owner=user,
-                prompt=body.prompt,
-                config=body.config,
-                room=name,
-                connection=None,
-                request_id=self.request.headers.get("Idempotency-Key"),
-                author=author,
-            )
-            self.reply(ack, status=202)
-        except ChatError as error:
-            self.fail(error)
+        name = self.room_name(room)
+        body = protocol.decode_json(self.request.body, GenerateBody)
+        if not body.prompt:
+            raise ChatError(400, "`prompt` must not be empty")
+        user = identity_of(self)
+        author = {"username": user.username, "name": body.author_name or "notebook", "kind": "bot"}
+        ack = self.service.generate(
+            owner=user,
+            prompt=body.prompt,
+            config=body.config,
+            room=name,
+            connection=None,
+            request_id=self.request.headers.get("Idempotency-Key"),
+            author=author,
+        )
+        self.reply(ack, status=202)
 
 
 def routes() -> list[tuple[str, type]]:

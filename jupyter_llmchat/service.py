@@ -275,8 +275,7 @@ class ChatService:
         self.cancel(connection.user, data.message_id)
 
     def _on_history(self, connection: Connection, envelope: protocol.Envelope, data: protocol.HistoryData) -> None:
-        if envelope.room not in self.rooms and self.store.head_seq(envelope.room) is None:
-            raise ChatError(404, f"unknown room {envelope.room!r}")
+        self.require_room(envelope.room)
         history = self.history_data(envelope.room, before_seq=data.before_seq, limit=data.limit or 50)
         self._reply(connection, "History", history, envelope)
 
@@ -314,14 +313,21 @@ class ChatService:
             self.rooms[name] = room
         return room
 
-    def history_data(self, name: str, *, before_seq: int | None = None, limit: int = 50) -> dict[str, Any]:
-        room = self.rooms.get(name)
+    def history_data(
+        self, name: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
+    ) -> dict[str, Any]:
+        """`History` data: stored messages as Text room events, oldest first."""
         messages = [
             {"type": "Text", "room": name, "seq": seq, "data": data}
-            for seq, data in self.store.messages(name, before_seq=before_seq, limit=limit)
+            for seq, data in self.store.messages(name, before_seq=before_seq, since=since, limit=limit)
         ]
         head_seq, epoch = self.room_head(name)
         return {"messages": messages, "head_seq": head_seq, "epoch": epoch}
+
+    def require_room(self, name: str) -> None:
+        """ChatError 404 unless the room is live or has ever been used."""
+        if name not in self.rooms and self.store.head_seq(name) is None:
+            raise ChatError(404, f"unknown room {name!r}")
 
     def room_head(self, name: str) -> tuple[int, str | None]:
         """A room's head seq and epoch (None for a room not live in this process)."""

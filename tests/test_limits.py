@@ -106,3 +106,36 @@ async def test_a_client_that_stops_reading_is_dropped_without_slowing_its_room(
     queued = sum(len(c._queue) for c in chat_server.service.connections.values())
     assert queued <= 2
     stalled.close()
+
+
+@pytest.mark.parametrize("llmchat_config", [{"max_tokens": 3}])
+async def test_max_tokens_is_capped_by_the_server(chat_server, connect, llmchat_config):
+    client = await connect()
+    assert client.welcome["data"]["limits"]["max_tokens"] == 3
+    await client.send("Generate", {"prompt": "Tell me a long story.", "config": {"max_tokens": 5000}})
+    ack = await client.recv_type("Ack")
+    final = (await client.answer(ack["data"]["message_id"]))[-1]["data"]
+    assert final["usage"]["completion_tokens"] <= 3
+
+
+@pytest.mark.parametrize("llmchat_config", [{"room_cleanup_delay": 0.5}])
+async def test_an_empty_room_is_dropped_after_a_delay_and_comes_back_with_a_new_epoch(
+    chat_server, connect, llmchat_config
+):
+    client = await connect()
+    first = await client.join("brief")
+    await client.send("Text", {"content": "still here later"}, room="brief")
+    await client.recv_type("Text")
+    await client.send("Leave", room="brief")
+    await client.recv_type("Left")
+    for _ in range(60):  # the sweep runs every second
+        await asyncio.sleep(0.1)
+        if "brief" not in chat_server.service.rooms:
+            break
+    assert "brief" not in chat_server.service.rooms
+    again = await client.join("brief", since=first["data"]["seq"], epoch=first["data"]["epoch"])
+    assert again["data"]["epoch"] != first["data"]["epoch"]
+    assert again["data"]["seq"] >= first["data"]["seq"] + 2  # seq continues
+    assert (await client.recv())["type"] == "Reset"
+    history = await client.recv()
+    assert [m["data"]["content"] for m in history["data"]["messages"]] == ["still here later"]
