@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import websocket
 from jupyter_client.blocking import BlockingKernelClient
-from servers import ServerProcess
+from servers import ServerProcess, wait_listening
 
 # Small and fast: short answers, greedy decoding (reproducible), no repetition penalty.
 SERVER_ARGS = [
@@ -54,12 +54,12 @@ class LLMChatServer(ServerProcess):
         return self.process.pid
 
     def start(self, timeout: float = 60.0) -> None:
-        """Up once its runtime file exists (written after it listens; works without a token)."""
+        """Up once its runtime file exists and its port accepts connections (works without a token)."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root)
         info = self.runtime_dir / f"jpserver-{self.pid}.json"
         deadline = time.monotonic() + timeout
-        while not info.exists():
+        while not info.exists() or not wait_listening(self.port, deadline):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-4000:]}")

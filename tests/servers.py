@@ -26,6 +26,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_listening(port: int, deadline: float) -> bool:
+    """True once 127.0.0.1:port accepts connections (Jupyter binds after writing its runtime file)."""
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 class ServerProcess:
     """A `jupyter server` (or `jupyter lab`) subprocess on 127.0.0.1 with a random token."""
 
