@@ -18,6 +18,7 @@ import re
 import socket
 import ssl
 import threading
+import uuid
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -68,6 +69,23 @@ class ChatClient:
         """
         return Answer(self.server, _room(room) if room is not None else None, _prompt(prompt), _config(config), self.timeout)
 
+    def generate(self, room: str, prompt: str, *, author_name: str | None = None, **config: Any) -> dict[str, Any]:
+        """Ask the model into `room` without waiting for the answer; returns {message_id, queue_position}.
+
+        REST `POST llmchat/api/rooms/{room}/generate`, with a fresh `Idempotency-Key`. The
+        prompt is posted as a bot message (name `author_name`, default "notebook") and the
+        answer streams to every member of the room; nothing streams back here (use `ask`
+        for that). Refusals (503 model loading, 429 queue full) are raised at once.
+        """
+        body: dict[str, Any] = {"prompt": _prompt(prompt)}
+        settings = _config(config)
+        if settings:
+            body["config"] = settings
+        if author_name is not None:
+            body["author_name"] = author_name
+        key = f"py-g-{uuid.uuid4().hex}"
+        return self._request("POST", f"rooms/{_room(room)}/generate", body=body, headers={"Idempotency-Key": key})
+
     def aask(self, room: str | None, prompt: str, **config: Any) -> AsyncAnswer:
         """`ask` for async code: `async for piece in client.aask(...)` or `await client.aask(...)`."""
         room = _room(room) if room is not None else None
@@ -91,10 +109,12 @@ class ChatClient:
 
     # -- transport
 
-    def _request(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
         parts = urlsplit(self.server.url)
         target = f"{parts.path}llmchat/api/{path}" + (f"?{urlencode(params)}" if params else "")
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}
         if self.server.authorization:
             headers["Authorization"] = self.server.authorization
         payload = None

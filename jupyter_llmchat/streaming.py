@@ -34,7 +34,7 @@ PROTOCOL = "llmchat.v1"
 
 
 def open_socket(server: ServerInfo, timeout: float) -> websocket.WebSocket:
-    """A connected llmchat.v1 socket, its `Welcome` read; clear errors for the usual failures."""
+    """A connected llmchat.v1 socket, its `Welcome` read (kept as `ws.welcome`); clear errors for the usual failures."""
     header = [f"Authorization: {server.authorization}"] if server.authorization else []
     options: dict[str, Any] = {"header": header, "subprotocols": [PROTOCOL], "timeout": timeout}
     if server.sock:
@@ -58,6 +58,7 @@ def open_socket(server: ServerInfo, timeout: float) -> websocket.WebSocket:
     if welcome.get("type") != "Welcome":
         ws.close()
         raise LLMChatClientError(f"expected Welcome, got {welcome.get('type')!r}")
+    ws.welcome = welcome  # the frame itself, for callers that pass it on (the widget's kernel relay)
     return ws
 
 

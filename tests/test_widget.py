@@ -1,26 +1,94 @@
-"""ChatWidget's Python side: traits, validation, the messages it sends its front end, and
-the kernel-relay stub. (Front-end behaviour is covered by js/test and js/e2e.)
+"""ChatWidget's Python side: traits, validation, send/ask/cancel through the kernel's own
+client (and the front-end fallback), and the kernel relay.
 
-Meant for tests/test_widget.py; no server, kernel or browser needed.
+The first tests need no server; the last ones use real `jupyter server` processes: a kernel
+started by a server posts with no front end at all, and the relay carries a (simulated)
+front end's frames to a real server and back. (Front-end behaviour is covered by js/test
+and js/e2e.)
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import traitlets
+from kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
-from jupyter_llmchat.widget import ChatWidget
+import jupyter_llmchat.client as kernel_client
+from jupyter_llmchat.errors import ServerNotFound
+from jupyter_llmchat.widget import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, ChatWidget, KernelRelay
+
+Sent = list[dict[str, Any]]
 
 
 @pytest.fixture
-def widget(monkeypatch: pytest.MonkeyPatch) -> tuple[ChatWidget, list[dict[str, Any]]]:
-    w = ChatWidget(room="general")
-    sent: list[dict[str, Any]] = []
-    # Capture what ipywidgets would put on the comm.
+def capture(monkeypatch: pytest.MonkeyPatch) -> Sent:
+    """What ipywidgets would put on the comm (from any thread)."""
+    sent: Sent = []
     monkeypatch.setattr(ChatWidget.__mro__[1], "send", lambda self, content, buffers=None: sent.append(content))
-    return w, sent
+    return sent
+
+
+class FakeClient:
+    """Stands in for the kernel's default `ChatClient`."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def broadcast(self, room: str, content: str, author_name: str | None = None) -> dict[str, Any]:
+        self.calls.append(("broadcast", room, content, author_name))
+        return {"message_id": f"m-{len(self.calls)}", "seq": len(self.calls)}
+
+    def generate(self, room: str, prompt: str, **config: Any) -> dict[str, Any]:
+        self.calls.append(("generate", room, prompt, config))
+        return {"message_id": f"m-{len(self.calls)}", "queue_position": 0}
+
+
+@pytest.fixture
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
+    fake = FakeClient()
+    monkeypatch.setattr(kernel_client, "_default", fake)
+    return fake
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel finds no server (VS Code, Colab...)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ServerNotFound("no running Jupyter server found")
+
+    monkeypatch.setattr(kernel_client, "_default", None)
+    monkeypatch.setattr(kernel_client, "connect", refuse)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def relayed(sent: Sent, cid: str | None = None) -> list[dict[str, Any]]:
+    return [m["frame"] for m in list(sent) if m.get("kind") == "relay" and m.get("cid") == cid]
+
+
+def frame_of(sent: Sent, cid: str, wanted: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    return wait_for(lambda: next((f for f in relayed(sent, cid) if wanted(f)), None), what=what)
+
+
+def relay(widget: ChatWidget, cid: str, frame: dict[str, Any]) -> None:
+    widget._on_front_end_msg(widget, {"kind": "relay", "cid": cid, "frame": frame}, [])
+
+
+# ---- traits -------------------------------------------------------------------------------
 
 
 def test_defaults_and_read_only_state() -> None:
@@ -51,25 +119,43 @@ def test_room_names_are_validated(bad: str) -> None:
     assert w.room == "a.b:c-d_1"
 
 
-def test_send_and_ask_post_through_the_front_end(widget: tuple[ChatWidget, list[dict[str, Any]]]) -> None:
-    w, sent = widget
+# ---- send / ask / cancel ------------------------------------------------------------------
+
+
+def test_send_and_ask_post_through_the_kernel_client(capture: Sent, fake_client: FakeClient) -> None:
+    w = ChatWidget(room="general", config={"max_tokens": 32, "temperature": 0.5})
+    assert w.send("hello") == "m-1"
+    assert w.send("done", author_name="Training job") == "m-2"
+    assert w.ask("Say hi", temperature=0) == "m-3"  # the call's settings over the trait's
+    assert fake_client.calls == [
+        ("broadcast", "general", "hello", None),
+        ("broadcast", "general", "done", "Training job"),
+        ("generate", "general", "Say hi", {"max_tokens": 32, "temperature": 0}),
+    ]
+    assert capture == []  # nothing through the front end: no view needed, never posted twice
+    assert w.fallback_reason == ""
+
+
+def test_without_a_reachable_server_send_and_ask_fall_back_to_the_front_end(capture: Sent, no_server: None) -> None:
+    w = ChatWidget(room="general")
     tid = w.send("hello")
     gid = w.ask("Say hi", max_tokens=8, temperature=0)
-    w.cancel(gid)
+    assert w.cancel(gid) is None
     w.reconnect()
-    assert sent == [
+    assert capture == [
         {"kind": "send", "id": tid, "text": "hello"},
         {"kind": "ask", "id": gid, "prompt": "Say hi", "config": {"max_tokens": 8, "temperature": 0}},
         {"kind": "cancel", "id": gid},
         {"kind": "retry"},
     ]
     assert tid != gid and len(gid) <= 128
+    assert "no running Jupyter server" in w.fallback_reason
     # never a user name: the server knows who is asking
-    assert all("name" not in m and "author" not in m for m in sent)
+    assert all("name" not in m and "author" not in m for m in capture)
 
 
-def test_bad_requests_are_refused(widget: tuple[ChatWidget, list[dict[str, Any]]]) -> None:
-    w, sent = widget
+def test_bad_requests_are_refused_before_anything_is_sent(capture: Sent, fake_client: FakeClient) -> None:
+    w = ChatWidget(room="general")
     with pytest.raises(ValueError):
         w.send("   ")
     with pytest.raises(ValueError):
@@ -78,35 +164,186 @@ def test_bad_requests_are_refused(widget: tuple[ChatWidget, list[dict[str, Any]]
         w.ask("x", temprature=0.1)
     with pytest.raises(TypeError):
         ChatWidget(config={"bogus": 1})
-    assert sent == []
+    with pytest.raises(ValueError):
+        w.cancel("")
+    assert capture == [] and fake_client.calls == []
 
 
-def test_widget_send_still_accepts_ipywidgets_content(widget: tuple[ChatWidget, list[dict[str, Any]]]) -> None:
-    w, sent = widget
+def test_widget_send_still_accepts_ipywidgets_content(capture: Sent, fake_client: FakeClient) -> None:
+    w = ChatWidget()
     assert w.send({"kind": "anything"}) is None
-    assert sent == [{"kind": "anything"}]
+    assert capture == [{"kind": "anything"}]
+    assert fake_client.calls == []
 
 
-def test_kernel_relay_stub_answers_with_an_error(widget: tuple[ChatWidget, list[dict[str, Any]]]) -> None:
-    w, sent = widget
-    w._on_front_end_msg(w, {"kind": "relay", "frame": {"type": "Join", "id": "j1", "room": "general", "data": {}}}, [])
-    w._on_front_end_msg(w, {"kind": "relay", "frame": {"type": "Ping", "id": "p1", "data": {}}}, [])
-    w._on_front_end_msg(w, {"kind": "other"}, [])
-    assert sent == [
-        {"kind": "relay", "frame": {"type": "Error", "id": "j1", "data": {"message": "kernel relay not available yet", "code": 501}}},
-        {"kind": "relay", "frame": {"type": "Pong", "id": "p1", "data": {}}},
-    ]
+# ---- the kernel relay, without a server -----------------------------------------------------
 
 
-def test_kernel_relay_handler_is_pluggable(widget: tuple[ChatWidget, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
-    w, sent = widget
+def test_kernel_relay_handler_is_pluggable(capture: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[dict[str, Any]] = []
 
-    def relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
+    def fake(widget: ChatWidget, frame: dict[str, Any]) -> None:
         seen.append(frame)
         widget.relay_to_front_end({"type": "Joined", "id": frame["id"], "room": "general", "data": {"seq": 0, "epoch": "e", "members": []}})
 
-    monkeypatch.setattr(ChatWidget, "relay_handler", relay)
-    w._on_front_end_msg(w, {"kind": "relay", "frame": {"type": "Join", "id": "j2", "room": "general", "data": {}}}, [])
+    monkeypatch.setattr(ChatWidget, "relay_handler", fake)
+    w = ChatWidget()
+    relay(w, "k1", {"type": "Join", "id": "j2", "room": "general", "data": {}})
     assert seen == [{"type": "Join", "id": "j2", "room": "general", "data": {}}]
-    assert sent[0]["frame"]["type"] == "Joined"
+    assert capture == [{"kind": "relay", "frame": {"type": "Joined", "id": "j2", "room": "general", "data": {"seq": 0, "epoch": "e", "members": []}}}]
+    assert w._relay is None  # the kernel relay is never started
+
+
+def test_kernel_relay_without_a_server_answers_503(capture: Sent, no_server: None) -> None:
+    w = ChatWidget(room="general")
+    relay(w, "k1", {"type": "Join", "id": "j1", "room": "general", "data": {}})
+    w._on_front_end_msg(w, {"kind": "other"}, [])
+    error = frame_of(capture, "k1", lambda f: f["type"] == "Error", "the relay's Error")
+    assert error["id"] == "j1"
+    assert error["data"]["code"] == 503
+    assert error["data"]["message"].startswith(NO_SERVER_FROM_KERNEL)
+    assert "no running Jupyter server found" in error["data"]["message"]
+    # Each new attempt (the UI's Retry) looks for a server again.
+    relay(w, "k2", {"type": "Join", "id": "j2", "room": "general", "data": {}})
+    assert frame_of(capture, "k2", lambda f: f["type"] == "Error", "second Error")["id"] == "j2"
+    w.close()
+
+
+def test_kernel_relay_queue_is_bounded(capture: Sent) -> None:
+    release = threading.Event()
+
+    def slow_connect() -> Any:
+        release.wait(10)
+        raise ServerNotFound("gone")
+
+    w = ChatWidget(room="general")
+    kernel_relay = KernelRelay(w, connect=slow_connect)
+    for n in range(RELAY_QUEUE + 1):
+        kernel_relay.handle({"type": "Ping", "id": f"p{n}", "data": {}}, "k1")
+    full = relayed(capture, "k1")
+    assert full == [{"type": "Error", "id": f"p{RELAY_QUEUE}", "data": {"message": "kernel relay: too many frames waiting for the server", "code": 429}}]
+    release.set()
+    wait_for(lambda: len(relayed(capture, "k1")) == RELAY_QUEUE + 1, what="503 for every queued frame")
+    kernel_relay.close()
+
+
+# ---- with real servers ----------------------------------------------------------------------
+
+
+def test_a_kernel_posts_and_asks_with_no_front_end(tmp_path: Path) -> None:
+    """A kernel started by a real server: no browser, no view; a plain socket sees the posts."""
+    with llmchat_server(tmp_path / "root", tmp_path / "runtime", ["--LLMChat.max_tokens=64"]) as server:
+        assert server.wait_for_model()["loaded"]
+        member = Member(server, "nofe")
+        try:
+            with server_kernel(server) as kernel:
+                output = run_cell(
+                    kernel,
+                    """
+                    import json
+                    from jupyter_llmchat import ChatWidget
+                    w = ChatWidget(room="nofe")          # never displayed
+                    sent = w.send("x")
+                    named = w.send("epoch 1 done", author_name="Training job")
+                    asked = w.ask("Say hi.", max_tokens=4, temperature=0)
+                    print(json.dumps([sent, named, asked, w.fallback_reason]))
+                    """,
+                )
+                sent, named, asked, reason = last_json(output)
+                assert reason == ""
+                first = member.next(lambda f: f["type"] == "Text")
+                assert first["data"]["message_id"] == sent and first["data"]["content"] == "x"
+                assert first["data"]["author"]["kind"] == "bot" and first["data"]["author"]["name"] == "notebook"
+                second = member.next(lambda f: f["type"] == "Text")
+                assert second["data"]["author"]["name"] == "Training job"
+                prompt = member.next(lambda f: f["type"] == "Text")
+                assert prompt["data"]["content"] == "Say hi." and prompt["data"]["author"]["kind"] == "bot"
+                tokens = member.answer(asked)
+                assert tokens[-1]["data"]["finish_reason"] in ("stop", "length")
+                # Only once, although... there is no view at all: nothing else arrives.
+                member.ws.settimeout(1.0)
+                with pytest.raises(Exception):
+                    member.next(lambda f: f["type"] == "Text")
+                member.ws.settimeout(60)
+
+                # Cancel: the kernel may stop its own answers, not a browser user's.
+                theirs = Member(server, "nofe")
+                theirs.ws.send('{"type":"Generate","id":"g1","room":"nofe","data":{"prompt":"Count to ten.","config":{"max_tokens":8}}}')
+                ack = theirs.next(lambda f: f["type"] == "Ack")
+                their_id = ack["data"]["message_id"]
+                output = run_cell(
+                    kernel,
+                    f"""
+                    import json
+                    from jupyter_llmchat import ChatRequestError
+                    outcomes = [w.cancel({asked!r})]        # finished already: False
+                    for answer_id in ({their_id!r}, "m-unknown"):
+                        try:
+                            outcomes.append(w.cancel(answer_id))
+                        except ChatRequestError as error:
+                            outcomes.append(error.code)
+                    mine = w.ask("Write a very long story about a dragon.", max_tokens=64, temperature=0)
+                    outcomes.append(w.cancel(mine))         # True: it is still running
+                    print(json.dumps([outcomes, mine]))
+                    """,
+                )
+                outcomes, mine = last_json(output)
+                assert outcomes == [False, 403, 404, True]
+                assert member.answer(mine)[-1]["data"]["finish_reason"] == "cancelled"
+                theirs.close()
+        finally:
+            member.close()
+
+
+def test_kernel_relay_to_a_real_server(tmp_path: Path, capture: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay as a kernel runs it: discovery + runtime secret, frames both ways, drops, no server."""
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("LLMCHAT_URL", raising=False)
+    monkeypatch.delenv("LLMCHAT_TOKEN", raising=False)
+    monkeypatch.setattr(kernel_client, "_default", None)
+    w = ChatWidget(room="relay")
+    with llmchat_server(tmp_path / "root", runtime) as server:
+        member = Member(server, "relay")
+        try:
+            relay(w, "k1", {"type": "Join", "id": "j1", "room": "relay", "data": {}})
+            welcome = frame_of(capture, "k1", lambda f: f["type"] == "Welcome", "Welcome")
+            assert relayed(capture, "k1")[0] is welcome  # first, as on a socket of its own
+            owner = welcome["data"]["user"]["username"]
+            joined = frame_of(capture, "k1", lambda f: f["type"] == "Joined", "Joined")
+            assert joined["id"] == "j1" and owner in [m["username"] for m in joined["data"]["members"]]
+            frame_of(capture, "k1", lambda f: f["type"] == "History", "History")
+
+            # front end → server → every member, and server → front end
+            relay(w, "k1", {"type": "Text", "id": "t1", "room": "relay", "data": {"content": "from the page"}})
+            text = member.next(lambda f: f["type"] == "Text")
+            assert text["data"]["content"] == "from the page" and text["data"]["author"]["username"] == owner
+            server.post("llmchat/api/rooms/relay/messages", {"content": "from REST"})
+            frame_of(capture, "k1", lambda f: f["type"] == "Text" and f["data"]["content"] == "from REST", "REST post")
+            relay(w, "k1", {"type": "Ping", "id": "p1", "data": {}})
+            assert frame_of(capture, "k1", lambda f: f["type"] == "Pong", "Pong")["id"] == "p1"
+            last_seq = max(f.get("seq") or 0 for f in relayed(capture, "k1"))
+
+            # A socket that dies is reported to its front end, which comes back with since.
+            w._relay.drop_sockets()
+            closed = wait_for(lambda: [m for m in list(capture) if m.get("kind") == "relay_closed"], what="relay_closed")
+            assert closed[0]["cid"] == "k1" and isinstance(closed[0]["code"], int)
+            server.post("llmchat/api/rooms/relay/messages", {"content": "missed"})
+            relay(w, "k1", {"type": "Ping", "id": "late", "data": {}})  # a late frame of the dead connection: dropped
+            relay(w, "k2", {"type": "Join", "id": "j2", "room": "relay", "data": {"since": last_seq, "epoch": joined["data"]["epoch"]}})
+            missed = frame_of(capture, "k2", lambda f: f["type"] == "Text" and f["data"]["content"] == "missed", "replay")
+            assert missed["seq"] == last_seq + 1 or missed["seq"] > last_seq
+            assert not [f for f in relayed(capture, "k1") if f.get("id") == "late"]
+            assert not [f for f in relayed(capture, "k2") if f["type"] == "History"]  # resumed, not reloaded
+
+            # The front end closing its connection closes the kernel's socket.
+            w._on_front_end_msg(w, {"kind": "relay_close", "cid": "k2"}, [])
+            wait_for(lambda: w._relay.connections == 0, what="relay socket closed")
+        finally:
+            member.close()
+    # No server any more: a clear 503, and the UI stops trying.
+    relay(w, "k3", {"type": "Join", "id": "j3", "room": "relay", "data": {}})
+    error = frame_of(capture, "k3", lambda f: f["type"] == "Error", "503 without a server")
+    assert error["id"] == "j3" and error["data"]["code"] == 503
+    assert error["data"]["message"].startswith(NO_SERVER_FROM_KERNEL)
+    w.close()

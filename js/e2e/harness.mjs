@@ -54,10 +54,13 @@ export async function waitFor(fn, { timeout = 30_000, interval = 200, what = "co
 }
 
 /**
- * Start `jupyter lab` on 127.0.0.1 under a non-root base_url, in a throw-away root and config
- * dir. `extension`: true loads jupyter_llmchat's server extension, false disables it.
+ * Start `jupyter lab` (or, with `app: "notebook"`, Notebook 7's `jupyter notebook`) on
+ * 127.0.0.1 under a non-root base_url, in a throw-away root and config dir. `extension`: true
+ * loads jupyter_llmchat's server extension, false disables it. `restart()` stops the server
+ * with SIGTERM (Jupyter's graceful shutdown) and starts it again on the same port, token,
+ * runtime dir and history file.
  */
-export async function startJupyter({ extension, baseUrl = "/user/e2e/", extraArgs = [] } = {}) {
+export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2e/", extraArgs = [] } = {}) {
   const port = await freePort();
   const token = crypto.randomBytes(16).toString("hex");
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llmchat-e2e-"));
@@ -65,8 +68,17 @@ export async function startJupyter({ extension, baseUrl = "/user/e2e/", extraArg
   fs.mkdirSync(root);
   const python = pythonPath();
   const binDir = path.dirname(python);
+  const appArgs =
+    app === "notebook"
+      ? ["-m", "notebook", "--JupyterNotebookApp.expose_app_in_browser=True"]
+      : [
+          "-m", "jupyterlab",
+          "--LabApp.expose_app_in_browser=True",
+          "--LabApp.news_url=",
+          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ];
   const args = [
-    "-m", "jupyterlab",
+    ...appArgs,
     "--no-browser",
     "--ip=127.0.0.1",
     `--port=${port}`,
@@ -74,9 +86,6 @@ export async function startJupyter({ extension, baseUrl = "/user/e2e/", extraArg
     `--IdentityProvider.token=${token}`,
     `--ServerApp.base_url=${baseUrl}`,
     `--ServerApp.root_dir=${root}`,
-    "--LabApp.expose_app_in_browser=True",
-    "--LabApp.news_url=",
-    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     `--ServerApp.jpserver_extensions={"jupyter_llmchat": ${extension ? "True" : "False"}}`,
     ...(process.getuid?.() === 0 ? ["--allow-root"] : []),
     // Keep the history of test rooms out of the user's real history file.
@@ -84,7 +93,7 @@ export async function startJupyter({ extension, baseUrl = "/user/e2e/", extraArg
     ...extraArgs,
   ];
   const logPath = path.join(tmp, "jupyter.log");
-  const log = fs.openSync(logPath, "w");
+  fs.writeFileSync(logPath, "");
   const env = {
     ...process.env,
     PATH: `${binDir}:${process.env.PATH}`,
@@ -95,42 +104,65 @@ export async function startJupyter({ extension, baseUrl = "/user/e2e/", extraArg
     JUPYTERLAB_SETTINGS_DIR: path.join(tmp, "lab-settings"),
     JUPYTERLAB_WORKSPACES_DIR: path.join(tmp, "lab-workspaces"),
   };
-  const proc = spawn(python, args, { env, stdio: ["ignore", log, log], detached: true });
+  const launch = () => {
+    const log = fs.openSync(logPath, "a");
+    const proc = spawn(python, args, { env, stdio: ["ignore", log, log], detached: true });
+    fs.closeSync(log);
+    return proc;
+  };
+  const exited = (proc) => proc.exitCode !== null || proc.signalCode !== null;
   const url = `http://127.0.0.1:${port}${baseUrl}`;
   const server = {
+    app,
     port,
     token,
     url,
     root,
     tmp,
     logPath,
-    proc,
+    proc: launch(),
     log: () => fs.readFileSync(logPath, "utf8"),
+    async ready() {
+      const proc = this.proc;
+      await waitFor(
+        async () => {
+          if (exited(proc)) throw new Error(`jupyter exited (${proc.exitCode}):\n${server.log().slice(-3000)}`);
+          const res = await fetch(`${url}api/status?token=${token}`);
+          return res.ok;
+        },
+        { timeout: 60_000, what: `jupyter ${app} to start` },
+      );
+    },
+    /** SIGTERM to the server process only, as `kill <pid>` would: it shuts its kernels down. */
+    async terminate() {
+      const proc = this.proc;
+      if (exited(proc)) return;
+      proc.kill("SIGTERM");
+      await waitFor(() => exited(proc), { timeout: 30_000, what: "jupyter to exit after SIGTERM" });
+    },
+    async restart() {
+      await this.terminate();
+      this.proc = launch();
+      await this.ready();
+    },
     async stop() {
-      if (proc.exitCode === null) {
-        try {
-          process.kill(-proc.pid, "SIGTERM");
-        } catch {
-          // already gone
-        }
-        await waitFor(() => proc.exitCode !== null || proc.signalCode !== null, { timeout: 10_000, what: "jupyter to exit" }).catch(() => {
-          try {
-            process.kill(-proc.pid, "SIGKILL");
-          } catch {
-            // gone
-          }
-        });
+      const proc = this.proc;
+      if (exited(proc)) return;
+      try {
+        process.kill(-proc.pid, "SIGTERM");
+      } catch {
+        // already gone
       }
+      await waitFor(() => exited(proc), { timeout: 10_000, what: "jupyter to exit" }).catch(() => {
+        try {
+          process.kill(-proc.pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      });
     },
   };
-  await waitFor(
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`jupyter exited (${proc.exitCode}):\n${server.log().slice(-3000)}`);
-      const res = await fetch(`${url}api/status?token=${token}`);
-      return res.ok;
-    },
-    { timeout: 60_000, what: "jupyter lab to start" },
-  ).catch(async (err) => {
+  await server.ready().catch(async (err) => {
     await server.stop();
     throw err;
   });
@@ -188,6 +220,12 @@ export async function launchBrowser() {
   });
 }
 
+/** Copy a notebook of the repository (e.g. notebooks/demo.ipynb) into a server's root. */
+export function copyNotebook(root, repoPath, name = path.basename(repoPath)) {
+  fs.copyFileSync(path.join(repo, repoPath), path.join(root, name));
+  return name;
+}
+
 export function writeNotebook(root, name, cells) {
   const nb = {
     cells: cells.map((src) => ({ cell_type: "code", execution_count: null, metadata: {}, outputs: [], source: src })),
@@ -199,10 +237,12 @@ export function writeNotebook(root, name, cells) {
 }
 
 /**
- * Open `name` in JupyterLab (served at `pageBase`, e.g. through the proxy), wait for its
- * kernel, run all cells. Returns the page; dialogs (alert() from an XSS) are recorded.
+ * Open `name` in JupyterLab (served at `pageBase`, e.g. through the proxy) or, with
+ * `ui: "notebook"`, in Notebook 7; wait for its kernel; run all cells (`run: "all"`) or only
+ * the first code cell (`run: "first"`). Returns the page; dialogs (alert() from an XSS) are
+ * recorded.
  */
-export async function openNotebook(browser, { pageBase, token, name }) {
+export async function openNotebook(browser, { pageBase, token, name, run = "all", ui = "lab" }) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.dialogs = [];
@@ -215,9 +255,13 @@ export async function openNotebook(browser, { pageBase, token, name }) {
     if (m.type() === "error") page.consoleErrors.push(m.text());
   });
   page.on("pageerror", (e) => page.consoleErrors.push(String(e)));
-  // A workspace of its own (and reset): Lab would otherwise restore the tabs other tests opened.
-  const workspace = `e2e-${name.replace(/\W+/g, "-")}-${Date.now()}`;
-  await page.goto(`${pageBase}lab/workspaces/${workspace}/tree/${name}?reset&token=${token}`);
+  if (ui === "notebook") {
+    await page.goto(`${pageBase}notebooks/${name}?token=${token}`);
+  } else {
+    // A workspace of its own (and reset): Lab would otherwise restore the tabs other tests opened.
+    const workspace = `e2e-${name.replace(/\W+/g, "-")}-${Date.now()}`;
+    await page.goto(`${pageBase}lab/workspaces/${workspace}/tree/${name}?reset&token=${token}`);
+  }
   await page.waitForFunction(
     () => {
       const app = window.jupyterapp;
@@ -228,8 +272,20 @@ export async function openNotebook(browser, { pageBase, token, name }) {
     null,
     { timeout: 90_000 },
   );
-  await page.evaluate(() => window.jupyterapp.commands.execute("notebook:run-all-cells"));
+  if (run === "all") await page.evaluate(() => window.jupyterapp.commands.execute("notebook:run-all-cells"));
+  else if (run === "first") await runFirstCodeCell(page);
   return page;
+}
+
+/** Select the notebook's first code cell and run it (JupyterLab and Notebook 7 alike). */
+export async function runFirstCodeCell(page) {
+  await page.evaluate(async () => {
+    const notebook = window.jupyterapp.shell.currentWidget.content;
+    const index = notebook.widgets.findIndex((cell) => cell.model.type === "code");
+    if (index < 0) throw new Error("no code cell");
+    notebook.activeCellIndex = index;
+    await window.jupyterapp.commands.execute("notebook:run-cell");
+  });
 }
 
 /** Run code in the notebook's kernel (not as a cell) and return what it printed. */

@@ -11,7 +11,9 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import * as esbuild from "esbuild";
 import {
+  copyNotebook,
   kernelExec,
   launchBrowser,
   openNotebook,
@@ -35,6 +37,11 @@ const runId = Math.random().toString(36).slice(2, 8); // rooms unique per run
 const widgetCell = (args) =>
   `from jupyter_llmchat.widget import ChatWidget\nw = ChatWidget(${args})\nw`;
 
+const t0 = Date.now();
+/** With LLMCHAT_E2E_VERBOSE=1, a timestamped line per step of the long tests. */
+const step = (what) => {
+  if (process.env.LLMCHAT_E2E_VERBOSE) console.log(`     ${((Date.now() - t0) / 1000).toFixed(1)} s  ${what}`);
+};
 const statusOf = (page) => page.$eval(".llmchat", (el) => el.getAttribute("data-status")).catch(() => null);
 const py = async (page, expr) => (await kernelExec(page, `print(${expr})`)).trim();
 
@@ -54,18 +61,25 @@ const test = (name, opts, fn) => tests.push({ name, ...opts, fn });
 // ---------------------------------------------------------------------------------------
 // Without the server extension: the kernel relay path.
 
-test("falls back to the kernel relay and says so when the server has no llmchat", { server: false }, async (ctx) => {
+test("falls back to the kernel relay, which finds no llmchat either: failed, with the reason", { server: false }, async (ctx) => {
   const page = await ctx.notebook("fallback.ipynb", [widgetCell('room="e2e"')], { jupyter: ctx.bare });
   await page.waitForSelector(".llmchat", { timeout: 60_000 });
-  await waitStatus(page, "via_kernel", 30_000);
-  await waitFor(async () => (await page.textContent(".llmchat-notice"))?.includes("kernel relay not available yet"), {
-    what: "the relay stub's error in the notice",
-  });
-  assert.match(await page.textContent(".llmchat-status-text"), /via kernel/);
-  await waitFor(async () => (await py(page, "w.status")) === "via_kernel", { what: "w.status in Python" });
-  await waitFor(async () => /kernel relay not available yet/.test(await py(page, "w.error")), { what: "w.error in Python" });
-  assert.match(await py(page, "w.status_reason"), /not installed/);
-  await screenshot(page, "fallback-via-kernel");
+  const statuses = new Set();
+  await waitFor(async () => {
+    statuses.add(await statusOf(page));
+    return statuses.has("failed");
+  }, { interval: 50, timeout: 30_000, what: "status failed" });
+  assert.ok(statuses.has("via_kernel") || statuses.has("failed"), [...statuses].join());
+  const notice = await page.textContent(".llmchat-notice");
+  assert.match(notice, /Cannot connect: no llmchat server reachable from the kernel: .*no llmchat endpoint.*\(503\)/);
+  assert.match(await page.textContent(".llmchat-status-text"), /failed/);
+  assert.ok(await page.isVisible(".llmchat-retry"), "Retry button offered");
+  await waitFor(async () => (await py(page, "w.status")) === "failed", { what: "w.status in Python" });
+  assert.match(await py(page, "w.error"), /no llmchat server reachable from the kernel/);
+  // No retry loop: it stays failed (until the user presses Retry).
+  await sleep(3_000);
+  assert.equal(await statusOf(page), "failed");
+  await screenshot(page, "fallback-failed");
 });
 
 test("renders a room through the kernel relay: streaming, markdown, safety, Stop", { server: false }, async (ctx) => {
@@ -213,6 +227,232 @@ test("asks the shared model and streams the answer", { server: true }, async (ct
   await screenshot(page, "live-answer");
 });
 
+test("relays through the kernel to the real server (transport=\"kernel\") and heals a dropped relay", { server: true }, async (ctx) => {
+  const room = `e2e-kr-${runId}`;
+  const page = await ctx.notebook("relay.ipynb", [widgetCell(`room="${room}", transport="kernel", ask_mode=False`)], { jupyter: ctx.full });
+  await page.waitForSelector(".llmchat", { timeout: 60_000 });
+  await waitStatus(page, "via_kernel", 60_000);
+  await waitFor(async () => /1 here/.test(await page.textContent(".llmchat-members")), { what: "joined through the kernel" });
+  assert.match(await page.textContent(".llmchat-notice"), /Relaying through the kernel \(kernel transport requested\)/);
+  await typeAndSend(page, "/say through the kernel");
+  await waitFor(async () => (await page.textContent(".llmchat-log")).includes("through the kernel"), { what: "own message relayed" });
+  const post = (content) =>
+    fetch(`${ctx.full.url}llmchat/api/rooms/${room}/messages`, {
+      method: "POST",
+      headers: { Authorization: `token ${ctx.full.token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ content, author_name: "e2e" }),
+    });
+  assert.ok((await post("hello relay")).ok);
+  await waitFor(async () => (await page.textContent(".llmchat-log")).includes("hello relay"), { what: "REST post relayed" });
+  // The kernel's socket dies (as in a network failure): the front end heals through the kernel.
+  const statuses = new Set();
+  await kernelExec(page, "w._relay.drop_sockets()");
+  assert.ok((await post("missed via kernel")).ok);
+  await waitFor(async () => {
+    statuses.add(await statusOf(page));
+    return statuses.has("reconnecting") && (await statusOf(page)) === "via_kernel" && (await page.textContent(".llmchat-log")).includes("missed via kernel");
+  }, { interval: 50, timeout: 30_000, what: `healed relay (saw ${[...statuses]})` });
+  await sleep(500);
+  const texts = await page.$$eval(".llmchat-msg .llmchat-body", (els) => els.map((e) => e.textContent.trim()));
+  for (const t of ["through the kernel", "hello relay", "missed via kernel"]) assert.equal(texts.filter((x) => x === t).length, 1, t);
+  assert.equal(await py(page, "w.status"), "via_kernel");
+  assert.equal(await py(page, "w._relay.connections"), "1");
+  await screenshot(page, "kernel-relay-real-server");
+});
+
+// ---------------------------------------------------------------------------------------
+// The demo notebook, as the issue asks: JupyterLab (two pages, a restart mid-stream), Notebook 7.
+
+const assistantKeys = (page) => page.$$eval('.llmchat-msg[data-kind="assistant"]', (els) => els.map((e) => e.dataset.key));
+/** The rendered text of one message, without the "[error]"-style label after it. */
+const bodyText = (page, key) =>
+  page.$eval(`.llmchat-msg[data-key="${key}"] .llmchat-body`, (el) => {
+    const copy = el.cloneNode(true);
+    for (const f of copy.querySelectorAll(".llmchat-finish")) f.remove();
+    return copy.textContent;
+  });
+
+async function assertInert(page, label) {
+  assert.deepEqual(page.dialogs, [], `${label}: no alert() ran`);
+  assert.equal(await page.locator(".llmchat-log img, .llmchat-log script, .llmchat-log iframe, .llmchat-log svg").count(), 0, `${label}: no live elements`);
+  const hrefs = await page.$$eval(".llmchat-log a", (as) => as.map((a) => a.getAttribute("href")));
+  assert.ok(hrefs.every((h) => /^https?:/.test(h)), `${label}: unsafe href in ${hrefs}`);
+}
+
+/** Close JupyterLab's own notices (e.g. "Server Connection Error" during a restart). */
+async function dismissDialogs(page) {
+  await page
+    .evaluate(() => {
+      for (const button of document.querySelectorAll(".jp-Dialog button")) {
+        if (["Close", "Dismiss", "Ok", "OK"].includes(button.textContent.trim())) button.click();
+      }
+    })
+    .catch(() => undefined);
+}
+
+/** The widget's own Markdown renderer, bundled for a blank page: what a stored text must look like. */
+async function renderedText(browser, sources) {
+  const built = await esbuild.build({
+    entryPoints: [path.join(here, "..", "src", "render.ts")],
+    bundle: true,
+    format: "iife",
+    globalName: "llmchatRender",
+    write: false,
+    logLevel: "silent",
+  });
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.setContent("<!doctype html><html><body></body></html>");
+    await page.addScriptTag({ content: built.outputFiles[0].text });
+    return await page.evaluate((srcs) => srcs.map((src) => {
+      const holder = document.createElement("div");
+      holder.appendChild(window.llmchatRender.renderMarkdown(src));
+      return holder.textContent;
+    }), sources);
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * Type prompts for a long answer (up to 1000 tokens) until one is seen streaming, on `page`
+ * and on every page of `also`: growing text, not final yet (the small model sometimes
+ * answers in a few words). Returns its key.
+ */
+async function askUntilStreaming(page, also = []) {
+  await kernelExec(page, 'chat.config = {"max_tokens": 1000}');
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const before = new Set(await assistantKeys(page));
+    await typeAndSend(page, `Tell me a long story about a dragon who learns to program in Python (take ${attempt}).`);
+    const key = await waitFor(async () => (await assistantKeys(page)).find((k) => !before.has(k)), { timeout: 60_000, what: "answer starts" });
+    const lengths = new Set();
+    const state = await waitFor(async () => {
+      const st = await page.$eval(`.llmchat-msg[data-key="${key}"]`, (el) => ({ streaming: el.classList.contains("llmchat-streaming"), n: el.textContent.length }));
+      lengths.add(st.n);
+      if (!st.streaming) return "finished";
+      if (lengths.size < 3 || st.n < 120) return null;
+      for (const other of also) {
+        if ((await other.$(`.llmchat-msg.llmchat-streaming[data-key="${key}"] .llmchat-body p`)) === null) return null;
+      }
+      return "streaming";
+    }, { interval: 50, timeout: 60_000, what: "tokens streaming" });
+    if (state === "streaming") return key;
+  }
+  throw new Error("no answer long enough to watch it stream");
+}
+
+test("demo notebook in JupyterLab: two pages, streaming, inert XSS, a server restart mid-stream", { server: true, timeout: 240_000 }, async (ctx) => {
+  const jupyter = ctx.full;
+  copyNotebook(jupyter.root, "notebooks/demo.ipynb");
+  const a = await ctx.open({ jupyter, name: "demo.ipynb", run: "first" });
+  step("demo: page A open");
+  await a.waitForSelector(".llmchat", { timeout: 60_000 });
+  step("demo: A live");
+  await waitStatus(a, "live", 60_000);
+  assert.equal(await a.textContent(".llmchat-room"), "#demo");
+  // A second page (another browser, another user) on the same notebook, in the same room.
+  const b = await ctx.open({ jupyter, name: "demo.ipynb", run: "first" });
+  await b.waitForSelector(".llmchat", { timeout: 60_000 });
+  await waitStatus(b, "live", 60_000);
+  await waitFor(async () => /2 here/.test(await a.textContent(".llmchat-members")), { what: "both pages in #demo" });
+  await waitFor(async () => (await a.getAttribute(".llmchat-model", "data-loaded")) === "true", { timeout: 120_000, what: "model loaded" });
+  step("demo: model loaded");
+
+  // Hostile text, typed in the widget and posted from the kernel (chat.send), stays inert.
+  const typed = "<img src=x onerror=alert(1)> [x](javascript:alert(2)) <script>alert(3)</script>";
+  const fromKernel = "<img src=y onerror=alert(4)> [y](javascript:alert(5)) <script>alert(6)</script>";
+  await typeAndSend(a, `/say ${typed}`);
+  const sent = await kernelExec(a, `print(chat.send(${JSON.stringify(fromKernel)}))`);
+  assert.match(sent.trim(), /^m-/, `chat.send posted through the kernel client: ${sent}`);
+  for (const page of [a, b]) {
+    await waitFor(async () => {
+      const log = await page.textContent(".llmchat-log");
+      return log.includes("<img src=x onerror=alert(1)>") && log.includes("<script>alert(6)</script>");
+    }, { what: "hostile messages shown as text" });
+    await assertInert(page, "before the restart");
+  }
+
+  step("demo: xss checked");
+  // A long answer (up to 1000 tokens), asked from page A; both pages stream it.
+  const key = await askUntilStreaming(a, [b]);
+  step("demo: streaming");
+
+  // SIGTERM mid-stream (at once: the answer is still running): the widgets see the drop and
+  // back off; then the server comes back on the same port with the same history file.
+  const down = jupyter.terminate();
+  await screenshot(a, "demo-lab-streaming");
+  for (const page of [a, b]) {
+    await waitFor(async () => (await statusOf(page)) === "reconnecting", { interval: 50, timeout: 30_000, what: "reconnecting" });
+  }
+  assert.match(await a.textContent(".llmchat-status-text"), /reconnecting/);
+  await down;
+  step("demo: server down");
+  await screenshot(a, "demo-lab-reconnecting");
+  await jupyter.restart();
+  step("demo: server restarted");
+  // "Retry now" instead of waiting out the backoff (a DOM click: JupyterLab's own "server
+  // connection" dialog may cover the page).
+  for (const page of [a, b]) await page.$eval(".llmchat-retry", (el) => el.click()).catch(() => undefined);
+  for (const page of [a, b]) await waitStatus(page, "live", 60_000);
+  step("demo: live again");
+
+  // What the server stored: the answer so far, ended by the shutdown.
+  const res = await fetch(`${jupyter.url}llmchat/api/rooms/demo/messages?limit=50&token=${jupyter.token}`);
+  assert.ok(res.ok, `history: ${res.status}`);
+  const stored = (await res.json()).messages;
+  const answer = stored.find((m) => m.data.message_id === key);
+  assert.ok(answer, `the interrupted answer ${key} is stored`);
+  assert.equal(answer.data.finish_reason, "error");
+  assert.ok(answer.data.content.length > 0);
+  const [expected] = await renderedText(ctx.browser, [answer.data.content]);
+  for (const page of [a, b]) {
+    await waitFor(async () => (await page.$$(`.llmchat-msg[data-key="${key}"]`)).length === 1 && (await bodyText(page, key)) === expected, {
+      timeout: 30_000,
+      what: "the stored answer, once, exactly",
+    }).catch(async (err) => {
+      throw new Error(`${err.message}\nshown:    ${JSON.stringify(await bodyText(page, key).catch(() => null))}\nexpected: ${JSON.stringify(expected)}`);
+    });
+    assert.equal(await page.getAttribute(`.llmchat-msg[data-key="${key}"]`, "data-finish"), "error");
+    // The whole log is the server's history: nothing duplicated, nothing missing, in order.
+    const keys = await page.$$eval(".llmchat-msg", (els) => els.map((e) => e.dataset.key));
+    assert.deepEqual(keys, stored.map((m) => m.data.message_id));
+    assert.equal(await page.locator(".llmchat-msg.llmchat-streaming").count(), 0);
+    await assertInert(page, "after the restart");
+  }
+  await dismissDialogs(a);
+  await sleep(300);
+  await screenshot(a, "demo-lab-restored");
+  step("demo: checked");
+});
+
+test("demo notebook in Notebook 7: the widget goes live, a prompt streams, Stop stops it", { server: true }, async (ctx) => {
+  const jupyter = ctx.nb;
+  copyNotebook(jupyter.root, "notebooks/demo.ipynb");
+  const page = await ctx.open({ jupyter, name: "demo.ipynb", run: "first", ui: "notebook" });
+  await page.waitForSelector(".llmchat", { timeout: 60_000 });
+  await waitStatus(page, "live", 60_000);
+  assert.ok(page.url().includes("/notebooks/demo.ipynb"), page.url());
+  await waitFor(async () => (await page.getAttribute(".llmchat-model", "data-loaded")) === "true", { timeout: 120_000, what: "model loaded" });
+  // Its Stop button ends it (pressed while it still streams; else ask again).
+  let key = null;
+  for (let attempt = 0; attempt < 3 && !key; attempt++) {
+    const k = await askUntilStreaming(page);
+    const pressed = await page.evaluate((k) => {
+      const msg = document.querySelector(`.llmchat-msg[data-key="${k}"]`);
+      const stop = document.querySelector(".llmchat-stop");
+      if (!msg?.classList.contains("llmchat-streaming") || !stop || stop.hidden) return false;
+      stop.click();
+      return true;
+    }, k);
+    if (pressed) key = k;
+  }
+  assert.ok(key, "Stop pressed on a streaming answer");
+  await page.waitForSelector(`.llmchat-msg[data-key="${key}"][data-finish="cancelled"]`, { timeout: 30_000 });
+  assert.equal(await py(page, "chat.status"), "live");
+  await screenshot(page, "notebook7-demo");
+});
+
 // ---------------------------------------------------------------------------------------
 
 async function main() {
@@ -223,17 +463,23 @@ async function main() {
   const ctx = { pages: [] };
   const browser = await launchBrowser();
   try {
-    ctx.bare = await startJupyter({ extension: false });
-    if (serverMode) {
-      ctx.full = await startJupyter({ extension: true });
-      ctx.proxy = await startProxy(ctx.full.port);
-    }
-    ctx.notebook = async (name, cells, { jupyter, viaProxy = false }) => {
-      writeNotebook(jupyter.root, name, cells);
+    ctx.browser = browser;
+    // Started together: each takes a few seconds (and its model a few more).
+    [ctx.bare, ctx.full, ctx.nb] = await Promise.all([
+      startJupyter({ extension: false }),
+      serverMode ? startJupyter({ extension: true }) : null,
+      serverMode && selected.some((t) => t.name.includes("Notebook 7")) ? startJupyter({ extension: true, app: "notebook", baseUrl: "/user/nb7/" }) : null,
+    ]);
+    if (serverMode) ctx.proxy = await startProxy(ctx.full.port);
+    ctx.open = async ({ jupyter, name, viaProxy = false, run = "all", ui = "lab" }) => {
       const base = viaProxy ? jupyter.url.replace(`:${jupyter.port}/`, `:${ctx.proxy.port}/`) : jupyter.url;
-      const page = await openNotebook(browser, { pageBase: base, token: jupyter.token, name });
+      const page = await openNotebook(browser, { pageBase: base, token: jupyter.token, name, run, ui });
       ctx.pages.push(page);
       return page;
+    };
+    ctx.notebook = async (name, cells, { jupyter, viaProxy = false }) => {
+      writeNotebook(jupyter.root, name, cells);
+      return ctx.open({ jupyter, name, viaProxy });
     };
     for (const t of selected) {
       const started = Date.now();
@@ -263,7 +509,7 @@ async function main() {
     for (const p of ctx.pages) await p.context().close().catch(() => undefined);
     await browser.close().catch(() => undefined);
     await ctx.proxy?.close();
-    for (const j of [ctx.bare, ctx.full]) {
+    for (const j of [ctx.bare, ctx.full, ctx.nb]) {
       if (!j) continue;
       if (failed) console.log(`--- ${j.logPath} (tail) ---\n${j.log().slice(-2000)}`);
       await j.stop();

@@ -28,6 +28,8 @@ export interface GenerateConfig {
   temperature?: number;
   top_p?: number;
   top_k?: number;
+  min_p?: number;
+  repeat_penalty?: number;
   seed?: number;
   stop?: string[];
 }
@@ -59,6 +61,9 @@ export interface TextData {
   content: string;
   author: Author;
   created?: string;
+  /** Stored answers (History): the prompt they answer and how they ended. */
+  in_reply_to?: string;
+  finish_reason?: string;
 }
 
 export interface Timings {

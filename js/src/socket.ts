@@ -9,6 +9,10 @@
 //        └──not authorised──▶ failed                                           ▼ retryNow()
 //                                                                           connecting…
 //
+// Through the kernel relay: via_kernel ──Joined──▶ via_kernel (live) ──relay closed──▶
+// reconnecting (backoff) ──▶ via_kernel again, Join {since}. A relay that cannot reach a
+// server before it ever joined (Error on the Join) ends in `failed` with the kernel's reason.
+//
 // Ordering: every room event carries `seq`; anything ≤ the last seq seen is a duplicate
 // (a replay overlapping what we had) and is dropped here, so consumers see each event once.
 
@@ -148,6 +152,7 @@ export class ChatClient {
   private failedUpgrades = 0;
   private urlIndex = 0;
   private probed = false;
+  private kernelReason = "";
   private started = false;
   private stopped = false;
   private lastSentRequest: string | null = null;
@@ -234,7 +239,11 @@ export class ChatClient {
       return;
     }
     if (this.info.transport === "kernel" || this.opts.urls.length === 0) {
-      if (this.info.status === "failed" && this.opts.openKernel) this.useKernel("retrying through the kernel");
+      const canRelay = !!this.opts.openKernel && (this.opts.mode ?? "auto") !== "websocket";
+      if ((this.info.status === "failed" || this.info.status === "reconnecting") && canRelay) {
+        this.clearRetryTimer();
+        this.useKernel(this.kernelReason || "retrying through the kernel");
+      }
       return;
     }
     if (this.sock && !this.sockOpened) return; // an attempt is already under way
@@ -339,6 +348,7 @@ export class ChatClient {
     this.clearTimers();
     const old = this.detachSocket();
     if (old) safeClose(old, 4003, "switching to kernel relay");
+    this.kernelReason = reason;
     this.setStatus({ status: "via_kernel", transport: "kernel", reason, retryAt: null });
     this.attach(open(), "kernel");
   }
@@ -371,7 +381,7 @@ export class ChatClient {
       const wasOpen = this.sockOpened;
       this.detachSocket();
       if (transport === "kernel") {
-        this.fail("kernel connection closed");
+        this.onKernelDrop(ev.code, ev.reason);
         return;
       }
       this.onDrop(ev.code, ev.reason, wasOpen);
@@ -424,21 +434,39 @@ export class ChatClient {
     this.scheduleRetry(why, code === 1013);
   }
 
+  /** The kernel's socket to the server closed: heal like a dropped WebSocket, if it ever worked. */
+  private onKernelDrop(code: number, reason: string): void {
+    if (this.stopped) return;
+    if (this.everLive) this.scheduleRetry(`kernel relay: ${describeClose(code, reason)}`, code === 1013, "kernel");
+    else this.fail(`kernel relay closed: ${describeClose(code, reason)}`);
+  }
+
+  /** The relay answered our Join with an Error (e.g. 503: the kernel finds no server either). */
+  private onKernelJoinError(d: ErrorData): void {
+    const reason = d.code ? `${d.message} (${d.code})` : String(d.message ?? "error");
+    const sock = this.detachSocket();
+    if (sock) safeClose(sock, 1000, "join refused");
+    // A relay that worked before is probably facing a restarting server: keep healing.
+    if (this.everLive && d.code === 503) this.scheduleRetry(reason, false, "kernel");
+    else this.fail(reason);
+  }
+
   private onProbe(result: ProbeResult, canFallBack: boolean): void {
     if (this.stopped || this.everLive || this.info.status === "live") return;
     if (result === "missing" && canFallBack) this.useKernel("the llmchat server extension is not installed on this server");
     else if (result === "forbidden") this.fail("not authorised by the Jupyter server (403): log in again and retry");
   }
 
-  private scheduleRetry(reason: string, serverFull: boolean): void {
+  private scheduleRetry(reason: string, serverFull: boolean, via: Transport = "websocket"): void {
     let delay = backoffDelay(this.info.attempt, this.backoff, this.random);
     if (serverFull) delay = Math.max(delay, Math.min(this.timing.serverFullFloorMs, this.backoff.capMs));
     const attempt = this.info.attempt + 1;
-    this.setStatus({ status: "reconnecting", transport: "websocket", reason, retryAt: Date.now() + delay, attempt });
+    this.setStatus({ status: "reconnecting", transport: via, reason, retryAt: Date.now() + delay, attempt });
     this.clearRetryTimer();
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.connect();
+      if (via === "kernel") this.useKernel(this.kernelReason || "reconnecting through the kernel");
+      else this.connect();
     }, delay);
   }
 
@@ -553,9 +581,10 @@ export class ChatClient {
         const d = f.data as ErrorData;
         const p = f.id !== undefined ? this.requests.get(f.id) : undefined;
         if (p) this.finish(p, "failed", d.message ?? "error");
-        else if (f.id !== undefined && f.id === this.joinId && this.info.transport !== "kernel") {
-          // Refused for good (forbidden / no such room); the relay's errors are shown as errors.
-          if (d.code === 403 || d.code === 404) this.fail(`cannot join room: ${d.message}`);
+        else if (f.id !== undefined && f.id === this.joinId && !this.joined) {
+          if (this.info.transport === "kernel") this.onKernelJoinError(d);
+          // Refused for good (forbidden / no such room).
+          else if (d.code === 403 || d.code === 404) this.fail(`cannot join room: ${d.message}`);
         }
         break;
       }

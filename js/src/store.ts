@@ -170,6 +170,7 @@ export class RoomStore {
       // The same message again (History after a live stream): the stored text is authoritative.
       existing.content = String(d.content ?? "");
       existing.streaming = false;
+      if (typeof d.finish_reason === "string" && d.finish_reason) existing.finishReason = d.finish_reason;
       if (seq !== null) existing.seq = seq;
       if (!quiet) this.emit({ type: "update", message: existing });
       return existing;
@@ -183,7 +184,8 @@ export class RoomStore {
       content: String(d.content ?? ""),
       created: d.created ?? new Date().toISOString(),
       streaming: false,
-      finishReason: null,
+      // A stored answer says how it ended (an answer cut by a server shutdown: "error").
+      finishReason: kind === "assistant" && typeof d.finish_reason === "string" && d.finish_reason ? d.finish_reason : null,
       finishError: null,
       own: kind === "user" && this.isOwn(d.author),
     };

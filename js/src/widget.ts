@@ -100,7 +100,9 @@ function initialize({ model }: { model: Model }): () => void {
   };
   model.on("change:room", onRoom);
 
-  // Python → room: ChatWidget.send()/ask() arrive as custom messages with a request id.
+  // Python → room, fallback only: ChatWidget.send()/ask()/cancel() post through the kernel's
+  // own client; only where the kernel cannot reach the server do they come here, as custom
+  // messages with a request id, to go out over this socket.
   const onMsg = (content: unknown): void => {
     const msg = content as Record<string, unknown> | null;
     if (!msg || typeof msg !== "object") return;

@@ -470,11 +470,86 @@ describe("kernel relay fallback", () => {
     k.open();
     const join = k.sentOfType("Join")[0];
     expect(join).toBeDefined();
-    k.receive({ type: "Error", id: join?.id, data: { message: "kernel relay not available yet", code: 501 } });
+    k.receive(WELCOME);
+    k.receive({ type: "Joined", id: join?.id, room: "general", data: { seq: 3, epoch: "e1", members: [] } });
     expect(h.client.status).toMatchObject({ status: "via_kernel", reason: "no Jupyter server on this page" });
-    expect(h.frames.at(-1)).toMatchObject({ type: "Error", data: { message: "kernel relay not available yet" } });
     vi.advanceTimersByTime(60_000);
     expect(k.sentOfType("Ping")).toHaveLength(0); // no heartbeat over the comm
+  });
+
+  it("fails with the kernel's reason when the kernel finds no server either, and retries only on demand", () => {
+    const kernelSockets: FakeSocket[] = [];
+    const h = make({
+      urls: [],
+      openKernel: () => {
+        const s = new FakeSocket("kernel");
+        kernelSockets.push(s);
+        return s;
+      },
+    });
+    h.client.start();
+    const k = kernelSockets[0]!;
+    k.open();
+    const join = k.sentOfType("Join")[0];
+    const message = "no llmchat server reachable from the kernel: no running Jupyter server found";
+    k.receive({ type: "Error", id: join?.id, data: { message, code: 503 } });
+    expect(h.client.status).toMatchObject({ status: "failed", transport: "kernel" });
+    expect(h.client.status.reason).toBe(`${message} (503)`);
+    expect(k.closedWith?.code).toBe(1000); // the relay connection is released
+    vi.advanceTimersByTime(120_000);
+    expect(kernelSockets).toHaveLength(1); // no retry loop
+    h.client.retryNow();
+    expect(kernelSockets).toHaveLength(2);
+    expect(h.client.status.status).toBe("via_kernel");
+  });
+
+  it("heals a relay whose server socket closed: backoff, then Join {since} through the kernel", () => {
+    const kernelSockets: FakeSocket[] = [];
+    const h = make({
+      mode: "kernel",
+      openKernel: () => {
+        const s = new FakeSocket("kernel");
+        kernelSockets.push(s);
+        return s;
+      },
+    });
+    h.client.start();
+    const k1 = kernelSockets[0]!;
+    k1.open();
+    k1.receive(WELCOME);
+    k1.receive({ type: "Joined", id: k1.sentOfType("Join")[0]?.id, room: "general", data: { seq: 5, epoch: "e1", members: [] } });
+    k1.receive(text(6, "m6", "hello"));
+    expect(h.client.status.status).toBe("via_kernel");
+    k1.drop(1001, "server going away");
+    expect(h.client.status).toMatchObject({ status: "reconnecting", transport: "kernel" });
+    expect(h.client.status.reason).toMatch(/kernel relay/);
+    waitRetry(h);
+    expect(kernelSockets).toHaveLength(2);
+    const k2 = kernelSockets[1]!;
+    k2.open();
+    expect(k2.sentOfType("Join")[0]?.data).toEqual({ since: 6, epoch: "e1" });
+    // Still unreachable (server restarting): a relay that worked keeps healing on 503.
+    k2.receive({ type: "Error", id: k2.sentOfType("Join")[0]?.id, data: { message: "no llmchat server reachable from the kernel", code: 503 } });
+    expect(h.client.status.status).toBe("reconnecting");
+    waitRetry(h);
+    const k3 = kernelSockets[2]!;
+    k3.open();
+    k3.receive(WELCOME);
+    k3.receive({ type: "Joined", id: k3.sentOfType("Join")[0]?.id, room: "general", data: { seq: 7, epoch: "e1", members: [] } });
+    k3.receive(text(6, "m6", "hello")); // replay overlap: dropped
+    k3.receive(text(7, "m7", "missed"));
+    expect(h.client.status).toMatchObject({ status: "via_kernel", reason: "kernel transport requested", attempt: 0 });
+    expect(seqs(h)).toEqual([6, 7]);
+  });
+
+  it("fails (no loop) when a relay that never joined is closed by the kernel", () => {
+    const h = make({ urls: [], openKernel: () => new FakeSocket("kernel") });
+    h.client.start();
+    const k = FakeSocket.last;
+    k.open();
+    k.drop(1006, "connection to the server lost");
+    expect(h.client.status.status).toBe("failed");
+    expect(h.client.status.reason).toMatch(/kernel relay closed/);
   });
 
   it("falls back after repeated refused upgrades when never connected", () => {

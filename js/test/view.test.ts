@@ -112,6 +112,22 @@ describe("streaming", () => {
     expect(t.host.querySelector('[data-key="m-118"]')?.getAttribute("data-kind")).toBe("assistant");
   });
 
+  it("marks a stored answer that a server shutdown cut short, once, after Reset + History", () => {
+    const t = setup();
+    t.sock.receive(token(42, "m-cut", 0, "Once upon"));
+    t.frames.run();
+    t.sock.receive({ type: "Reset", room: "general", data: { head_seq: 44 } });
+    const stored = text(42, "m-cut", "Once upon a time", "assistant") as any;
+    stored.data.finish_reason = "error";
+    t.sock.receive({ type: "History", room: "general", data: { messages: [stored], head_seq: 44, epoch: "e2" } });
+    t.frames.run();
+    const msgs = t.host.querySelectorAll('[data-key="m-cut"]');
+    expect(msgs).toHaveLength(1);
+    expect(msgs[0]!.getAttribute("data-finish")).toBe("error");
+    expect(msgs[0]!.querySelector(".llmchat-body p")?.textContent).toBe("Once upon a time");
+    expect(msgs[0]!.querySelector(".llmchat-finish")?.textContent).toBe(" [error]");
+  });
+
   it("clears the log on Reset and shows the History that follows", () => {
     const t = setup();
     t.sock.receive(text(42, "m42", "old"));
