@@ -17,6 +17,7 @@ _LAZY = {
     "broadcast": "client",
     "ask": "client",
     "aask": "client",
+    "cancel": "client",
     "rooms": "client",
     "stats": "client",
     "history": "client",

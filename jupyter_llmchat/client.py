@@ -25,13 +25,15 @@ from urllib.parse import urlencode, urlsplit
 from .discovery import ServerInfo, find_server
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
 from .protocol import ROOM_PATTERN
-from .streaming import Answer, AsyncAnswer
+from .streaming import Answer, AsyncAnswer, new_id, open_socket, read_frame, shutdown_socket
 
-__all__ = ["ChatClient", "connect", "default_client", "broadcast", "ask", "aask", "rooms", "stats", "history"]
+__all__ = ["ChatClient", "connect", "default_client", "broadcast", "ask", "aask", "cancel", "rooms", "stats", "history"]
 
 ROOM_RE = re.compile(ROOM_PATTERN)
 CONFIG_KEYS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop"})
 T = TypeVar("T")
+# The server cannot be used at all (nothing was done): callers may rediscover or fall back.
+UNREACHABLE = (ServerNotFound, ExtensionNotEnabled, AuthenticationFailed)
 DEFAULT_TIMEOUT = 120.0  # generous: an answer may wait in the queue before its first token
 
 
@@ -85,6 +87,34 @@ class ChatClient:
             body["author_name"] = author_name
         key = f"py-g-{uuid.uuid4().hex}"
         return self._request("POST", f"rooms/{_room(room)}/generate", body=body, headers={"Idempotency-Key": key})
+
+    def cancel(self, message_id: str) -> bool:
+        """Stop an answer (the `message_id` of `generate`'s result or of an `Answer`).
+
+        True when the server accepted it (the answer's last token then says
+        `finish_reason: "cancelled"`), False when the answer had already finished. Only the
+        user who asked may cancel (`ChatRequestError` 403); an unknown id gives 404.
+        """
+        if not isinstance(message_id, str) or not message_id:
+            raise ValueError("message_id must be a non-empty string")
+        ws = open_socket(self.server, min(self.timeout, 30.0))
+        try:
+            cancel_id, ping_id = new_id("c"), new_id("p")
+            ws.send(json.dumps({"type": "Cancel", "id": cancel_id, "data": {"message_id": message_id}}))
+            # An accepted Cancel has no reply of its own: the Pong that follows it says "done".
+            ws.send(json.dumps({"type": "Ping", "id": ping_id, "data": {}}))
+            while True:
+                frame = read_frame(ws)
+                if frame.get("type") == "Error" and frame.get("id") == cancel_id:
+                    data = frame.get("data") or {}
+                    code = int(data.get("code", 500))
+                    if code == 409:
+                        return False
+                    raise request_error(code, str(data.get("message", "error")))
+                if frame.get("type") == "Pong" and frame.get("id") == ping_id:
+                    return True
+        finally:
+            shutdown_socket(ws)
 
     def aask(self, room: str | None, prompt: str, **config: Any) -> AsyncAnswer:
         """`ask` for async code: `async for piece in client.aask(...)` or `await client.aask(...)`."""
@@ -198,44 +228,57 @@ def default_client() -> ChatClient:
         return _default
 
 
-def _with_default(call: Callable[[ChatClient], T]) -> T:
-    """Run `call` on the default client; forget it when its server is gone, to rediscover."""
+def with_default_client(call: Callable[[ChatClient], T]) -> T:
+    """Run `call` on the default client.
+
+    A cached client whose server went away or restarted (new token or secret) fails with
+    one of the "unreachable" errors: it is dropped and discovery runs once more, so a
+    kernel outlives a server restart. (Those errors mean nothing was done, so a retry is safe.)
+    """
     global _default
+    cached = _default is not None
     client = default_client()
     try:
         return call(client)
-    except (ServerNotFound, AuthenticationFailed, ExtensionNotEnabled):
+    except UNREACHABLE:
         with _default_lock:
             if _default is client:
                 _default = None
-        raise
+        if not cached:
+            raise
+    return call(default_client())
 
 
 def broadcast(room: str, content: str, author_name: str | None = None) -> dict[str, Any]:
     """`ChatClient.broadcast` on the server that started this kernel."""
-    return _with_default(lambda client: client.broadcast(room, content, author_name))
+    return with_default_client(lambda client: client.broadcast(room, content, author_name))
 
 
 def ask(room: str | None, prompt: str, **config: Any) -> Answer:
     """`ChatClient.ask` on the server that started this kernel."""
-    return _with_default(lambda client: client.ask(room, prompt, **config))
+    return with_default_client(lambda client: client.ask(room, prompt, **config))
 
 
 def aask(room: str | None, prompt: str, **config: Any) -> AsyncAnswer:
     """`ChatClient.aask` on the server that started this kernel."""
-    return _with_default(lambda client: client.aask(room, prompt, **config))
+    return with_default_client(lambda client: client.aask(room, prompt, **config))
+
+
+def cancel(message_id: str) -> bool:
+    """`ChatClient.cancel` on the server that started this kernel."""
+    return with_default_client(lambda client: client.cancel(message_id))
 
 
 def rooms() -> list[dict[str, Any]]:
-    return _with_default(lambda client: client.rooms())
+    return with_default_client(lambda client: client.rooms())
 
 
 def stats() -> dict[str, Any]:
-    return _with_default(lambda client: client.stats())
+    return with_default_client(lambda client: client.stats())
 
 
 def history(room: str, since: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    return _with_default(lambda client: client.history(room, since, limit))
+    return with_default_client(lambda client: client.history(room, since, limit))
 
 
 # -- argument checks (clear errors before any network)

@@ -130,7 +130,7 @@ class Answer(Iterator[str]):
             return
         try:
             if not self.done and self.message_id is not None:
-                ws.send(json.dumps({"type": "Cancel", "id": _new_id("c"), "data": {"message_id": self.message_id}}))
+                ws.send(json.dumps({"type": "Cancel", "id": new_id("c"), "data": {"message_id": self.message_id}}))
         except (OSError, websocket.WebSocketException):
             pass
         finally:
@@ -192,10 +192,10 @@ class Answer(Iterator[str]):
     def _start(self, prompt: str, config: dict[str, Any]) -> None:
         """Join (room answers need membership), send Generate, wait for its Ack."""
         if self.room is not None:
-            join_id = _new_id("j")
+            join_id = new_id("j")
             self._send("Join", {}, join_id)
             self._until_reply(join_id, "Joined")
-        generate_id = _new_id("g")
+        generate_id = new_id("g")
         data: dict[str, Any] = {"prompt": prompt}
         if config:
             data["config"] = config
@@ -295,5 +295,20 @@ class AsyncAnswer:
         return self.text().__await__()
 
 
-def _new_id(prefix: str) -> str:
+def new_id(prefix: str) -> str:
+    """A request id for a frame sent from Python (unique; the prefix says what it asked)."""
     return f"py-{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def shutdown_socket(ws: websocket.WebSocket) -> None:
+    """Close a socket at once, waking a thread blocked reading it (no close handshake)."""
+    raw = getattr(ws, "sock", None)
+    try:
+        if raw is not None:
+            raw.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        ws.shutdown()
+    except Exception:
+        pass

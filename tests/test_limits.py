@@ -6,8 +6,6 @@ import asyncio
 import json
 import socket
 import time
-import base64
-import os
 
 import pytest
 import websocket  # websocket-client, a dependency of jupyter_server

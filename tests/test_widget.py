@@ -20,7 +20,8 @@ from kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
 import jupyter_llmchat.client as kernel_client
 from jupyter_llmchat.errors import ServerNotFound
-from jupyter_llmchat.widget import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, ChatWidget, KernelRelay
+from jupyter_llmchat.kernel_relay import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, KernelRelay
+from jupyter_llmchat.widget import ChatWidget
 
 Sent = list[dict[str, Any]]
 
