@@ -266,3 +266,23 @@ async def test_the_runtime_secret_authenticates_as_the_server_owner(chat_server,
 def test_an_answer_displayed_as_a_cell_result_prints_the_stream(kernel_a):
     output = run_cell(kernel_a, f'import jupyter_llmchat as chat\nchat.ask(None, "Say hi.", {GREEDY})')
     assert output.strip(), "the answer was not printed"
+
+
+def test_the_module_api_outlives_a_server_restart(tmp_path, monkeypatch):
+    """A kernel's cached client whose server restarted (new port, new token) finds the new one."""
+    import jupyter_llmchat as chat
+    import jupyter_llmchat.client as client_module
+
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("LLMCHAT_URL", raising=False)
+    monkeypatch.delenv("LLMCHAT_TOKEN", raising=False)
+    monkeypatch.setattr(client_module, "_default", None)
+    with llmchat_server(tmp_path / "first", runtime) as first:
+        assert chat.broadcast("lab", "before")["seq"] >= 1
+        assert client_module._default.server.url == first.url
+    with llmchat_server(tmp_path / "second", runtime) as second:
+        posted = chat.broadcast("lab", "after the restart")
+        assert client_module._default.server.url == second.url
+        assert [m["data"]["content"] for m in second.get("llmchat/api/rooms/lab/messages")["messages"]] == ["after the restart"]
+        assert posted["message_id"] == second.get("llmchat/api/rooms/lab/messages")["messages"][0]["data"]["message_id"]
