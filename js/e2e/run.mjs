@@ -45,6 +45,25 @@ const step = (what) => {
 const statusOf = (page) => page.$eval(".llmchat", (el) => el.getAttribute("data-status")).catch(() => null);
 const py = async (page, expr) => (await kernelExec(page, `print(${expr})`)).trim();
 
+/**
+ * Record every status the widget passes through from now on, repeats folded (a MutationObserver
+ * in the page: a state as short as a zero-delay retry is seen, which polling can miss);
+ * returns a getter.
+ */
+async function recordStatuses(page) {
+  await page.$eval(".llmchat", (el) => {
+    const seen = (window.__llmchatStatuses = []);
+    new MutationObserver(() => {
+      const now = el.getAttribute("data-status");
+      if (seen[seen.length - 1] !== now) seen.push(now);
+    }).observe(el, {
+      attributes: true,
+      attributeFilter: ["data-status"],
+    });
+  });
+  return () => page.evaluate(() => [...(window.__llmchatStatuses ?? [])]);
+}
+
 async function waitStatus(page, want, timeout = 60_000) {
   await waitFor(async () => (await statusOf(page)) === want, { timeout, what: `status ${want} (now ${await statusOf(page)})` });
 }
@@ -245,13 +264,13 @@ test("relays through the kernel to the real server (transport=\"kernel\") and he
   assert.ok((await post("hello relay")).ok);
   await waitFor(async () => (await page.textContent(".llmchat-log")).includes("hello relay"), { what: "REST post relayed" });
   // The kernel's socket dies (as in a network failure): the front end heals through the kernel.
-  const statuses = new Set();
+  const statuses = await recordStatuses(page);
   await kernelExec(page, "w._relay.drop_sockets()");
   assert.ok((await post("missed via kernel")).ok);
   await waitFor(async () => {
-    statuses.add(await statusOf(page));
-    return statuses.has("reconnecting") && (await statusOf(page)) === "via_kernel" && (await page.textContent(".llmchat-log")).includes("missed via kernel");
-  }, { interval: 50, timeout: 30_000, what: `healed relay (saw ${[...statuses]})` });
+    return (await statuses()).includes("reconnecting") && (await statusOf(page)) === "via_kernel" && (await page.textContent(".llmchat-log")).includes("missed via kernel");
+  }, { interval: 50, timeout: 30_000, what: "healed relay: reconnecting, then via_kernel with the missed message" });
+  assert.deepEqual((await statuses()).slice(-2), ["reconnecting", "via_kernel"]);
   await sleep(500);
   const texts = await page.$$eval(".llmchat-msg .llmchat-body", (els) => els.map((e) => e.textContent.trim()));
   for (const t of ["through the kernel", "hello relay", "missed via kernel"]) assert.equal(texts.filter((x) => x === t).length, 1, t);
