@@ -26,6 +26,11 @@ from .types import FinishReason, TokenEvent
 # on one core here, so 128 tokens pause the running streams for about a third of a second
 # per step instead of 1.3 s for a full 512-token chunk. Alone, a prompt uses all of n_batch.
 PREFILL_CHUNK_WHILE_STREAMING = 128
+# ...unless what is left of every waiting prompt fits in this many: then all of it goes in
+# one step. The running streams pause as long in total either way (prompt evaluation costs
+# the same per token, split or not), and the waiting questions get their first token a
+# step sooner: several short questions asked together do not queue behind each other.
+PREFILL_FINISH_WHILE_STREAMING = 2 * PREFILL_CHUNK_WHILE_STREAMING
 
 
 def _llama():
@@ -52,6 +57,7 @@ class Scheduler:
         self.prompt_tokens_cached = 0
         self.grouping = OutputGrouping()
         self.prefill_chunk = PREFILL_CHUNK_WHILE_STREAMING
+        self.prefill_finish = PREFILL_FINISH_WHILE_STREAMING
         self._decode = _llama().llama_decode
         self._ctx = model.ctx
         self._stop_ids = model.stop_ids
@@ -145,10 +151,11 @@ class Scheduler:
             return parts
         # While other sequences stream, a smaller prompt chunk keeps their pauses short.
         room = batch.free
+        left = sum(len(j.prompt) - j.n_fed for j in pending)
         if gen:
-            room = min(room, self.prefill_chunk)
+            room = min(room, left if left <= self.prefill_finish else self.prefill_chunk)
         # Make room in the KV cache, evicting idle room caches if needed.
-        need = batch.n + min(room, sum(len(j.prompt) - j.n_fed for j in pending))
+        need = batch.n + min(room, left)
         while self.slots.cells_in_use() + need > self.model.n_ctx and self.slots.evict_one():
             pass
         for job in pending:
