@@ -488,6 +488,8 @@ class ChatService:
             "in_reply_to": generation.in_reply_to,
             "finish_reason": event.finish_reason,
         }
+        if event.error:  # why it ended early, e.g. "server shutting down": shown with the answer
+            data["error"] = event.error
         self.store.add_message(room.name, generation.first_seq or seq, data, seq)
 
     # --------------------------------------------------------- server-side API

@@ -62,3 +62,29 @@ def test_history_and_seq_survive_a_restart(tmp_path):
         presence = json.loads(ws.recv())
         assert presence["type"] == "Presence" and presence["seq"] > head_before
         ws.close()
+
+
+def test_an_answer_cut_by_a_shutdown_is_stored_as_far_as_it_got(tmp_path):
+    """SIGTERM mid-answer: after the restart the room's history has the partial answer, marked."""
+    args = [f"--LLMChat.history_path={tmp_path / 'chat.sqlite'}"]
+    with running_server(tmp_path, args) as server:
+        assert server.wait_for_model()["loaded"]
+        ws = websocket.create_connection(server.ws_url, header=[f"Authorization: token {server.token}"], timeout=60)
+        ws.recv()  # Welcome
+        ws.send(json.dumps({"type": "Join", "room": "cut", "data": {}}))
+        _frames_until(ws, "Joined")
+        config = {"max_tokens": 1000, "temperature": 0.8, "seed": 7}
+        ws.send(json.dumps({"type": "Generate", "id": "g", "room": "cut", "data": {"prompt": "Tell me a long story.", "config": config}}))
+        streamed = ""
+        while len(streamed) < 20:
+            frame = json.loads(ws.recv())
+            if frame["type"] == "Token":
+                assert not frame["data"]["is_final"], "the answer ended before the shutdown"
+                streamed += frame["data"]["text"]
+        server.stop()  # SIGTERM while the answer is still running
+        ws.close()
+    with running_server(tmp_path, args) as server:
+        stored = server.get("llmchat/api/rooms/cut/messages")["messages"][-1]["data"]
+        assert stored["author"]["kind"] == "assistant"
+        assert stored["finish_reason"] == "error" and stored["error"] == "server shutting down"
+        assert stored["content"].startswith(streamed)

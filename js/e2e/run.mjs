@@ -423,6 +423,7 @@ test("demo notebook in JupyterLab: two pages, streaming, inert XSS, a server res
   const answer = stored.find((m) => m.data.message_id === key);
   assert.ok(answer, `the interrupted answer ${key} is stored`);
   assert.equal(answer.data.finish_reason, "error");
+  assert.equal(answer.data.error, "server shutting down");
   assert.ok(answer.data.content.length > 0);
   const [expected] = await renderedText(ctx.browser, [answer.data.content]);
   for (const page of [a, b]) {
@@ -433,6 +434,7 @@ test("demo notebook in JupyterLab: two pages, streaming, inert XSS, a server res
       throw new Error(`${err.message}\nshown:    ${JSON.stringify(await bodyText(page, key).catch(() => null))}\nexpected: ${JSON.stringify(expected)}`);
     });
     assert.equal(await page.getAttribute(`.llmchat-msg[data-key="${key}"]`, "data-finish"), "error");
+    assert.equal(await page.textContent(`.llmchat-msg[data-key="${key}"] .llmchat-finish`), " [error: server shutting down]");
     // The whole log is the server's history: nothing duplicated, nothing missing, in order.
     const keys = await page.$$eval(".llmchat-msg", (els) => els.map((e) => e.dataset.key));
     assert.deepEqual(keys, stored.map((m) => m.data.message_id));

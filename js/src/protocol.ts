@@ -64,6 +64,8 @@ export interface TextData {
   /** Stored answers (History): the prompt they answer and how they ended. */
   in_reply_to?: string;
   finish_reason?: string;
+  /** Why a stored answer ended with finish_reason "error" (e.g. "server shutting down"). */
+  error?: string;
 }
 
 export interface Timings {

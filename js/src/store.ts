@@ -171,6 +171,7 @@ export class RoomStore {
       existing.content = String(d.content ?? "");
       existing.streaming = false;
       if (typeof d.finish_reason === "string" && d.finish_reason) existing.finishReason = d.finish_reason;
+      if (typeof d.error === "string" && d.error) existing.finishError = d.error;
       if (seq !== null) existing.seq = seq;
       if (!quiet) this.emit({ type: "update", message: existing });
       return existing;
@@ -186,7 +187,7 @@ export class RoomStore {
       streaming: false,
       // A stored answer says how it ended (an answer cut by a server shutdown: "error").
       finishReason: kind === "assistant" && typeof d.finish_reason === "string" && d.finish_reason ? d.finish_reason : null,
-      finishError: null,
+      finishError: kind === "assistant" && typeof d.error === "string" && d.error ? d.error : null,
       own: kind === "user" && this.isOwn(d.author),
     };
     this.byKey.set(msg.key, msg);

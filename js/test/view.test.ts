@@ -119,13 +119,14 @@ describe("streaming", () => {
     t.sock.receive({ type: "Reset", room: "general", data: { head_seq: 44 } });
     const stored = text(42, "m-cut", "Once upon a time", "assistant") as any;
     stored.data.finish_reason = "error";
+    stored.data.error = "server shutting down";
     t.sock.receive({ type: "History", room: "general", data: { messages: [stored], head_seq: 44, epoch: "e2" } });
     t.frames.run();
     const msgs = t.host.querySelectorAll('[data-key="m-cut"]');
     expect(msgs).toHaveLength(1);
     expect(msgs[0]!.getAttribute("data-finish")).toBe("error");
     expect(msgs[0]!.querySelector(".llmchat-body p")?.textContent).toBe("Once upon a time");
-    expect(msgs[0]!.querySelector(".llmchat-finish")?.textContent).toBe(" [error]");
+    expect(msgs[0]!.querySelector(".llmchat-finish")?.textContent).toBe(" [error: server shutting down]");
   });
 
   it("clears the log on Reset and shows the History that follows", () => {
