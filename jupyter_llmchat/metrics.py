@@ -19,7 +19,9 @@ _registered = False
 _COUNTERS = ("messages_received", "messages_sent", "bytes_received", "bytes_sent")
 _GAUGES = ("active_connections", "uptime_seconds")
 _MODEL_COUNTERS = ("tokens_generated", "prompt_tokens_evaluated", "prompt_tokens_cached")
-_MODEL_GAUGES = ("active_sequences", "queue_depth", "tokens_per_second", "parallel", "n_ctx")
+_MODEL_GAUGES = (
+    "active_sequences", "queue_depth", "tokens_per_second", "tokens_per_second_per_sequence", "parallel", "n_ctx",
+)
 
 
 class ChatCollector(Collector):

@@ -22,6 +22,7 @@ from jupyter_llmchat.engine import (
     TokenEvent,
     default_model_path,
 )
+from jupyter_llmchat.engine.engine import _TPS_WINDOW
 
 TIMEOUT = 60.0
 
@@ -146,7 +147,7 @@ def test_loaded_and_stats(h):
     stats = eng.stats()
     for key in (
         "name", "loaded", "n_ctx", "parallel", "active_sequences", "queue_depth", "tokens_generated",
-        "tokens_per_second", "prompt_tokens_evaluated", "prompt_tokens_cached",
+        "tokens_per_second", "tokens_per_second_per_sequence", "prompt_tokens_evaluated", "prompt_tokens_cached",
     ):
         assert key in stats
     assert default_model_path().name == "gemma-3-270m-q4_k_m.gguf"
@@ -173,6 +174,17 @@ def test_greedy_batched_equals_alone(h, solo):
         assert final.usage["completion_tokens"] == solo[q][1].usage["completion_tokens"]
     # several sequences were decoded in the same step
     assert any(len({e.message_id for e in batch}) >= 3 for batch in h.batches)
+
+
+def test_stats_tell_each_streams_speed_apart_from_the_aggregate(h):
+    time.sleep(_TPS_WINDOW + 0.2)  # the figures cover the last few seconds: forget earlier tests
+    count = chat("Count from 1 to 100, separated by commas.", system=None)
+    mids = [h.submit(count, max_tokens=20, **GREEDY)[0] for _ in range(3)]
+    h.wait(*mids)
+    assert [h.final(m).usage["completion_tokens"] for m in mids] == [20, 20, 20], [h.text(m) for m in mids]  # together throughout
+    stats = h.engine.stats()
+    assert stats["tokens_per_second_per_sequence"] > 0
+    assert stats["tokens_per_second"] / stats["tokens_per_second_per_sequence"] == pytest.approx(3, rel=0.05)
 
 
 def test_cancel_mid_batch_leaves_the_others_intact(h, solo):

@@ -77,6 +77,8 @@ async def test_stats_and_metrics_report_the_same_figures(chat_server, connect, a
     assert 'llmchat_room_members{room="general"} 1.0' in text
     generated = [line for line in text.splitlines() if line.startswith("llmchat_model_tokens_generated_total")]
     assert generated and float(generated[0].split()[-1]) >= 1
+    per_sequence = [line for line in text.splitlines() if line.startswith("llmchat_model_tokens_per_second_per_sequence ")]
+    assert per_sequence, "each stream's speed is exported too"
 
 
 async def test_a_cookie_authenticated_post_needs_the_xsrf_token(chat_server, jp_fetch):

@@ -118,6 +118,7 @@ export interface StatsData {
     active_sequences?: number;
     queue_depth?: number;
     tokens_per_second?: number;
+    tokens_per_second_per_sequence?: number;
     tokens_generated?: number;
   };
   [k: string]: unknown;

@@ -317,7 +317,10 @@ export class ChatView {
     if (run?.queueMs != null && run.queueMs > 0) parts.push(`waited ${Math.round(run.queueMs)} ms`);
     const sm = s.stats?.model;
     if (sm?.queue_depth != null) parts.push(`server queue ${sm.queue_depth}`);
-    if (sm?.active_sequences != null) parts.push(`generating ${sm.active_sequences}`);
+    if (sm?.active_sequences != null) {
+      const each = sm.tokens_per_second_per_sequence;
+      parts.push(`generating ${sm.active_sequences}` + (sm.active_sequences > 0 && each ? ` at ${each.toFixed(1)} tok/s each` : ""));
+    }
     this.statsEl.textContent = parts.join(" · ");
   }
 

@@ -91,6 +91,17 @@ describe("streaming", () => {
     expect(t.host.querySelector(".llmchat-stats")?.textContent).toContain("57.9 tok/s");
   });
 
+  it("shows the server's queue and each stream's speed in the stats line", () => {
+    const t = setup();
+    const model = { active_sequences: 8, queue_depth: 2, tokens_per_second: 98.1, tokens_per_second_per_sequence: 12.3 };
+    t.sock.receive({ type: "Stats", id: "s1", data: { model } });
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-stats")?.textContent).toBe("server queue 2 · generating 8 at 12.3 tok/s each");
+    t.sock.receive({ type: "Stats", id: "s2", data: { model: { ...model, active_sequences: 0, queue_depth: 0 } } });
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-stats")?.textContent).toBe("server queue 0 · generating 0");
+  });
+
   it("renders streamed model output safely", () => {
     const t = setup();
     t.sock.receive(token(42, "m1", 0, "<img src=x onerror=alert(1)>"));

@@ -162,10 +162,13 @@ class Engine:
             now = time.perf_counter()
             while self._steps and self._steps[0][1] < now - _TPS_WINDOW:
                 self._steps.popleft()
-            tps = 0.0
+            tps = per_sequence = 0.0
             if self._steps:
                 span = max(now - self._steps[0][0], 1e-3)
                 tps = sum(n for _, _, n in self._steps) / span
+                # A step gives one token to every sequence generating in it, so steps per
+                # second is the speed each stream sees (= tps / the sequences sharing it).
+                per_sequence = len(self._steps) / span
             return {
                 "name": self.model_name,
                 "loaded": self.loaded,
@@ -177,6 +180,7 @@ class Engine:
                 "queue_depth": max(0, len(self._waiting) - (self.parallel - self._n_admitted)),
                 "tokens_generated": self._tokens_generated,
                 "tokens_per_second": round(tps, 1),
+                "tokens_per_second_per_sequence": round(per_sequence, 1),
                 "prompt_tokens_evaluated": self._prompt_evaluated,
                 "prompt_tokens_cached": self._prompt_cached,
             }
