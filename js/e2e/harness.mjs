@@ -108,6 +108,7 @@ export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2
     const log = fs.openSync(logPath, "a");
     const proc = spawn(python, args, { env, stdio: ["ignore", log, log], detached: true });
     fs.closeSync(log);
+    stopWithUs(proc);
     return proc;
   };
   const exited = (proc) => proc.exitCode !== null || proc.signalCode !== null;
@@ -167,6 +168,36 @@ export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2
     throw err;
   });
   return server;
+}
+
+/**
+ * Servers run in process groups of their own (so that `stop` reaches their kernels too):
+ * if this process ends in any other way than through `stop` (a crash, Ctrl+C, SIGTERM from
+ * CI, a closed pipe), they are sent SIGTERM as it exits instead of living on.
+ */
+const running = new Set();
+function stopWithUs(proc) {
+  if (running.size === 0 && !stopWithUs.hooked) {
+    stopWithUs.hooked = true;
+    const killAll = () => {
+      for (const pid of running) {
+        try {
+          process.kill(-pid, "SIGTERM");
+        } catch {
+          // already gone
+        }
+      }
+    };
+    process.on("exit", killAll);
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]]) {
+      process.on(signal, () => {
+        killAll();
+        process.exit(code);
+      });
+    }
+  }
+  running.add(proc.pid);
+  proc.on("exit", () => running.delete(proc.pid));
 }
 
 /** A TCP proxy on loopback whose live connections can be cut, to drop WebSockets for real. */
