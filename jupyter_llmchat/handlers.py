@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Awaitable, Callable
+from typing import Annotated, Any, Awaitable, Callable
 
 import msgspec
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -195,15 +195,18 @@ class RoomsHandler(ChatAPIHandler):
         self.reply({"rooms": self.service.room_list()})
 
 
+AuthorName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
 class MessageBody(msgspec.Struct):
     content: str
-    author_name: str | None = None
+    author_name: AuthorName | None = None
 
 
 class GenerateBody(msgspec.Struct):
     prompt: str
     config: GenerateConfig | None = None
-    author_name: str | None = None
+    author_name: AuthorName | None = None
 
 
 class MessagesHandler(ChatAPIHandler):
@@ -222,10 +225,11 @@ class MessagesHandler(ChatAPIHandler):
     @answers_chat_errors
     def post(self, room: str) -> None:
         name = self.room_name(room)
+        user = identity_of(self)
+        self.service.admit_rest_post(user.username, len(self.request.body))
         body = protocol.decode_json(self.request.body, MessageBody)
         if not body.content:
             raise ChatError(400, "`content` must not be empty")
-        user = identity_of(self)
         message_id, seq = self.service.broadcast_to_room(
             name, body.content, username=user.username, author_name=body.author_name
         )
@@ -238,10 +242,11 @@ class GenerateHandler(ChatAPIHandler):
     @answers_chat_errors
     def post(self, room: str) -> None:
         name = self.room_name(room)
+        user = identity_of(self)
+        self.service.admit_rest_post(user.username, len(self.request.body))
         body = protocol.decode_json(self.request.body, GenerateBody)
         if not body.prompt:
             raise ChatError(400, "`prompt` must not be empty")
-        user = identity_of(self)
         author = {"username": user.username, "name": body.author_name or "notebook", "kind": "bot"}
         ack = self.service.generate(
             owner=user,

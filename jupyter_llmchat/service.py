@@ -196,6 +196,13 @@ class ChatService:
             self.log.exception("llmchat: failed to handle a message")
             connection.send(protocol.error_frame(500, "internal error", id=request_id))
 
+    def admit_rest_post(self, username: str, size: int) -> None:
+        """A REST post counts like a socket frame: the same size limit and per-user rate."""
+        if size > self.limits.message_size_limit:
+            raise ChatError(413, f"request of {size} bytes is over the {self.limits.message_size_limit}-byte message_size_limit")
+        if not self._bucket(username).take():
+            raise ChatError(429, "rate limit exceeded; slow down")
+
     def _bucket(self, username: str) -> TokenBucket:
         bucket = self._buckets.get(username)
         if bucket is None:

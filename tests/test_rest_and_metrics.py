@@ -43,6 +43,7 @@ async def test_rest_generate_streams_into_the_room(chat_server, connect, api):
         ("POST", ("rooms", "class", "messages"), "{oops", 400),
         ("POST", ("rooms", "bad room", "messages"), {"content": "x"}, 400),
         ("POST", ("rooms", "class", "generate"), {"prompt": "x", "config": {"top_p": 7}}, 400),
+        ("POST", ("rooms", "class", "messages"), {"content": "x", "author_name": "n" * 129}, 400),
         ("GET", ("rooms", "never-used", "messages"), None, 404),
         ("GET", ("rooms", "class", "messages"), None, 400),
     ],
@@ -54,6 +55,24 @@ async def test_rest_bad_requests_get_clear_errors(chat_server, api, method, path
     status, error = await api(method, *path, body=body, **params)
     assert status == code, error
     assert error["code"] == code and error["message"]
+
+
+@pytest.mark.parametrize("llmchat_config", [{"message_size_limit": 2048, "rate_limit": 1.0, "rate_limit_burst": 3}])
+async def test_rest_posts_obey_the_size_and_rate_limits(chat_server, connect, api, llmchat_config):
+    member = await connect("tok-bob")
+    await member.join("class")
+    status, error = await api("POST", "rooms", "class", "messages", body={"content": "x" * 3000})
+    assert status == 413 and "message_size_limit" in error["message"]
+    status, _ = await api("POST", "rooms", "class", "generate", body={"prompt": "Hi", "config": {"max_tokens": 1}})
+    codes = [status]
+    for n in range(1, 6):
+        status, _ = await api("POST", "rooms", "class", "messages", body={"content": f"spam {n}"})
+        codes.append(status)
+    assert codes[0] == 202 and 429 in codes  # the burst passes, the flood does not
+    # nothing refused reached the room: the member sees exactly what was accepted
+    accepted = codes.count(201)
+    texts = [await member.recv_type("Text") for _ in range(1 + accepted)]  # the prompt + the posts
+    assert [t["data"]["content"] for t in texts[1:]] == [f"spam {n}" for n in range(1, 6) if codes[n] == 201]
 
 
 async def test_rest_needs_authentication(chat_server, api):
