@@ -454,7 +454,8 @@ describe("cancel", () => {
 });
 
 describe("kernel relay fallback", () => {
-  it("uses the kernel at once when the page has no server", () => {
+  /** A page with no Jupyter server: the client can only relay through the kernel. */
+  function makeKernelOnly() {
     const kernelSockets: FakeSocket[] = [];
     const h = make({
       urls: [],
@@ -464,6 +465,11 @@ describe("kernel relay fallback", () => {
         return s;
       },
     });
+    return { h, kernelSockets };
+  }
+
+  it("uses the kernel at once when the page has no server", () => {
+    const { h, kernelSockets } = makeKernelOnly();
     h.client.start();
     expect(h.client.status).toMatchObject({ status: "via_kernel", transport: "kernel" });
     const k = kernelSockets[0]!;
@@ -478,15 +484,7 @@ describe("kernel relay fallback", () => {
   });
 
   it("fails with the kernel's reason when the kernel finds no server either, and retries only on demand", () => {
-    const kernelSockets: FakeSocket[] = [];
-    const h = make({
-      urls: [],
-      openKernel: () => {
-        const s = new FakeSocket("kernel");
-        kernelSockets.push(s);
-        return s;
-      },
-    });
+    const { h, kernelSockets } = makeKernelOnly();
     h.client.start();
     const k = kernelSockets[0]!;
     k.open();
