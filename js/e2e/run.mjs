@@ -144,7 +144,11 @@ test("renders a room through the kernel relay: streaming, markdown, safety, Stop
   // Stop: visible from the moment of asking, sends Cancel, answer marked cancelled.
   await typeAndSend(page, "slow one two three four five six seven eight");
   await page.waitForSelector(".llmchat-request", { timeout: 10_000 });
-  assert.match(await page.textContent(".llmchat-requests"), /queued, position 1|generating|starting/);
+  // "sending…" / "sent, waiting for the server" until the Ack, then the server's word on it.
+  await waitFor(async () => /queued, position 1|generating|starting/.test(await page.textContent(".llmchat-requests")), {
+    timeout: 10_000,
+    what: "the request's queue state",
+  });
   await waitFor(async () => (await page.textContent(".llmchat-log"))?.includes("You said: slow"), { what: "slow stream" });
   await page.click(".llmchat-stop");
   await page.waitForSelector('.llmchat-msg[data-finish="cancelled"]', { timeout: 10_000 });
@@ -186,7 +190,9 @@ test("heals after the connection is cut and resumes without duplicates", { serve
   assert.ok(page, "needs the previous test's page");
   const before = await page.locator(".llmchat-msg").count();
   ctx.proxy.cut({ refuse: true });
+  step("heal: cut");
   await waitFor(async () => ["reconnecting", "connecting"].includes(await statusOf(page)), { what: "reconnecting", timeout: 40_000 });
+  step("heal: reconnecting");
   assert.match(await page.textContent(".llmchat-status-text"), /reconnecting/);
   // A message posted while we are away (through REST, by "another client")...
   const res = await fetch(`${ctx.full.url}llmchat/api/rooms/e2e-live-${runId}/messages`, {
@@ -198,8 +204,12 @@ test("heals after the connection is cut and resumes without duplicates", { serve
   // ...and one typed while offline, queued until back.
   await typeAndSend(page, "/say typed while offline");
   ctx.proxy.resume();
-  await page.click(".llmchat-retry").catch(() => undefined);
+  step("heal: resumed");
+  // "Retry now" if the widget is still waiting out its backoff (it may be live already: then
+  // the button is hidden, and a plain click would wait for it for Playwright's 30 s).
+  if (await page.isVisible(".llmchat-retry")) await page.click(".llmchat-retry", { timeout: 2_000 }).catch(() => undefined);
   await waitStatus(page, "live", 60_000);
+  step("heal: live");
   await waitFor(async () => {
     const t = await page.textContent(".llmchat-log");
     return t.includes("missed while away") && t.includes("typed while offline");
