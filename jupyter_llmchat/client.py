@@ -69,7 +69,7 @@ class ChatClient:
         `room=None`, it is a private completion. `config`: max_tokens, temperature, top_p,
         top_k, min_p, repeat_penalty, seed, stop.
         """
-        return Answer(self.server, _room(room) if room is not None else None, _prompt(prompt), _config(config), self.timeout)
+        return Answer(self.server, _room(room) if room is not None else None, _prompt(prompt), generation_config(config), self.timeout)
 
     def generate(self, room: str, prompt: str, *, author_name: str | None = None, **config: Any) -> dict[str, Any]:
         """Ask the model into `room` without waiting for the answer; returns {message_id, queue_position}.
@@ -80,7 +80,7 @@ class ChatClient:
         for that). Refusals (503 model loading, 429 queue full) are raised at once.
         """
         body: dict[str, Any] = {"prompt": _prompt(prompt)}
-        settings = _config(config)
+        settings = generation_config(config)
         if settings:
             body["config"] = settings
         if author_name is not None:
@@ -119,7 +119,7 @@ class ChatClient:
     def aask(self, room: str | None, prompt: str, **config: Any) -> AsyncAnswer:
         """`ask` for async code: `async for piece in client.aask(...)` or `await client.aask(...)`."""
         room = _room(room) if room is not None else None
-        prompt, config = _prompt(prompt), _config(config)
+        prompt, config = _prompt(prompt), generation_config(config)
         return AsyncAnswer(lambda: Answer(self.server, room, prompt, config, self.timeout))
 
     def rooms(self) -> list[dict[str, Any]]:
@@ -296,7 +296,8 @@ def _prompt(prompt: str) -> str:
     return prompt
 
 
-def _config(config: dict[str, Any]) -> dict[str, Any]:
+def generation_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Generation settings as sent: unknown keys refused (TypeError), unset (None) ones dropped."""
     unknown = set(config) - CONFIG_KEYS
     if unknown:
         raise TypeError(f"unknown generation setting(s) {sorted(unknown)}; allowed: {sorted(CONFIG_KEYS)}")

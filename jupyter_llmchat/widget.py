@@ -29,7 +29,7 @@ import anywidget
 import traitlets
 
 from .client import ROOM_RE, UNREACHABLE, with_default_client
-from .client import _config as generation_settings
+from .client import generation_config
 from .kernel_relay import KernelRelay
 from .streaming import new_id
 
@@ -273,4 +273,4 @@ def _checked_config(config: Any) -> dict[str, Any]:
     """Generation settings for the `config` trait and `ask`: the client's own checks."""
     if not isinstance(config, dict):
         raise traitlets.TraitError("config must be a dict")
-    return generation_settings(config)
+    return generation_config(config)
