@@ -18,14 +18,13 @@ import re
 import socket
 import ssl
 import threading
-import uuid
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from .discovery import ServerInfo, find_server
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
 from .protocol import ROOM_PATTERN
-from .streaming import Answer, AsyncAnswer, new_id, open_socket, read_frame, shutdown_socket
+from .streaming import Answer, AsyncAnswer, new_id, open_socket, raise_for_error, read_frame, shutdown_socket
 
 __all__ = ["ChatClient", "connect", "default_client", "broadcast", "ask", "aask", "cancel", "rooms", "stats", "history"]
 
@@ -85,7 +84,7 @@ class ChatClient:
             body["config"] = settings
         if author_name is not None:
             body["author_name"] = author_name
-        key = f"py-g-{uuid.uuid4().hex}"
+        key = new_id("g")
         return self._request("POST", f"rooms/{_room(room)}/generate", body=body, headers={"Idempotency-Key": key})
 
     def cancel(self, message_id: str) -> bool:
@@ -106,11 +105,9 @@ class ChatClient:
             while True:
                 frame = read_frame(ws)
                 if frame.get("type") == "Error" and frame.get("id") == cancel_id:
-                    data = frame.get("data") or {}
-                    code = int(data.get("code", 500))
-                    if code == 409:
-                        return False
-                    raise request_error(code, str(data.get("message", "error")))
+                    if (frame.get("data") or {}).get("code") == 409:
+                        return False  # already finished
+                    raise_for_error(frame)
                 if frame.get("type") == "Pong" and frame.get("id") == ping_id:
                     return True
         finally:

@@ -161,6 +161,11 @@ class ChatAPIHandler(OwnerSecretMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(protocol.encode_json(value))
 
+    def admitted_poster(self) -> Identity:
+        """The authenticated user of a POST, once its size and rate pass (413 / 429)."""
+        user = identity_of(self)
+        self.service.admit_rest_post(user.username, len(self.request.body))
+        return user
 
     def room_name(self, room: str) -> str:
         try:
@@ -225,8 +230,7 @@ class MessagesHandler(ChatAPIHandler):
     @answers_chat_errors
     def post(self, room: str) -> None:
         name = self.room_name(room)
-        user = identity_of(self)
-        self.service.admit_rest_post(user.username, len(self.request.body))
+        user = self.admitted_poster()
         body = protocol.decode_json(self.request.body, MessageBody)
         if not body.content:
             raise ChatError(400, "`content` must not be empty")
@@ -242,8 +246,7 @@ class GenerateHandler(ChatAPIHandler):
     @answers_chat_errors
     def post(self, room: str) -> None:
         name = self.room_name(room)
-        user = identity_of(self)
-        self.service.admit_rest_post(user.username, len(self.request.body))
+        user = self.admitted_poster()
         body = protocol.decode_json(self.request.body, GenerateBody)
         if not body.prompt:
             raise ChatError(400, "`prompt` must not be empty")

@@ -135,7 +135,6 @@ class _RelayConnection:
         self.relay = relay
         self.cid = cid
         self.stopped = False
-        self._notify = True
         self._outbox: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
         self._ws: Any = None
@@ -160,7 +159,6 @@ class _RelayConnection:
             if self.stopped:
                 return
             self.stopped = True
-            self._notify = notify
             self._cond.notify_all()
             ws = self._ws
         if notify:

@@ -78,7 +78,8 @@ def read_frame(ws: websocket.WebSocket) -> dict[str, Any]:
             return json.loads(frame.data)
 
 
-def _raise_error(frame: dict[str, Any]) -> None:
+def raise_for_error(frame: dict[str, Any]) -> None:
+    """An `Error` frame as the matching `ChatRequestError` subclass."""
     data = frame.get("data") or {}
     raise request_error(int(data.get("code", 500)), str(data.get("message", "error")))
 
@@ -209,7 +210,7 @@ class Answer(Iterator[str]):
         while True:
             frame = self._read()
             if frame.get("type") == "Error" and frame.get("id") in (request_id, None):
-                _raise_error(frame)
+                raise_for_error(frame)
             if frame.get("type") == kind and frame.get("id") == request_id:
                 return frame
             if frame.get("type") == "Token":
@@ -218,7 +219,7 @@ class Answer(Iterator[str]):
     def _on_frame(self, frame: dict[str, Any]) -> str:
         kind = frame.get("type")
         if kind == "Error":
-            _raise_error(frame)
+            raise_for_error(frame)
         if kind != "Token":
             return ""
         data = frame.get("data") or {}

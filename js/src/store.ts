@@ -165,13 +165,16 @@ export class RoomStore {
 
   private upsertText(d: TextData, seq: number | null, quiet: boolean): ChatMessage | null {
     if (!d || typeof d.message_id !== "string") return null;
+    // A stored answer says how it ended (an answer cut by a server shutdown: "error", and why).
+    const finishReason = typeof d.finish_reason === "string" && d.finish_reason ? d.finish_reason : null;
+    const finishError = typeof d.error === "string" && d.error ? d.error : null;
     const existing = this.byKey.get(d.message_id);
     if (existing) {
       // The same message again (History after a live stream): the stored text is authoritative.
       existing.content = String(d.content ?? "");
       existing.streaming = false;
-      if (typeof d.finish_reason === "string" && d.finish_reason) existing.finishReason = d.finish_reason;
-      if (typeof d.error === "string" && d.error) existing.finishError = d.error;
+      if (finishReason) existing.finishReason = finishReason;
+      if (finishError) existing.finishError = finishError;
       if (seq !== null) existing.seq = seq;
       if (!quiet) this.emit({ type: "update", message: existing });
       return existing;
@@ -185,9 +188,8 @@ export class RoomStore {
       content: String(d.content ?? ""),
       created: d.created ?? new Date().toISOString(),
       streaming: false,
-      // A stored answer says how it ended (an answer cut by a server shutdown: "error").
-      finishReason: kind === "assistant" && typeof d.finish_reason === "string" && d.finish_reason ? d.finish_reason : null,
-      finishError: kind === "assistant" && typeof d.error === "string" && d.error ? d.error : null,
+      finishReason: kind === "assistant" ? finishReason : null,
+      finishError: kind === "assistant" ? finishError : null,
       own: kind === "user" && this.isOwn(d.author),
     };
     this.byKey.set(msg.key, msg);
