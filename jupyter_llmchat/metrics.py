@@ -1,4 +1,4 @@
-"""The SPEC section 6 figures on Jupyter Server's own `/metrics` (Prometheus).
+"""The docs/protocol.md figures on Jupyter Server's own `/metrics` (Prometheus).
 
 A collector reads `ChatService.stats()` at scrape time, so nothing is updated on the
 token hot path. It is registered once per process and reports every live service.

@@ -1,4 +1,4 @@
-"""The llmchat.v1 wire format (SPEC sections 3-5): parsing, validation and encoding.
+"""The llmchat.v1 wire format (docs/protocol.md): parsing, validation and encoding.
 
 Incoming frames are validated by msgspec against the structs below, so every malformed
 frame becomes one `ChatError(400, ...)` with a message that names the bad field.
@@ -7,12 +7,16 @@ Outgoing frames are encoded once and the same bytes go to every member of a room
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 PROTOCOL = "llmchat.v1"
 ROOM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+MAX_ATTACHMENTS = 8
+MAX_ATTACHMENT_CHARS = 16 * 1024
+MAX_SYSTEM_PROMPT_CHARS = 8 * 1024
 
 RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_PATTERN)]
 RequestId = Annotated[str, msgspec.Meta(max_length=128)]
@@ -20,7 +24,7 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class ChatError(Exception):
-    """A request the server refuses; becomes an `Error {message, code}` frame (SPEC section 5)."""
+    """A request the server refuses; becomes an `Error {message, code}` frame (docs/protocol.md)."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -64,9 +68,32 @@ class TextData(msgspec.Struct):
     content: Annotated[str, msgspec.Meta(min_length=1)]
 
 
+MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+ContextMode = Literal["own", "shared"]
+
+
+class Attachment(msgspec.Struct, forbid_unknown_fields=True):
+    """A compact description of a live kernel object sent with a question (kernel_context.py)."""
+
+    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    label: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    text: Annotated[str, msgspec.Meta(max_length=MAX_ATTACHMENT_CHARS)] = ""
+
+
 class GenerateData(msgspec.Struct):
     prompt: Annotated[str, msgspec.Meta(min_length=1)]
     config: GenerateConfig | None = None
+    new_thread: bool = False  # this question starts a fresh thread for its asker (docs/context.md)
+    reply_to: MessageId | None = None  # a room message the question answers; given to the model
+    regenerate: MessageId | None = None  # an earlier answer whose question is asked again
+    attachments: Annotated[list[Attachment], msgspec.Meta(max_length=MAX_ATTACHMENTS)] | None = None
+
+
+class RoomSettingsData(msgspec.Struct, forbid_unknown_fields=True):
+    """A room's own settings; absent fields are left as they are, "" / null resets the prompt."""
+
+    system_prompt: Annotated[str, msgspec.Meta(max_length=MAX_SYSTEM_PROMPT_CHARS)] | None = None
+    context: ContextMode | None = None
 
 
 class CancelData(msgspec.Struct):
@@ -106,10 +133,11 @@ CLIENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "Custom": CustomData,
     "Binary": BinaryData,
     "Audio": AudioData,
+    "RoomSettings": RoomSettingsData,
 }
 
 # Types that act on a room and are meaningless without one.
-NEEDS_ROOM = frozenset({"Join", "Leave", "Text", "History", "Binary"})
+NEEDS_ROOM = frozenset({"Join", "Leave", "Text", "History", "Binary", "RoomSettings"})
 
 _envelope_decoder = msgspec.json.Decoder(Envelope)
 _data_decoders = {name: msgspec.json.Decoder(struct) for name, struct in CLIENT_TYPES.items()}

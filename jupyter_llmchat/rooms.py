@@ -43,6 +43,11 @@ class Room:
             member.send(frame)
         return self.head_seq
 
+    def forget_events(self) -> None:
+        """After the room's history was cleared: nothing before now can be replayed."""
+        self.epoch = new_epoch()
+        self.replay.clear()
+
     def can_resume(self, since: int, epoch: str | None) -> bool:
         """True when every event after `since` is still in the replay buffer."""
         if epoch is not None and epoch != self.epoch:

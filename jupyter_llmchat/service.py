@@ -1,4 +1,4 @@
-"""The chat service: what each llmchat.v1 message does (SPEC sections 4-7).
+"""The chat service: what each llmchat.v1 message does (docs/protocol.md).
 
 Transport-free: the WebSocket handler, the REST handlers and other extensions all call
 this one object, on the event loop thread. The engine reports tokens through
@@ -13,13 +13,12 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from . import protocol
 from .connection import Connection, Identity
 from .engine.types import (
-    ChatTurn,
     EngineUnavailable,
     GenerationRequest,
     QueueFull,
@@ -28,6 +27,7 @@ from .engine.types import (
 )
 from .hooks import Hook, HookRegistry
 from .limits import TokenBucket
+from .prompt_context import Question, build_turns
 from .protocol import ChatError
 from .rooms import Room
 from .stats import TrafficCounters
@@ -68,12 +68,15 @@ class ServiceLimits:
     connection_timeout: float = 300.0
     max_binary_bytes: int = 512 * 1024
     cancel_when_room_empty: bool = False
+    history_retention_days: float = 0.0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
 ASSISTANT_USERNAME = "model"
 _SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
+_RETENTION_EVERY = 3600.0  # seconds between two sweeps of the history retention
+CONTEXT_MODES = ("own", "shared")
 
 
 def now_iso() -> str:
@@ -82,6 +85,18 @@ def now_iso() -> str:
 
 def new_message_id() -> str:
     return "m-" + secrets.token_hex(8)
+
+
+def _question_fields(request: protocol.GenerateData) -> dict[str, Any]:
+    """What a stored question says of how it was asked (never the attached data itself)."""
+    fields: dict[str, Any] = {}
+    if request.new_thread:
+        fields["thread_start"] = True
+    if request.reply_to:
+        fields["reply_to"] = request.reply_to
+    if request.attachments:
+        fields["attachments"] = [{"kind": a.kind, "label": a.label, "chars": len(a.text)} for a in request.attachments]
+    return fields
 
 
 @dataclass
@@ -94,6 +109,7 @@ class Generation:
     room: str | None
     connection: Connection | None
     in_reply_to: str | None = None
+    regenerates: str | None = None
     parts: list[str] = field(default_factory=list)
     first_seq: int | None = None
 
@@ -122,7 +138,9 @@ class ChatService:
         self._acks: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
         self._buckets: dict[str, TokenBucket] = {}
+        self._settings: dict[str, dict[str, Any]] = {}  # room -> its own settings, read once
         self._next_client = 0
+        self._retention_due = 0.0
 
     # ----------------------------------------------------------------- connections
 
@@ -231,7 +249,12 @@ class ChatService:
     def _on_join(self, connection: Connection, envelope: protocol.Envelope, data: protocol.JoinData) -> None:
         room = self.room(envelope.room, create=True)
         first = room.add(connection)  # nothing is emitted until the replies below are queued
-        joined = {"seq": room.head_seq, "epoch": room.epoch, "members": room.members_data()}
+        joined = {
+            "seq": room.head_seq,
+            "epoch": room.epoch,
+            "members": room.members_data(),
+            "settings": self.room_settings(room.name),
+        }
         self._reply(connection, "Joined", joined, envelope)
         if data.since is not None and room.can_resume(data.since, data.epoch):
             for frame in room.events_after(data.since):
@@ -269,14 +292,18 @@ class ChatService:
             self._member_room(connection, envelope.room)
         ack = self.generate(
             owner=connection.user,
-            prompt=data.prompt,
-            config=data.config,
+            request=data,
             room=envelope.room,
             connection=None if envelope.room else connection,
             request_id=envelope.id,
             author=connection.user.author(),
         )
         self._reply(connection, "Ack", ack, envelope)
+
+    def _on_roomsettings(self, connection: Connection, envelope: protocol.Envelope, data: protocol.RoomSettingsData) -> None:
+        self._member_room(connection, envelope.room)
+        settings = self.set_room_settings(envelope.room, data, connection.user)
+        self._reply(connection, "RoomSettings", settings, envelope)
 
     def _on_cancel(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CancelData) -> None:
         self.cancel(connection.user, data.message_id)
@@ -343,13 +370,29 @@ class ChatService:
             return room.head_seq, room.epoch
         return self.store.head_seq(name) or 0, None
 
-    def post(self, room_name: str, content: str, author: dict[str, str]) -> tuple[str, int]:
+    def post(
+        self, room_name: str, content: str, author: dict[str, str], extra: dict[str, Any] | None = None
+    ) -> tuple[str, int]:
         """Post a `Text` into a room (creating it), store it; returns (message_id, seq)."""
         room = self.room(room_name, create=True)
-        data = {"message_id": new_message_id(), "content": content, "author": author, "created": now_iso()}
+        data = {"message_id": new_message_id(), "content": content, "author": author, "created": now_iso(), **(extra or {})}
         seq = room.emit("Text", data)
         self.store.add_message(room.name, seq, data, seq)
         return data["message_id"], seq
+
+    def room_info(self, name: str) -> dict[str, Any]:
+        """REST `GET rooms/{room}`: head seq, epoch, members and the room's own settings."""
+        head_seq, epoch = self.room_head(name)
+        room = self.rooms.get(name)
+        members = room.members_data() if room is not None else []
+        return {
+            "room": name,
+            "head_seq": head_seq,
+            "epoch": epoch,
+            "count": len(members),
+            "members": members,
+            "settings": self.room_settings(name),
+        }
 
     def room_list(self) -> list[dict[str, Any]]:
         heads = self.store.rooms()
@@ -370,8 +413,7 @@ class ChatService:
         self,
         *,
         owner: Identity,
-        prompt: str,
-        config: protocol.GenerateConfig | None,
+        request: protocol.GenerateData,
         room: str | None,
         connection: Connection | None,
         request_id: str | None,
@@ -384,20 +426,25 @@ class ChatService:
         if self.engine is None or not self.engine.loaded:
             reason = getattr(self.engine, "load_error", None) or "the model is still loading"
             raise ChatError(503, f"model not available: {reason}")
-        turns = [ChatTurn("user", prompt)]
-        if room is not None:
-            turns = self._context_turns(room) + turns
-        if self.limits.system_prompt:
-            turns.insert(0, ChatTurn("system", self.limits.system_prompt))
+        question, asked = self._question(owner, request, room)
+        settings = self.room_settings(room) if room is not None else {}
+        turns = build_turns(
+            self.store,
+            question,
+            system_prompt=settings.get("system_prompt") or self.limits.system_prompt,
+            context=settings.get("context", "own"),
+            history_messages=self.limits.history_messages,
+        )
+        # Each asker's thread in a room is its own conversation: its own KV prefix to reuse.
+        cache_key = None if room is None else room if settings.get("context") == "shared" else f"{room}\n{owner.username}"
         message_id = new_message_id()
-        request = GenerationRequest(message_id, turns, self.sampling(config), cache_key=room)
         try:
-            position = self.engine.submit(request)
+            position = self.engine.submit(GenerationRequest(message_id, turns, self.sampling(request.config), cache_key))
         except QueueFull as error:
             raise ChatError(429, f"generation queue is full: {error}") from None
         except EngineUnavailable as error:
             raise ChatError(503, f"model not available: {error}") from None
-        generation = Generation(message_id, owner, request_id, room, connection)
+        generation = Generation(message_id, owner, request_id, room, connection, regenerates=request.regenerate)
         self._generations[message_id] = generation
         ack = {"message_id": message_id, "queue_position": position}
         if key is not None:
@@ -407,15 +454,43 @@ class ChatService:
         if room is not None:
             live = self.room(room, create=True)
             live.active_generations.add(message_id)
-            generation.in_reply_to, _ = self.post(room, prompt, author)
+            if asked is not None:  # regenerating: the question is in the room already
+                generation.in_reply_to = asked
+            else:
+                generation.in_reply_to, _ = self.post(room, request.prompt, author, _question_fields(request))
         return ack
 
-    def _context_turns(self, room: str) -> list[ChatTurn]:
-        """The room's recent messages as chat turns (the engine trims them to fit n_ctx)."""
-        return [
-            ChatTurn("assistant" if data["author"]["kind"] == "assistant" else "user", data["content"])
-            for _, data in self.store.messages(room, limit=self.limits.history_messages)
-        ]
+    def _question(
+        self, owner: Identity, request: protocol.GenerateData, room: str | None
+    ) -> tuple[Question, str | None]:
+        """The question to answer, and the id of the stored one when it is asked again."""
+        attachments = tuple(request.attachments or ())
+        if room is None:
+            return Question(None, owner.username, request.prompt, 0, attachments=attachments), None
+        head = self.room(room, create=True).head_seq
+        if request.regenerate is None:
+            return (
+                Question(room, owner.username, request.prompt, head + 1, request.new_thread, request.reply_to, attachments),
+                None,
+            )
+        found = self.store.message(room, message_id=request.regenerate)
+        answer = found[1] if found else {}
+        asked = self.store.message(room, message_id=answer.get("in_reply_to") or "") if answer else None
+        if found is None or (answer.get("author") or {}).get("kind") != "assistant" or asked is None:
+            raise ChatError(404, f"no stored answer {request.regenerate!r} in room {room!r} to regenerate")
+        seq, data = asked
+        if (data.get("author") or {}).get("username") != owner.username:
+            raise ChatError(403, "only the user who asked can regenerate this answer")
+        question = Question(
+            room,
+            owner.username,
+            str(data.get("content", "")),
+            seq,
+            bool(data.get("thread_start")),
+            data.get("reply_to"),
+            attachments,
+        )
+        return question, data["message_id"]
 
     def sampling(self, config: protocol.GenerateConfig | None) -> SamplingConfig:
         """The server's defaults overlaid with what the client set; max_tokens is capped."""
@@ -495,14 +570,60 @@ class ChatService:
             "in_reply_to": generation.in_reply_to,
             "finish_reason": event.finish_reason,
         }
+        if generation.regenerates:
+            data["regenerates"] = generation.regenerates
         if event.error:  # why it ended early, e.g. "server shutting down": shown with the answer
             data["error"] = event.error
         self.store.add_message(room.name, generation.first_seq or seq, data, seq)
 
+    # ---------------------------------------------------------- room settings
+
+    def room_settings(self, name: str) -> dict[str, Any]:
+        """A room's own settings: `system_prompt` ("" = the server's) and `context`."""
+        settings = self._settings.get(name)
+        if settings is None:
+            stored = self.store.room_settings(name)
+            settings = {"system_prompt": stored.get("system_prompt", ""), "context": stored.get("context", "own")}
+            if len(self._settings) >= 4096:  # a cache, not a registry: rooms come and go
+                self._settings.clear()
+            self._settings[name] = settings
+        return settings
+
+    def set_room_settings(self, name: str, change: protocol.RoomSettingsData, user: Identity) -> dict[str, Any]:
+        """Change a room's settings, store them, and tell its members with a system `Text`."""
+        settings = dict(self.room_settings(name))
+        said: list[str] = []
+        if change.system_prompt is not None:
+            settings["system_prompt"] = change.system_prompt.strip()
+            said.append("set this room's system prompt" if settings["system_prompt"] else "reset this room's system prompt")
+        if change.context is not None:
+            settings["context"] = change.context
+            said.append(
+                "let the model see the whole room" if change.context == "shared" else "let the model see only each asker's own thread"
+            )
+        self.store.save_room_settings(name, settings)
+        self._settings[name] = settings
+        if said:
+            author = {"username": user.username, "name": user.name, "kind": "system"}
+            self.post(name, f"{user.name} {' and '.join(said)}.", author, {"settings": settings})
+        return settings
+
+    def clear_room(self, name: str) -> int:
+        """Delete a room's stored messages; its members reload an empty history (new epoch)."""
+        self.require_room(name)
+        deleted = self.store.delete_messages(name)
+        room = self.rooms.get(name)
+        if room is not None:
+            room.forget_events()
+            for member in list(room.members.values()):
+                member.send(protocol.encode("Reset", {"head_seq": room.head_seq}, room=name))
+                member.send(protocol.encode("History", self.history_data(name), room=name))
+        return deleted
+
     # --------------------------------------------------------- server-side API
 
     def broadcast_to_room(self, room: str, content: str, *, username: str, author_name: str | None = None) -> tuple[str, int]:
-        """Post as a bot (REST, kernels, other extensions): SPEC section 5."""
+        """Post as a bot (REST, kernels, other extensions): docs/protocol.md."""
         return self.post(room, content, {"username": username, "name": author_name or "notebook", "kind": "bot"})
 
     def broadcast(self, content: str, *, username: str, author_name: str | None = None) -> dict[str, tuple[str, int]]:
@@ -594,6 +715,11 @@ class ChatService:
             for connection in list(self.connections.values()):
                 if now - connection.last_seen > timeout:
                     connection.close(1000, f"idle for more than {timeout:g} s")
+        days = self.limits.history_retention_days
+        if days > 0 and now >= self._retention_due:
+            self._retention_due = now + _RETENTION_EVERY
+            cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+            self.store.delete_older_than(cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
         for name, room in list(self.rooms.items()):
             if room.idle_for(now) > self.limits.room_cleanup_delay:
                 self.store.save_head(name, room.head_seq)

@@ -1,4 +1,4 @@
-"""Server-wide traffic counters (SPEC section 6), shared by the socket, REST and /metrics."""
+"""Server-wide traffic counters (docs/protocol.md), shared by the socket, REST and /metrics."""
 
 from __future__ import annotations
 

@@ -24,7 +24,13 @@ CREATE TABLE IF NOT EXISTS messages (
     data TEXT NOT NULL,
     PRIMARY KEY (room, seq)
 );
+CREATE TABLE IF NOT EXISTS room_settings (
+    name TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
 """
+# How far back (in stored messages of the room) the context queries look.
+CONTEXT_SCAN = 1000
 
 
 class HistoryStore:
@@ -81,6 +87,68 @@ class HistoryStore:
             (*params, limit),
         ).fetchall()
         return [(int(seq), json.loads(data)) for seq, data in reversed(rows)]
+
+    def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> tuple[int, dict[str, Any]] | None:
+        """One stored message of `room`, by id or by seq."""
+        if message_id is not None:
+            row = self._db.execute(
+                "SELECT seq, data FROM messages WHERE room = ? AND message_id = ?", (room, message_id)
+            ).fetchone()
+        else:
+            row = self._db.execute("SELECT seq, data FROM messages WHERE room = ? AND seq = ?", (room, seq)).fetchone()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def exchanges(
+        self, room: str, username: str, *, before_seq: int, limit: int
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """`username`'s latest (question, answer) pairs in `room` before `before_seq`, newest first.
+
+        Only the last `CONTEXT_SCAN` messages of the room are looked at, so the cost is
+        bounded whatever the room's age. A question answered twice (regenerated) counts once,
+        with its newest answer.
+        """
+        rows = self._db.execute(
+            """
+            SELECT q.seq, q.data, a.data FROM
+                (SELECT seq, data FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?) AS a
+            JOIN messages AS q
+                ON q.room = ? AND q.message_id = json_extract(a.data, '$.in_reply_to')
+            WHERE json_extract(a.data, '$.author.kind') = 'assistant'
+              AND json_extract(q.data, '$.author.username') = ?
+            ORDER BY a.seq DESC
+            """,
+            (room, before_seq, CONTEXT_SCAN, room, username),
+        ).fetchall()
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        seen: set[int] = set()
+        for q_seq, q_data, a_data in rows:
+            if q_seq in seen:
+                continue
+            seen.add(q_seq)
+            pairs.append((json.loads(q_data), json.loads(a_data)))
+            if len(pairs) >= limit:
+                break
+        return pairs
+
+    def delete_messages(self, room: str) -> int:
+        """Forget a room's messages (its head seq stays: seqs are never reused)."""
+        return self._db.execute("DELETE FROM messages WHERE room = ?", (room,)).rowcount
+
+    def delete_older_than(self, created_before: str) -> int:
+        """Forget messages created before an ISO-8601 UTC time (the retention setting)."""
+        return self._db.execute(
+            "DELETE FROM messages WHERE json_extract(data, '$.created') < ?", (created_before,)
+        ).rowcount
+
+    def room_settings(self, room: str) -> dict[str, Any]:
+        row = self._db.execute("SELECT data FROM room_settings WHERE name = ?", (room,)).fetchone()
+        return {} if row is None else json.loads(row[0])
+
+    def save_room_settings(self, room: str, settings: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO room_settings (name, data) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+            (room, json.dumps(settings, ensure_ascii=False)),
+        )
 
     def rooms(self) -> dict[str, int]:
         """Every room ever used, with its head seq."""

@@ -18,23 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, Sequence
 
+from .primer import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT  # noqa: F401  (re-exported)
 from .types import ChatTurn
-
-# The shipped model is a 270M *base* model. Given Gemma's turn format and nothing else it
-# copies the user's message back. The system prompt is folded into the first user turn
-# (Gemma has no system role), so a few example exchanges written in the same "user/model"
-# shape as the turn markers teach it to answer instead; it then ends its answer by writing
-# "user" on a new line, which GemmaFormatter.extra_stops catches. Chosen by trying several
-# preambles on that model at temperature 0 and 0.7.
-DEFAULT_SYSTEM_PROMPT = (
-    "A chat between a user and a helpful assistant (the model).\n\n"
-    "user\nHi! Who are you?\nmodel\nI am a helpful assistant. Ask me anything.\n\n"
-    "user\nWhat is the capital of France?\nmodel\nThe capital of France is Paris.\n\n"
-    "user\nWrite a haiku about autumn.\nmodel\n"
-    "Crisp leaves drift and fall,\ngolden light on quiet paths,\nthe year exhales slow.\n\n"
-    "user\nHow do I reverse a list in Python?\nmodel\nUse my_list[::-1] for a reversed copy.\n\n"
-    "user"
-)
 
 Segment = tuple[str, bool]  # (text, is_template_text)
 
@@ -52,6 +37,7 @@ class ChatFormatter(Protocol):
 
     kind: str
     extra_stops: tuple[str, ...]  # stop strings implied by the format itself
+    source: str  # the template's own text: which control tokens the format uses
 
     def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt: ...
 
@@ -114,25 +100,37 @@ def _join_template_text(segments: list[Segment]) -> list[Segment]:
 
 
 class GemmaFormatter:
-    """Gemma's turn format: `<start_of_turn>user\\n…<end_of_turn>\\n` … `<start_of_turn>model\\n`.
+    """Gemma's turn format for GGUFs without a chat template (typically base models).
 
-    Used for GGUFs without a chat template, i.e. typically base models. Primed by the
-    default few-shot preamble, they end an answer by writing the next "user"/"model" line
-    as plain text instead of `<end_of_turn>`: `extra_stops` end the answer there.
+    `<start_of_turn>user\n{system}\n\nuser\n{q}\nmodel\n{a}\n\n…user\n{question}<end_of_turn>\n<start_of_turn>model\n`:
+    the examples and earlier turns are plain "user"/"model" lines inside one user turn (see
+    DEFAULT_FEW_SHOT for why). The model ends its answer by writing the next plain "user"
+    or "model" line: `extra_stops` end the answer there.
     """
 
     kind = "gemma"
     extra_stops: tuple[str, ...] = ("\n\nuser\n", "\nuser\n", "\n\nmodel\n", "\nmodel\n")
+    source = "<start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n"
+
+    def __init__(self, examples: Sequence[tuple[str, str]] = DEFAULT_FEW_SHOT):
+        self.examples = tuple((q, a) for q, a in examples)
 
     def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt:
         system, rest = split_system(merge_turns(turns))
-        segments: list[Segment] = []
-        for turn in fold_system(system, rest):
+        lines = [ChatTurn(role, text) for q, a in self.examples for role, text in (("user", q), ("assistant", a))]
+        lines += [ChatTurn("user" if t.role == "system" else t.role, t.content) for t in rest]
+        lines = merge_turns(lines)
+        segments: list[Segment] = [("<start_of_turn>user\n", True)]
+        if system:
+            segments += [(system, False), ("\n\n", True)]
+        for i, turn in enumerate(lines):
             role = "model" if turn.role == "assistant" else "user"
-            segments.append((f"<start_of_turn>{role}\n", True))
-            segments.append((turn.content, False))
-            segments.append(("<end_of_turn>\n", True))
-        segments.append(("<start_of_turn>model\n", True))
+            segments += [(f"{role}\n", True), (turn.content, False)]
+            if i < len(lines) - 1:
+                segments.append(("\n\n" if turn.role == "assistant" else "\n", True))
+        if lines and lines[-1].role == "assistant":
+            segments.append(("\n\nuser\n", True))  # a conversation ends with the asker's turn
+        segments.append(("<end_of_turn>\n<start_of_turn>model\n", True))
         return FormattedPrompt(_join_template_text(segments), add_bos=True)
 
 
@@ -164,6 +162,7 @@ class JinjaFormatter:
         )
         env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(x, ensure_ascii=False, indent=indent)
         self._template = env.from_string(template)
+        self.source = template
         self.bos_text = bos_text
         self.eos_text = eos_text
         self.add_bos = add_bos
@@ -238,6 +237,7 @@ class FallbackFormatter:
         self.fallback = fallback
         self.kind = primary.kind
         self.extra_stops = primary.extra_stops
+        self.source = primary.source + fallback.source
         self._log = log
 
     def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt:
@@ -250,13 +250,19 @@ class FallbackFormatter:
 
 
 def make_formatter(
-    chat_template: str | None, bos_text: str = "", eos_text: str = "", add_bos: bool = True, log=None
+    chat_template: str | None,
+    bos_text: str = "",
+    eos_text: str = "",
+    add_bos: bool = True,
+    log=None,
+    examples: Sequence[tuple[str, str]] = DEFAULT_FEW_SHOT,
 ) -> ChatFormatter:
-    """The template carried by the GGUF when there is one, else Gemma's turn format."""
+    """The template carried by the GGUF when there is one, else Gemma's turn format
+    (with `examples`, which only a model without a template needs)."""
     if chat_template:
         try:
-            return FallbackFormatter(JinjaFormatter(chat_template, bos_text, eos_text, add_bos), GemmaFormatter(), log)
+            return FallbackFormatter(JinjaFormatter(chat_template, bos_text, eos_text, add_bos), GemmaFormatter(examples), log)
         except Exception as exc:  # template does not even compile
             if log is not None:
                 log.warning("cannot compile the model's chat template (%s); using Gemma's turn format", exc)
-    return GemmaFormatter()
+    return GemmaFormatter(examples)

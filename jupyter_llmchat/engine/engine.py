@@ -157,7 +157,7 @@ class Engine:
         return True
 
     def stats(self) -> dict[str, Any]:
-        """Figures for SPEC section 6 (`model`), plus `prompt_tokens_cached`."""
+        """Figures for docs/protocol.md (`model`), plus `prompt_tokens_cached`."""
         with self._lock:
             now = time.perf_counter()
             while self._steps and self._steps[0][1] < now - _TPS_WINDOW:
@@ -208,7 +208,9 @@ class Engine:
             self.load_error = f"{type(exc).__name__}: {exc}"
         else:
             self._model = model
-            formatter = make_formatter(model.chat_template, model.bos_text, model.eos_text, model.add_bos, self.log)
+            formatter = make_formatter(
+                model.chat_template, model.bos_text, model.eos_text, model.add_bos, self.log, self.settings.few_shot
+            )
             builder = PromptBuilder(
                 formatter,
                 tokenize=lambda text, special: model.tokenize(text, special),

@@ -58,7 +58,7 @@ class Job:
         return ev
 
     def final_event(self, text: str, reason: FinishReason, error: str | None = None) -> TokenEvent:
-        """The last event, with usage and timings (SPEC section 5)."""
+        """The last event, with usage and timings (docs/protocol.md)."""
         now = time.perf_counter()
         t_admit = self.t_admit if self.t_admit is not None else now
         tps = 0.0

@@ -116,10 +116,11 @@ class LoadedModel:
     swa_full: bool
     bos_id: int
     add_bos: bool
-    stop_ids: frozenset[int]  # end-of-generation ids, plus <start_of_turn>-like openers
+    stop_ids: frozenset[int]  # every end-of-generation and control token of the vocabulary
     chat_template: str | None
     bos_text: str
     eos_text: str
+    control_texts: dict[str, int] = field(default_factory=dict, repr=False)  # e.g. "<end_of_turn>" -> 106
     _pieces: dict[int, bytes] = field(default_factory=dict, repr=False)
     _closed: bool = False
 
@@ -194,6 +195,18 @@ def _token_text(vocab: object, token: int) -> str:
     return raw.decode("utf-8", "replace") if raw else ""
 
 
+def _cpu_has_amx() -> bool:
+    """True on a CPU that reports AMX (Linux), where llama.cpp would pick its AMX buffers."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split()
+    except OSError:
+        pass
+    return False
+
+
 def load_model(
     settings: EngineSettings,
     should_abort: Callable[[], bool] = lambda: False,
@@ -216,6 +229,11 @@ def load_model(
     llama = _llama()
 
     mparams = llama.llama_model_default_params()
+    if hasattr(mparams, "use_extra_bufts") and _cpu_has_amx():
+        # A native build on a CPU that reports AMX puts the weights in llama.cpp's AMX buffer
+        # type, whose matmul crashes (SIGSEGV in ggml_backend_amx_mul_mat) on the virtual
+        # machines we run on. The plain CPU buffers are correct everywhere.
+        mparams.use_extra_bufts = False
 
     @llama.llama_progress_callback
     def _progress(progress: float, user_data: ctypes.c_void_p) -> bool:
@@ -281,16 +299,34 @@ def load_model(
     )
     template = llama.llama_model_chat_template(model, None)
     loaded.chat_template = template.decode("utf-8", "replace") if template else None
-    # Every end-of-generation token ends an answer; so does a model that starts a new turn
-    # (small base models like to write the next "<start_of_turn>user" themselves).
-    for text in ("<end_of_turn>", "<start_of_turn>", "<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|end|>"):
-        ids = loaded.tokenize(text, special=True)
-        if len(ids) == 1 and _token_text(vocab, ids[0]) == text:
-            stop_ids.add(ids[0])
+    # Every end-of-generation and every control token ends an answer (the model's own
+    # vocabulary says which: <eos>, <end_of_turn>, <start_of_turn>, <|im_end|>, …). None of
+    # them is ever text for a reader, and a model that writes one has left its turn.
+    is_eog, is_control = llama.llama_vocab_is_eog, llama.llama_vocab_is_control
+    control_texts: dict[str, int] = {}
+    for tid in range(n_vocab):
+        if is_eog(vocab, tid) or is_control(vocab, tid):
+            stop_ids.add(tid)
+            text = _token_text(vocab, tid)
+            if text:
+                control_texts[text] = tid
+    loaded.control_texts = control_texts
     loaded.stop_ids = frozenset(stop_ids)
     return loaded
 
 
-def is_eog(loaded: LoadedModel, token: int) -> bool:
-    """llama.cpp's own end-of-generation test (covers ids we did not list)."""
-    return bool(_llama().llama_vocab_is_eog(loaded.vocab, token))
+def stop_texts(loaded: LoadedModel, template_text: str) -> tuple[str, ...]:
+    """The text forms of the control tokens the prompt format uses (`template_text`: the
+    chat template, or the markers of our own format) and of every end-of-generation token.
+
+    A model may spell a marker out of ordinary tokens ("<", "end", "_of", "_turn", ">")
+    instead of writing the control token: that text must end the answer too, unseen.
+    """
+    llama = _llama()
+    return tuple(
+        sorted(
+            text
+            for text, tid in loaded.control_texts.items()
+            if len(text) > 2 and (text in template_text or llama.llama_vocab_is_eog(loaded.vocab, tid))
+        )
+    )

@@ -17,7 +17,7 @@ from .detokenize import TextStream
 from .grouping import SPLIT, OutputGrouping
 from .job import Job
 from .kvcache import SlotTable
-from .model import LoadedModel, is_eog
+from .model import LoadedModel, stop_texts
 from .prompt import PromptBuilder
 from .sampling import SequenceSampler
 from .types import FinishReason, TokenEvent
@@ -61,6 +61,7 @@ class Scheduler:
         self._decode = _llama().llama_decode
         self._ctx = model.ctx
         self._stop_ids = model.stop_ids
+        self._stop_texts = builder.formatter.extra_stops + stop_texts(model, builder.formatter.source)
 
     # -- admission ----------------------------------------------------------------------
 
@@ -98,7 +99,7 @@ class Scheduler:
         job.sampler = SequenceSampler(cfg, self.model.n_vocab)
         if cfg.repeat_penalty != 1.0:
             job.sampler.accept_prompt(job.prompt)
-        job.stream = TextStream(tuple(cfg.stop) + self.builder.formatter.extra_stops)
+        job.stream = TextStream(tuple(cfg.stop) + self._stop_texts)
         self.jobs.append(job)
 
     # -- the step -------------------------------------------------------------------------
@@ -234,7 +235,7 @@ class Scheduler:
             job.t_last = now
             if job.t_first is None:
                 job.t_first = now
-            if tok in stop_ids or is_eog(self.model, tok):
+            if tok in stop_ids:
                 self._finish(job, "stop")
                 continue
             job.n_gen += 1

