@@ -1,4 +1,4 @@
-"""`jupyter llmchat`: status, stats, rooms, history, broadcasts and questions from a shell.
+"""`jupyter llmchat`: status, stats, rooms, history, broadcasts, questions and settings from a shell.
 
 Finds the server as the kernel client does (docs/kernel-client.md); outside a kernel,
 with several servers running, it takes the newest and says so on stderr. Human tables
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("prompt")
     ask.add_argument("--max-tokens", type=int, default=None)
     ask.add_argument("--temperature", type=float, default=None)
+    clear = command("clear", "delete a room's stored messages, for everyone (asks first)")
+    clear.add_argument("room")
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    command("config", "every LLMChat setting with its type, default and help (needs no server)")
     return parser
 
 
@@ -77,10 +81,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     try:
         if command == "servers":
             return _servers(args, out)
+        if command == "config":
+            return _config(args, out)
         server = find_server(args.url, args.token, newest=True)
         if (not args.json and command != "status") or server.found_by.startswith("the newest"):
             print(f"server: {server.describe()}", file=err)  # say which, above all when it was a guess
         client = ChatClient(server, timeout=args.timeout)
+        if command == "clear" and not args.yes:
+            question = f"Delete every stored message of room {args.room!r} on {server.url}, for everyone? [y/N] "
+            if not _confirm(question, err):
+                print("not cleared", file=err)
+                return 1
         return COMMANDS[command](client, args, out)
     except LLMChatClientError as error:
         print(f"jupyter llmchat: {type(error).__name__}: {error}", file=err)
@@ -176,6 +187,32 @@ def _ask(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _clear(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+    result = client.clear(args.room)
+    if args.json:
+        return _json(result, out)
+    deleted = result.get("deleted") if isinstance(result, dict) else None
+    print(f"cleared {args.room}: {deleted if deleted is not None else 'its'} messages deleted", file=out)
+    return 0
+
+
+def _confirm(question: str, err: TextIO) -> bool:
+    """Ask on stderr (stdout may be a pipe), read stdin; no answer (EOF) is no."""
+    err.write(question)
+    err.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _config(args: argparse.Namespace, out: TextIO) -> int:
+    from .config_help import format_settings, settings  # imports the server: only for this command
+
+    items = settings()
+    if args.json:
+        return _json(items, out)
+    print(format_settings(items), file=out)
+    return 0
+
+
 def _servers(args: argparse.Namespace, out: TextIO) -> int:
     servers = running_servers()
     chosen: ServerInfo | None
@@ -203,6 +240,7 @@ COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO], int]] = {
     "history": _history,
     "broadcast": _broadcast,
     "ask": _ask,
+    "clear": _clear,
 }
 
 
@@ -210,7 +248,7 @@ COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO], int]] = {
 
 
 def _json(value: Any, out: TextIO) -> int:
-    json.dump(value, out, indent=2, ensure_ascii=False)
+    json.dump(value, out, indent=2, ensure_ascii=False, default=str)
     out.write("\n")
     return 0
 

@@ -23,13 +23,18 @@ from urllib.parse import urlencode, urlsplit
 
 from .discovery import ServerInfo, find_server
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
+from .kernel_context import describe_all
 from .protocol import ROOM_PATTERN
 from .streaming import Answer, AsyncAnswer, new_id, open_socket, raise_for_error, read_frame, shutdown_socket
 
-__all__ = ["ChatClient", "connect", "default_client", "broadcast", "ask", "aask", "cancel", "rooms", "stats", "history"]
+__all__ = [
+    "ChatClient", "connect", "default_client", "broadcast", "ask", "aask", "generate", "cancel", "new_thread",
+    "set_room_prompt", "clear", "rooms", "stats", "history",
+]
 
 ROOM_RE = re.compile(ROOM_PATTERN)
 CONFIG_KEYS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop"})
+CONTEXT_MODES = ("own", "shared")
 T = TypeVar("T")
 # The server cannot be used at all (nothing was done): callers may rediscover or fall back.
 UNREACHABLE = (ServerNotFound, ExtensionNotEnabled, AuthenticationFailed)
@@ -42,6 +47,7 @@ class ChatClient:
     def __init__(self, server: ServerInfo, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.server = server
         self.timeout = timeout  # seconds to connect, and at most between two frames of an answer
+        self._new_threads: set[str] = set()  # rooms whose next question starts a new thread (`new_thread`)
 
     def __repr__(self) -> str:
         return f"<ChatClient {self.server.describe()}>"
@@ -61,31 +67,96 @@ class ChatClient:
             body["author_name"] = author_name
         return self._request("POST", f"rooms/{_room(room)}/messages", body=body)
 
-    def ask(self, room: str | None, prompt: str, **config: Any) -> Answer:
+    def ask(
+        self,
+        room: str | None,
+        prompt: str,
+        *,
+        context: Any = None,
+        new_thread: bool = False,
+        reply_to: str | None = None,
+        **config: Any,
+    ) -> Answer:
         """Ask the shared model; returns an `Answer`, an iterator of the streamed text pieces.
 
         With a room, the prompt and the answer appear in that room for every member; with
-        `room=None`, it is a private completion. `config`: max_tokens, temperature, top_p,
-        top_k, min_p, repeat_penalty, seed, stop.
+        `room=None`, it is a private completion. `context`: live objects (a DataFrame, an
+        array, an exception...; one, or a list of them) whose compact descriptions the model
+        gets with the question (`kernel_context`). `new_thread`: the model forgets your
+        earlier exchanges in this room. `reply_to`: the message_id of a room message the
+        question is about. `config`: max_tokens, temperature, top_p, top_k, min_p,
+        repeat_penalty, seed, stop.
         """
-        return Answer(self.server, _room(room) if room is not None else None, _prompt(prompt), generation_config(config), self.timeout)
+        room = _room(room) if room is not None else None
+        prompt, config = _prompt(prompt), generation_config(config)
+        fields = self._question_fields(room, context, new_thread, reply_to)
+        answer = Answer(self.server, room, prompt, config, self.timeout, fields)
+        self._asked(room, fields)
+        return answer
 
-    def generate(self, room: str, prompt: str, *, author_name: str | None = None, **config: Any) -> dict[str, Any]:
+    def generate(
+        self,
+        room: str,
+        prompt: str,
+        *,
+        author_name: str | None = None,
+        context: Any = None,
+        new_thread: bool = False,
+        reply_to: str | None = None,
+        **config: Any,
+    ) -> dict[str, Any]:
         """Ask the model into `room` without waiting for the answer; returns {message_id, queue_position}.
 
         REST `POST llmchat/api/rooms/{room}/generate`, with a fresh `Idempotency-Key`. The
         prompt is posted as a bot message (name `author_name`, default "notebook") and the
         answer streams to every member of the room; nothing streams back here (use `ask`
         for that). Refusals (503 model loading, 429 queue full) are raised at once.
+        `context`, `new_thread` and `reply_to` as for `ask`.
         """
+        room = _room(room)
         body: dict[str, Any] = {"prompt": _prompt(prompt)}
         settings = generation_config(config)
         if settings:
             body["config"] = settings
         if author_name is not None:
             body["author_name"] = author_name
+        fields = self._question_fields(room, context, new_thread, reply_to)
         key = new_id("g")
-        return self._request("POST", f"rooms/{_room(room)}/generate", body=body, headers={"Idempotency-Key": key})
+        accepted = self._request("POST", f"rooms/{room}/generate", body={**body, **fields}, headers={"Idempotency-Key": key})
+        self._asked(room, fields)
+        return accepted
+
+    def new_thread(self, room: str) -> None:
+        """Make the next question of this client into `room` start a new thread.
+
+        The model then sees none of your earlier exchanges in that room: for a fresh start
+        after an unrelated topic, or at the top of a notebook that is run again and again.
+        """
+        self._new_threads.add(_room(room))
+
+    def set_room_prompt(self, room: str, prompt: str | None, context: str | None = None) -> dict[str, Any]:
+        """Give `room` its own system prompt (None or "" = the server's default), and, if given,
+        its context mode: "own" (each asker's own exchanges) or "shared" (the whole room).
+
+        REST `PUT llmchat/api/rooms/{room}`; every member sees a system message saying so.
+        Needs write permission on the server.
+        """
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError("prompt must be a string or None")
+        body: dict[str, Any] = {"system_prompt": prompt}
+        if context is not None:
+            if context not in CONTEXT_MODES:
+                raise ValueError(f"context must be one of {CONTEXT_MODES}, not {context!r}")
+            body["context"] = context
+        return self._request("PUT", f"rooms/{_room(room)}", body=body)
+
+    def clear(self, room: str) -> dict[str, Any]:
+        """Delete `room`'s stored messages, for every member (they get a `Reset`).
+
+        REST `DELETE llmchat/api/rooms/{room}/messages`; needs write permission. Sequence
+        numbers go on from where they were, so nobody mistakes new messages for old ones.
+        """
+        return self._request("DELETE", f"rooms/{_room(room)}/messages")
 
     def cancel(self, message_id: str) -> bool:
         """Stop an answer (the `message_id` of `generate`'s result or of an `Answer`).
@@ -113,11 +184,30 @@ class ChatClient:
         finally:
             shutdown_socket(ws)
 
-    def aask(self, room: str | None, prompt: str, **config: Any) -> AsyncAnswer:
-        """`ask` for async code: `async for piece in client.aask(...)` or `await client.aask(...)`."""
+    def aask(
+        self,
+        room: str | None,
+        prompt: str,
+        *,
+        context: Any = None,
+        new_thread: bool = False,
+        reply_to: str | None = None,
+        **config: Any,
+    ) -> AsyncAnswer:
+        """`ask` for async code: `async for piece in client.aask(...)` or `await client.aask(...)`.
+
+        The context objects are described now, as they are when `aask` is called.
+        """
         room = _room(room) if room is not None else None
         prompt, config = _prompt(prompt), generation_config(config)
-        return AsyncAnswer(lambda: Answer(self.server, room, prompt, config, self.timeout))
+        fields = self._question_fields(room, context, new_thread, reply_to)
+
+        def start() -> Answer:
+            answer = Answer(self.server, room, prompt, config, self.timeout, fields)
+            self._asked(room, fields)
+            return answer
+
+        return AsyncAnswer(start)
 
     def rooms(self) -> list[dict[str, Any]]:
         """Every room with its member count and head seq: [{room, members, head_seq}]."""
@@ -133,6 +223,33 @@ class ChatClient:
     def stats(self) -> dict[str, Any]:
         """The server's live figures (SPEC section 6)."""
         return self._request("GET", "stats")
+
+    # -- questions
+
+    def _question_fields(self, room: str | None, context: Any, new_thread: bool, reply_to: str | None) -> dict[str, Any]:
+        """The Generate fields beyond prompt and config; argument errors before anything is sent."""
+        fields: dict[str, Any] = {}
+        if context is not None:
+            objects = list(context) if isinstance(context, (list, tuple)) else [context]
+            attachments = describe_all(objects)
+            if attachments:
+                fields["attachments"] = attachments
+        if new_thread and room is None:
+            raise ValueError("new_thread needs a room: a private question has no thread")
+        if room is not None and (new_thread or room in self._new_threads):
+            fields["new_thread"] = True
+        if reply_to is not None:
+            if room is None:
+                raise ValueError("reply_to needs a room: it names a message of that room")
+            if not isinstance(reply_to, str) or not 0 < len(reply_to) <= 128:
+                raise ValueError("reply_to must be a message_id (a string of 1-128 characters)")
+            fields["reply_to"] = reply_to
+        return fields
+
+    def _asked(self, room: str | None, fields: dict[str, Any]) -> None:
+        """The server accepted a question: a pending `new_thread` for its room is used up."""
+        if room is not None and fields.get("new_thread"):
+            self._new_threads.discard(room)
 
     # -- transport
 
@@ -243,7 +360,9 @@ def with_default_client(call: Callable[[ChatClient], T]) -> T:
                 _default = None
         if not cached:
             raise
-    return call(default_client())
+    fresh = default_client()
+    fresh._new_threads |= client._new_threads  # a pending new_thread() outlives the server restart
+    return call(fresh)
 
 
 def broadcast(room: str, content: str, author_name: str | None = None) -> dict[str, Any]:
@@ -251,14 +370,50 @@ def broadcast(room: str, content: str, author_name: str | None = None) -> dict[s
     return with_default_client(lambda client: client.broadcast(room, content, author_name))
 
 
-def ask(room: str | None, prompt: str, **config: Any) -> Answer:
+def ask(
+    room: str | None, prompt: str, *, context: Any = None, new_thread: bool = False, reply_to: str | None = None, **config: Any
+) -> Answer:
     """`ChatClient.ask` on the server that started this kernel."""
-    return with_default_client(lambda client: client.ask(room, prompt, **config))
+    options = {"context": context, "new_thread": new_thread, "reply_to": reply_to}
+    return with_default_client(lambda client: client.ask(room, prompt, **options, **config))
 
 
-def aask(room: str | None, prompt: str, **config: Any) -> AsyncAnswer:
+def aask(
+    room: str | None, prompt: str, *, context: Any = None, new_thread: bool = False, reply_to: str | None = None, **config: Any
+) -> AsyncAnswer:
     """`ChatClient.aask` on the server that started this kernel."""
-    return with_default_client(lambda client: client.aask(room, prompt, **config))
+    options = {"context": context, "new_thread": new_thread, "reply_to": reply_to}
+    return with_default_client(lambda client: client.aask(room, prompt, **options, **config))
+
+
+def generate(
+    room: str,
+    prompt: str,
+    *,
+    author_name: str | None = None,
+    context: Any = None,
+    new_thread: bool = False,
+    reply_to: str | None = None,
+    **config: Any,
+) -> dict[str, Any]:
+    """`ChatClient.generate` on the server that started this kernel."""
+    options = {"author_name": author_name, "context": context, "new_thread": new_thread, "reply_to": reply_to}
+    return with_default_client(lambda client: client.generate(room, prompt, **options, **config))
+
+
+def new_thread(room: str) -> None:
+    """`ChatClient.new_thread`: the next question of this kernel into `room` starts a new thread."""
+    with_default_client(lambda client: client.new_thread(room))
+
+
+def set_room_prompt(room: str, prompt: str | None, context: str | None = None) -> dict[str, Any]:
+    """`ChatClient.set_room_prompt` on the server that started this kernel."""
+    return with_default_client(lambda client: client.set_room_prompt(room, prompt, context))
+
+
+def clear(room: str) -> dict[str, Any]:
+    """`ChatClient.clear` on the server that started this kernel."""
+    return with_default_client(lambda client: client.clear(room))
 
 
 def cancel(message_id: str) -> bool:

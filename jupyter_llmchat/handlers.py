@@ -92,11 +92,11 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         if isinstance(message, bytes):
             connection.send(protocol.error_frame(400, "binary frames are not accepted; send JSON text"))
             return
-        kind = _peek_type(message)
+        kind, request_id = protocol.peek(message)
         if kind in WRITE_TYPES and not self.authorizer.is_authorized(
             self, self.current_user, "write", AUTH_RESOURCE
         ):
-            connection.send(protocol.error_frame(403, f"not authorized to send {kind}"))
+            connection.send(protocol.error_frame(403, f"not authorized to send {kind}", id=request_id))
             return
         self.service.receive(connection, message)
 
@@ -117,21 +117,6 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
             self.close(code, reason)
         except WebSocketClosedError:
             pass
-
-
-class _TypeOnly(msgspec.Struct):
-    type: str = ""
-
-
-_type_decoder = msgspec.json.Decoder(_TypeOnly)
-
-
-def _peek_type(message: str) -> str:
-    """The frame's `type`, cheaply, for the authorization check (full parse comes later)."""
-    try:
-        return _type_decoder.decode(message).type
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return ""
 
 
 def answers_chat_errors(method: Callable[..., None]) -> Callable[..., None]:

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 PROTOCOL = "llmchat.v1"
-ROOM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+# `\Z`, not `$`: `$` also matches before a trailing newline ("general\n" is not a room name).
+ROOM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z"
 
 MAX_ATTACHMENTS = 8
 MAX_ATTACHMENT_CHARS = 16 * 1024
@@ -101,7 +102,7 @@ class CancelData(msgspec.Struct):
 
 
 class HistoryData(msgspec.Struct):
-    before_seq: NonNegative | None = None
+    before_seq: Annotated[int, msgspec.Meta(ge=0, le=2**62)] | None = None  # SQLite integers are 64-bit
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] | None = None
 
 
@@ -148,14 +149,36 @@ def _clean(error: msgspec.ValidationError | msgspec.DecodeError) -> str:
     return str(error).replace("`$.", "`")
 
 
+class _Head(msgspec.Struct):
+    """Just the fields needed before the full parse: for authorization and for the reply's id."""
+
+    type: str = ""
+    id: str | None = None
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+def peek(raw: str | bytes) -> tuple[str, str | None]:
+    """(type, id) of a frame, as far as they can be read; ("", None) when they cannot."""
+    try:
+        head = _head_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return "", None
+    request_id = head.id if head.id is not None and len(head.id) <= 128 else None
+    return head.type, request_id
+
+
 def decode_envelope(raw: str | bytes) -> Envelope:
-    """Parse the outer frame; raises ChatError(400) that carries no id (it could not be read)."""
+    """Parse the outer frame; raises ChatError(400) (the caller adds the id `peek` found)."""
     try:
         return _envelope_decoder.decode(raw)
     except msgspec.ValidationError as error:
         raise ChatError(400, f"invalid message: {_clean(error)}") from None
     except msgspec.DecodeError as error:
         raise ChatError(400, f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise ChatError(400, "malformed JSON: nested too deeply") from None
 
 
 def decode_data(envelope: Envelope) -> msgspec.Struct:
@@ -170,6 +193,8 @@ def decode_data(envelope: Envelope) -> msgspec.Struct:
         return decoder.decode(envelope.data)
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
         raise ChatError(400, f"invalid {envelope.type} data: {_clean(error)}") from None
+    except RecursionError:
+        raise ChatError(400, f"invalid {envelope.type} data: nested too deeply") from None
 
 
 def encode(

@@ -198,7 +198,7 @@ class ChatService:
         self.counters.messages_received += 1
         self.counters.bytes_received += len(raw.encode()) if isinstance(raw, str) else len(raw)
         allowed = self._bucket(connection.user.username).take()  # malformed frames count too
-        request_id: str | None = None
+        _, request_id = protocol.peek(raw)  # so that even an invalid frame's Error carries its id
         try:
             envelope = protocol.decode_envelope(raw)
             request_id = envelope.id

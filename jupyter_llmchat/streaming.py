@@ -94,7 +94,16 @@ class Answer(Iterator[str]):
     Displayed as a cell's result, it prints the answer as it streams.
     """
 
-    def __init__(self, server: ServerInfo, room: str | None, prompt: str, config: dict[str, Any], timeout: float) -> None:
+    def __init__(
+        self,
+        server: ServerInfo,
+        room: str | None,
+        prompt: str,
+        config: dict[str, Any],
+        timeout: float,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """`fields`: further Generate data as sent (attachments, new_thread, reply_to)."""
         self.room = room
         self.message_id: str | None = None
         self.queue_position: int | None = None
@@ -107,7 +116,7 @@ class Answer(Iterator[str]):
         self._early: deque[dict[str, Any]] = deque()  # Token frames read before our Ack
         self._ws = open_socket(server, timeout)
         try:
-            self._start(prompt, config)
+            self._start(prompt, config, fields or {})
         except BaseException:
             self._ws.close()
             raise
@@ -190,14 +199,14 @@ class Answer(Iterator[str]):
         assert self._ws is not None
         self._ws.send(json.dumps(frame))
 
-    def _start(self, prompt: str, config: dict[str, Any]) -> None:
+    def _start(self, prompt: str, config: dict[str, Any], fields: dict[str, Any]) -> None:
         """Join (room answers need membership), send Generate, wait for its Ack."""
         if self.room is not None:
             join_id = new_id("j")
             self._send("Join", {}, join_id)
             self._until_reply(join_id, "Joined")
         generate_id = new_id("g")
-        data: dict[str, Any] = {"prompt": prompt}
+        data: dict[str, Any] = {"prompt": prompt, **fields}
         if config:
             data["config"] = config
         self._send("Generate", data, generate_id)

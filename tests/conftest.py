@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import os
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 import tornado.httpclient
@@ -17,6 +19,34 @@ import tornado.websocket
 from jupyter_server.auth.identity import IdentityProvider, User
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+def _real_history() -> Path:
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "llmchat" / "history.sqlite"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_jupyter_paths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every server, kernel and CLI of the tests (subprocesses too) gets temporary Jupyter
+    data and runtime dirs; the session fails if the user's own history was written."""
+    real = _real_history()
+    before = real.stat().st_mtime_ns if real.exists() else None
+    root = tmp_path_factory.mktemp("jupyter-home")
+    saved = {name: os.environ.get(name) for name in ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR")}
+    os.environ["JUPYTER_DATA_DIR"] = str(root / "data")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    after = real.stat().st_mtime_ns if real.exists() else None
+    assert after == before, f"the tests wrote the user's own history {real}"
+
 
 USERS = {
     "tok-ada": User(username="ada", name="Ada Lovelace", display_name="Ada Lovelace"),

@@ -41,7 +41,11 @@ class LLMChatServer(ServerProcess):
         root.mkdir(parents=True, exist_ok=True)
         self.runtime_dir = runtime_dir
         env = {**NO_CLIENT_ENV, "JUPYTER_RUNTIME_DIR": str(runtime_dir), **(env or {})}
-        args = [*SERVER_ARGS, f"--LLMChat.history_path={root / 'history.sqlite'}", *args]
+        # An option given twice makes Jupyter skip the extension's whole config: a test's
+        # own value replaces the default here instead of repeating it.
+        overridden = {arg.split("=", 1)[0] for arg in args}
+        defaults = [arg for arg in SERVER_ARGS if arg.split("=", 1)[0] not in overridden]
+        args = [*defaults, f"--LLMChat.history_path={root / 'history.sqlite'}", *args]
         super().__init__(root, args, env=env)
         if not token:
             self.token = ""

@@ -124,3 +124,41 @@ def test_with_two_servers_the_newest_is_used_and_named(cli, server, runtime, tmp
         assert status == 0 and str(server.pid) in out and f"* would be used: {plain.url}" in out
         status, out, _ = cli("status", "--url", server.url)  # an explicit URL wins, with the local credentials
         assert status == 0 and "credentials of the local server" in out
+
+
+def test_clear_asks_first_then_deletes_the_rooms_messages(cli, monkeypatch):
+    seqs = [json.loads(cli("broadcast", "cli-clear", text, "--json")[1])["seq"] for text in ("one", "two")]
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    status, out, err = cli("clear", "cli-clear")
+    assert status == 1 and "Delete every stored message of room 'cli-clear'" in err and "not cleared" in err
+    assert len(json.loads(cli("history", "cli-clear", "--json")[1])) == 2  # a "no" deletes nothing
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    status, out, err = cli("clear", "cli-clear")
+    assert status == 0 and out.strip() == "cleared cli-clear: 2 messages deleted"
+    assert json.loads(cli("history", "cli-clear", "--json")[1]) == []
+    posted = json.loads(cli("broadcast", "cli-clear", "three", "--json")[1])
+    assert posted["seq"] > seqs[-1]  # seq goes on: no client mistakes the new message for an old one
+    status, out, _ = cli("clear", "cli-clear", "--yes", "--json")  # no question asked
+    assert status == 0 and json.loads(out)["deleted"] == 1
+
+
+def test_config_lists_every_setting_without_a_server(tmp_path, monkeypatch):
+    from jupyter_llmchat.extension import LLMChat
+
+    for name, value in {"JUPYTER_RUNTIME_DIR": tmp_path / "no-servers", "JUPYTER_DATA_DIR": tmp_path / "data"}.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-print-me")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["config"], out=out, err=err) == 0, err.getvalue()
+    text = out.getvalue()
+    expected = LLMChat.class_own_traits(config=True)
+    for name, trait in expected.items():
+        assert f"--LLMChat.{name}=<" in text and trait.help.splitlines()[0] in text
+    assert "--LLMChat.n_ctx=<Int>\n    KV cache cells" in text and "    Default: 8192\n" in text
+    assert f"Default: {str(tmp_path / 'data' / 'llmchat' / 'history.sqlite')!r}" in text  # a computed default
+    assert "sk-never-print-me" not in text
+    out = io.StringIO()
+    assert main(["config", "--json"], out=out, err=err) == 0
+    settings = {item["name"]: item for item in json.loads(out.getvalue())}
+    assert set(settings) >= set(expected) and "log_level" not in settings  # ours, not Jupyter's generic ones
+    assert settings["max_tokens"] == {"name": "max_tokens", "type": "Int", "default": 1024, "help": expected["max_tokens"].help}

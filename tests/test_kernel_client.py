@@ -286,3 +286,142 @@ def test_the_module_api_outlives_a_server_restart(tmp_path, monkeypatch):
         assert client_module._default.server.url == second.url
         assert [m["data"]["content"] for m in second.get("llmchat/api/rooms/lab/messages")["messages"]] == ["after the restart"]
         assert posted["message_id"] == second.get("llmchat/api/rooms/lab/messages")["messages"][0]["data"]["message_id"]
+
+
+# -- issue 14: context from the kernel, threads, room prompts, clearing
+
+
+def _question(server, room: str, message_id: str | None = None) -> dict:
+    """The stored question Text of `room` (the newest, or the one an answer replied to)."""
+    messages = server.get(f"llmchat/api/rooms/{room}/messages?limit=200")["messages"]
+    if message_id is not None:
+        answer = next(m for m in messages if m["data"]["message_id"] == message_id)
+        message_id = answer["data"]["in_reply_to"]
+        return next(m for m in messages if m["data"]["message_id"] == message_id)["data"]
+    return [m for m in messages if m["data"]["author"]["kind"] != "assistant"][-1]["data"]
+
+
+def test_ask_with_context_gives_the_model_the_objects_and_stores_only_their_sizes(servers, kernel_a):
+    server = servers[0]
+    output = run_cell(
+        kernel_a,
+        f"""
+        import json, pandas as pd, jupyter_llmchat as chat
+        from jupyter_llmchat.kernel_context import describe_all
+        visits = pd.DataFrame({{"city": ["Paris", "Lyon", "Nice"], "visitors": [120, 80, 95]}})
+        try:
+            1 / 0
+        except ZeroDivisionError as error:
+            err = error
+        question = "Which city had the most visitors?"
+        bare = chat.ask("ctx-bare", question, {GREEDY})
+        bare.text()
+        rich = chat.ask("ctx-rich", question, context=[visits, err], {GREEDY})
+        rich.text()
+        sent = describe_all([visits, err])
+        print(json.dumps({{"bare": bare.usage, "rich": rich.usage, "message_id": rich.message_id,
+                          "sent": [[a["kind"], a["label"], len(a["text"])] for a in sent]}}))
+        """,
+    )
+    result = last_json(output)
+    # The model read the descriptions: the prompt grew by about their size (~4 characters a token).
+    described = sum(chars for _, _, chars in result["sent"])
+    assert result["rich"]["prompt_tokens"] - result["bare"]["prompt_tokens"] > described // 8
+    question = _question(server, "ctx-rich", result["message_id"])
+    assert question["content"] == "Which city had the most visitors?"
+    assert [[a["kind"], a["label"], a["chars"]] for a in question["attachments"]] == result["sent"]
+    assert [a["label"] for a in question["attachments"]] == ["DataFrame 3×2", "ZeroDivisionError"]
+    assert "Paris" not in json.dumps(question)  # the room sees what was attached, not the data
+
+
+def test_new_thread_makes_the_next_question_forget_earlier_exchanges(servers, kernel_a):
+    server = servers[0]
+    output = run_cell(
+        kernel_a,
+        f"""
+        import json, jupyter_llmchat as chat
+        def tokens(room, question, **options):
+            answer = chat.ask(room, question, **options, {GREEDY})
+            answer.text()
+            return answer.usage["prompt_tokens"]
+        fresh = tokens("thread-fresh", "Name a colour.")
+        tokens("thread-room", "Name a fruit.")
+        follow_up = tokens("thread-room", "Name a colour.")          # sees the fruit exchange
+        chat.new_thread("thread-room")
+        after_new_thread = tokens("thread-room", "Name a colour.")   # sees nothing before it
+        next_one = tokens("thread-room", "Name a colour.")           # the new thread goes on
+        flagged = tokens("thread-room", "Name a colour.", new_thread=True)
+        print(json.dumps([fresh, follow_up, after_new_thread, next_one, flagged]))
+        """,
+    )
+    fresh, follow_up, after_new_thread, next_one, flagged = last_json(output)
+    assert follow_up > fresh
+    assert after_new_thread == fresh == flagged
+    assert next_one > after_new_thread
+    questions = [m["data"] for m in server.get("llmchat/api/rooms/thread-room/messages")["messages"]
+                 if m["data"]["author"]["kind"] != "assistant"]
+    assert [bool(q.get("thread_start")) for q in questions] == [False, False, True, False, True]
+
+
+def test_reply_to_gives_the_model_that_message(servers, kernel_a):
+    server = servers[0]
+    output = run_cell(
+        kernel_a,
+        f"""
+        import json, jupyter_llmchat as chat
+        note = chat.broadcast("reply-room", "The meeting moved to room 4.12 on Thursday at 10.", author_name="Teacher")
+        plain = chat.ask("reply-room", "Where is the meeting?", {GREEDY})
+        plain.text()
+        reply = chat.ask("reply-room", "Where is the meeting?", reply_to=note["message_id"], new_thread=True, {GREEDY})
+        reply.text()
+        print(json.dumps([note["message_id"], plain.usage["prompt_tokens"], reply.usage["prompt_tokens"], reply.message_id]))
+        """,
+    )
+    note_id, plain, with_reply, answer_id = last_json(output)
+    assert with_reply > plain  # a bot's broadcast is not context by itself; replied to, it is
+    assert _question(server, "reply-room", answer_id)["reply_to"] == note_id
+
+
+def test_a_room_prompt_and_clearing_from_a_cell(servers, kernel_a):
+    server = servers[0]
+    member = Member(server, "prompt-room")
+    try:
+        output = run_cell(
+            kernel_a,
+            """
+            import json, jupyter_llmchat as chat
+            chat.broadcast("prompt-room", "before the prompt")
+            chat.set_room_prompt("prompt-room", "You are a terse tutor. Answer in one sentence.", context="shared")
+            print(json.dumps(chat.clear("prompt-room")))
+            """,
+        )
+        cleared = last_json(output)
+        texts = [member.next(lambda f: f["type"] == "Text") for _ in range(2)]
+        reset = member.next(lambda f: f["type"] in ("Reset", "History"))
+        after = member.next(lambda f: f["type"] == "History")
+    finally:
+        member.close()
+    settings = {"system_prompt": "You are a terse tutor. Answer in one sentence.", "context": "shared"}
+    assert texts[1]["data"]["author"]["kind"] == "system" and texts[1]["data"]["settings"] == settings
+    assert server.get("llmchat/api/rooms/prompt-room")["settings"] == settings
+    assert cleared["deleted"] == 2  # the broadcast and the system message
+    assert reset["type"] == "Reset" and after["data"]["messages"] == []
+    assert server.get("llmchat/api/rooms/prompt-room/messages")["messages"] == []
+
+
+def test_question_options_are_checked_before_anything_is_sent():
+    from jupyter_llmchat.discovery import ServerInfo
+
+    client = ChatClient(ServerInfo(url="http://127.0.0.1:9/"), timeout=1)  # nothing listens: any request would fail
+    with pytest.raises(ValueError, match="at most 8"):
+        client.ask("room", "hi", context=list(range(9)))
+    with pytest.raises(ValueError, match="private question has no thread"):
+        client.ask(None, "hi", new_thread=True)
+    with pytest.raises(ValueError, match="reply_to needs a room"):
+        client.ask(None, "hi", reply_to="m-1")
+    with pytest.raises(ValueError, match="context must be one of"):
+        client.set_room_prompt("room", "Be brief.", context="everyone")
+    with pytest.raises(ValueError, match="invalid room name"):
+        client.clear("no spaces")
+    client.new_thread("room")  # remembered locally, sends nothing
+    assert client._new_threads == {"room"}

@@ -117,6 +117,10 @@ async def test_custom_and_binary_are_relayed_to_the_room(chat_server, connect):
         (json.dumps({"type": "History", "room": "nowhere", "data": {}}), 404, "unknown room"),
         (json.dumps({"type": "Cancel", "data": {"message_id": "m-none"}}), 404, "unknown message"),
         (json.dumps({"type": "Audio", "data": {"data": "AAAA", "format": "wav"}}), 501, "not supported"),
+        ('{"type": "Text", "room": "general", "data": ' + "[" * 5000 + "]" * 5000 + "}", 400, "nested too deeply"),
+        (json.dumps({"type": "Join", "room": "general\n", "data": {}}), 400, "room"),
+        (json.dumps({"type": "Join", "room": "r" * 129, "data": {}}), 400, "room"),
+        (json.dumps({"type": "History", "room": "general", "data": {"before_seq": 2**63}}), 400, "before_seq"),
     ],
 )
 async def test_bad_messages_get_an_error_and_the_socket_stays_open(chat_server, connect, frame, code, words):
@@ -135,6 +139,9 @@ async def test_error_echoes_the_request_id(chat_server, connect):
     await client.ws.write_message(json.dumps({"type": "Leave", "id": "x-1", "data": {}}))
     error = await client.recv()
     assert error == {"type": "Error", "id": "x-1", "data": {"message": "Leave needs a `room`", "code": 400}}
+    # an envelope that does not validate still gets its id back
+    await client.ws.write_message(json.dumps({"type": "Join", "id": "x-2", "room": "bad room!", "data": {}}))
+    assert (await client.recv())["id"] == "x-2"
 
 
 async def test_binary_limits(chat_server, connect):
