@@ -21,6 +21,7 @@ there are. Design notes: docs/widget.md.
 from __future__ import annotations
 
 import pathlib
+import sys
 import threading
 import uuid
 from typing import Any, Callable
@@ -28,8 +29,10 @@ from typing import Any, Callable
 import anywidget
 import traitlets
 
+from . import kernel_context
 from .client import ROOM_RE, UNREACHABLE, with_default_client
 from .client import generation_config
+from .errors import LLMChatClientError
 from .kernel_relay import KernelRelay
 from .streaming import new_id
 
@@ -57,6 +60,27 @@ def _asset(name: str, fallback: str) -> pathlib.Path | str:
     return path if path.is_file() else fallback
 
 
+def _text_asset(name: str) -> str:
+    """A bundle's source text ("" when not built): shipped to the front end as a trait."""
+    path = _STATIC / name
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+#: The question posted with "Ask about the last error"; the error itself is the attachment.
+ERROR_QUESTION = "What does this error mean, and how do I fix it?"
+NO_ERROR_NOTICE = "No error to ask about: nothing has failed in this kernel yet (run the failing cell first)."
+_ERROR_SUMMARY_CHARS = 200
+
+
+def last_exception() -> BaseException | None:
+    """The exception of the last failed cell: IPython keeps it in `sys.last_exc` (3.12+) /
+    `sys.last_value`, which outlive the cell (unlike `sys.exc_info()`)."""
+    exc = getattr(sys, "last_exc", None)
+    if not isinstance(exc, BaseException):
+        exc = getattr(sys, "last_value", None)
+    return exc if isinstance(exc, BaseException) else None
+
+
 RelayHandler = Callable[["ChatWidget", dict[str, Any]], None]
 
 
@@ -73,6 +97,9 @@ class ChatWidget(anywidget.AnyWidget):
 
     _esm = _asset("widget.js", _MISSING_ESM)
     _css = _asset("widget.css", "")
+    # The syntax highlighter, a second bundle: the front end imports it (through a Blob URL)
+    # only when the first code block appears, so it costs nothing on the first paint.
+    _highlighter_esm = traitlets.Unicode(_text_asset("highlight.js")).tag(sync=True)
 
     # --- set from Python ----------------------------------------------------------------
     room = traitlets.Unicode("general").tag(sync=True)
@@ -158,15 +185,18 @@ class ChatWidget(anywidget.AnyWidget):
         self.fallback_reason = ""
         return str(posted["message_id"])
 
-    def ask(self, prompt: str, **config: Any) -> str:
+    def ask(self, prompt: str, *, context: Any = None, new_thread: bool = False, **config: Any) -> str:
         """Ask the shared model in the room; the answer streams into every member's view.
 
         Returns at once (the server's ``Ack``) with the answer's message id; use
-        :meth:`cancel` with it to stop the answer. ``config`` takes ``max_tokens``,
-        ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repeat_penalty``, ``seed``,
-        ``stop`` (over the widget's ``config`` trait). Posted by the kernel
-        (``ChatClient.generate``, REST): the prompt appears as a ``"bot"`` message named
-        "notebook", it works with no view shown, and refusals are raised here
+        :meth:`cancel` with it to stop the answer. ``context``: live objects (a DataFrame,
+        an array, an exception…, one or a list) whose compact descriptions
+        (``kernel_context``) the model gets with the question; the room shows only what was
+        attached. ``new_thread``: the model forgets your earlier exchanges in the room.
+        ``config`` takes ``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``min_p``,
+        ``repeat_penalty``, ``seed``, ``stop`` (over the widget's ``config`` trait). Posted
+        by the kernel (``ChatClient.generate``, REST): the prompt appears as a ``"bot"``
+        message named "notebook", it works with no view shown, and refusals are raised here
         (``ModelUnavailable`` while the model loads, ``RateLimited`` when the queue is full).
         To read the answer in Python, use ``jupyter_llmchat.ask`` instead.
 
@@ -179,18 +209,48 @@ class ChatWidget(anywidget.AnyWidget):
             raise ValueError("prompt must be a non-empty string")
         extra = _checked_config(config)
         settings = {**self.config, **extra}
+        objects = None if context is None else list(context) if isinstance(context, (list, tuple)) else [context]
+        fields: dict[str, Any] = {}
+        if objects:
+            fields["context"] = objects
+        if new_thread:
+            fields["new_thread"] = True
         room = self.room
         try:
-            ack = with_default_client(lambda client: client.generate(room, prompt, **settings))
+            ack = with_default_client(lambda client: client.generate(room, prompt, **fields, **settings))
         except UNREACHABLE as error:
             self.fallback_reason = str(error)
             request_id = new_id("g")
             self._front_end_ids.add(request_id)
             # The front end lays the call's settings over the `config` trait itself.
-            self._send_to_front_end({"kind": "ask", "id": request_id, "prompt": prompt, "config": extra})
+            message: dict[str, Any] = {"kind": "ask", "id": request_id, "prompt": prompt, "config": extra}
+            if objects:
+                message["attachments"] = kernel_context.describe_all(objects)
+            if new_thread:
+                message["new_thread"] = True
+            self._send_to_front_end(message)
             return request_id
         self.fallback_reason = ""
         return str(ack["message_id"])
+
+    def ask_about_last_error(self, question: str = ERROR_QUESTION, **config: Any) -> str | None:
+        """Ask the model in the room about the last exception of this kernel.
+
+        The exception of the last failed cell (IPython's ``sys.last_exc`` /
+        ``sys.last_value``) goes with the question as an attachment of kind ``"error"``:
+        its type, message and the innermost frames of its traceback, trimmed to a budget
+        (``kernel_context``); the question as posted names the error in one line. Returns
+        the answer's message id (or the fallback's request id, as :meth:`ask`), or None
+        when nothing has failed yet. The widget's "Ask about the last error" button calls
+        this in the kernel.
+        """
+        exc = last_exception()
+        if exc is None:
+            return None
+        summary = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if len(summary) > _ERROR_SUMMARY_CHARS:
+            summary = summary[: _ERROR_SUMMARY_CHARS - 1] + "…"
+        return self.ask(f"{question}\n\n`{summary}`", context=[exc], **config)
 
     def cancel(self, answer_id: str) -> bool | None:
         """Stop an answer: ``answer_id`` is what :meth:`ask` returned (or any message id).
@@ -240,6 +300,9 @@ class ChatWidget(anywidget.AnyWidget):
         if not isinstance(content, dict):
             return
         kind = content.get("kind")
+        if kind == "ask_error":
+            self._ask_error_from_front_end()
+            return
         cid = content.get("cid") if isinstance(content.get("cid"), str) else None
         if kind == "relay":
             frame = content.get("frame")
@@ -254,6 +317,20 @@ class ChatWidget(anywidget.AnyWidget):
             relay = self._relay
             if relay is not None:
                 relay.disconnect(cid)
+
+    def _ask_error_from_front_end(self) -> None:
+        """The "Ask about the last error" button: ask, or say why not; never raise into the comm."""
+        try:
+            if self.ask_about_last_error() is None:
+                self._notice(NO_ERROR_NOTICE)
+        except (LLMChatClientError, ValueError, TypeError) as error:
+            self._notice(f"Could not ask about the last error: {error}", level="error")
+        finally:
+            self._send_to_front_end({"kind": "ask_error_done"})
+
+    def _notice(self, text: str, level: str = "info") -> None:
+        """A line for the front end's notice area (shown in every view of this widget)."""
+        self._send_to_front_end({"kind": "notice", "text": text, "level": level})
 
     def _kernel_relay(self) -> KernelRelay:
         with self._relay_lock:

@@ -9,6 +9,7 @@ and js/e2e.)
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,9 +20,10 @@ import traitlets
 from kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
 import jupyter_llmchat.client as kernel_client
-from jupyter_llmchat.errors import ServerNotFound
+from jupyter_llmchat.errors import ModelUnavailable, ServerNotFound
+from jupyter_llmchat.kernel_context import describe_all
 from jupyter_llmchat.kernel_relay import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, KernelRelay
-from jupyter_llmchat.widget import ChatWidget
+from jupyter_llmchat.widget import NO_ERROR_NOTICE, ChatWidget
 
 Sent = list[dict[str, Any]]
 
@@ -37,14 +39,17 @@ def capture(monkeypatch: pytest.MonkeyPatch) -> Sent:
 class FakeClient:
     """Stands in for the kernel's default `ChatClient`."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
     def broadcast(self, room: str, content: str, author_name: str | None = None) -> dict[str, Any]:
         self.calls.append(("broadcast", room, content, author_name))
         return {"message_id": f"m-{len(self.calls)}", "seq": len(self.calls)}
 
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.refuse: Exception | None = None
+
     def generate(self, room: str, prompt: str, **config: Any) -> dict[str, Any]:
+        if self.refuse is not None:
+            raise self.refuse
         self.calls.append(("generate", room, prompt, config))
         return {"message_id": f"m-{len(self.calls)}", "queue_position": 0}
 
@@ -110,6 +115,14 @@ def test_front_end_bundle_is_wired() -> None:
     assert "initialize" in esm and "render" in esm
 
 
+def test_highlighter_ships_beside_the_widget_not_inside_it() -> None:
+    """The front end imports it only when a code block appears (docs/widget.md)."""
+    w = ChatWidget()
+    assert "registerLanguage" in w._highlighter_esm and "highlight" in w._highlighter_esm
+    assert "registerLanguage" not in str(w._esm)
+    assert "_highlighter_esm" in w.keys  # synced with the model, as a string
+
+
 @pytest.mark.parametrize("bad", ["", "-x", "has space", "x" * 129, "é"])
 def test_room_names_are_validated(bad: str) -> None:
     with pytest.raises(traitlets.TraitError):
@@ -168,6 +181,97 @@ def test_bad_requests_are_refused_before_anything_is_sent(capture: Sent, fake_cl
     with pytest.raises(ValueError):
         w.cancel("")
     assert capture == [] and fake_client.calls == []
+
+
+@pytest.fixture
+def fail_a_cell(monkeypatch: pytest.MonkeyPatch) -> Callable[[], ZeroDivisionError]:
+    """Leave what IPython leaves after a failing cell: sys.last_type/value/traceback (and last_exc).
+
+    Called inside the test: pytest clears sys.last_* itself just before running it.
+    """
+
+    def fail() -> ZeroDivisionError:
+        try:
+            1 / 0
+        except ZeroDivisionError as error:
+            caught = error
+        monkeypatch.setattr(sys, "last_type", type(caught), raising=False)
+        monkeypatch.setattr(sys, "last_value", caught, raising=False)
+        monkeypatch.setattr(sys, "last_traceback", caught.__traceback__, raising=False)
+        monkeypatch.setattr(sys, "last_exc", caught, raising=False)
+        return caught
+
+    return fail
+
+
+@pytest.fixture
+def no_last_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        monkeypatch.delattr(sys, name, raising=False)
+
+
+def press_ask_error(w: ChatWidget) -> None:
+    w._on_front_end_msg(w, {"kind": "ask_error", "id": "e-1"}, [])
+
+
+def test_ask_about_the_last_error_sends_it_as_an_attachment(capture: Sent, fake_client: FakeClient, fail_a_cell: Callable[[], ZeroDivisionError]) -> None:
+    last_error = fail_a_cell()
+    w = ChatWidget(room="general", config={"max_tokens": 64})
+    press_ask_error(w)
+    [(what, room, prompt, options)] = fake_client.calls
+    assert (what, room) == ("generate", "general")
+    assert prompt.startswith("What does this error mean") and "ZeroDivisionError: division by zero" in prompt
+    assert options["max_tokens"] == 64
+    assert options["context"] == [last_error]  # described by kernel_context in the client
+    [attachment] = describe_all(options["context"])
+    assert attachment["kind"] == "error" and attachment["label"] == "ZeroDivisionError"
+    assert "1 / 0" in attachment["text"] and attachment["text"].rstrip().endswith("ZeroDivisionError: division by zero")
+    assert capture == [{"kind": "ask_error_done"}]  # the button is usable again; nothing else to say
+
+
+def test_ask_about_the_last_error_without_one_says_so(capture: Sent, fake_client: FakeClient, no_last_error: None) -> None:
+    w = ChatWidget(room="general")
+    assert w.ask_about_last_error() is None
+    press_ask_error(w)
+    assert fake_client.calls == []
+    assert capture == [{"kind": "notice", "text": NO_ERROR_NOTICE, "level": "info"}, {"kind": "ask_error_done"}]
+
+
+def test_ask_about_the_last_error_reports_a_refusal_in_the_widget(capture: Sent, fake_client: FakeClient, fail_a_cell: Callable[[], Any]) -> None:
+    fail_a_cell()
+    fake_client.refuse = ModelUnavailable(503, "model not available: loading")
+    w = ChatWidget(room="general")
+    press_ask_error(w)  # a button callback: never raises into the comm
+    assert capture[0]["kind"] == "notice" and capture[0]["level"] == "error"
+    assert "model not available: loading" in capture[0]["text"]
+    assert capture[-1] == {"kind": "ask_error_done"}
+    with pytest.raises(ModelUnavailable):
+        w.ask_about_last_error()  # from Python, the refusal is raised like ask()'s
+
+
+def test_ask_about_the_last_error_falls_back_to_the_front_end(capture: Sent, no_server: None, fail_a_cell: Callable[[], Any]) -> None:
+    fail_a_cell()
+    w = ChatWidget(room="general")
+    press_ask_error(w)
+    ask = capture[0]
+    assert ask["kind"] == "ask" and "ZeroDivisionError" in ask["prompt"]
+    [attachment] = ask["attachments"]
+    assert attachment["kind"] == "error" and attachment["label"] == "ZeroDivisionError"
+    assert "Traceback" in attachment["text"] and len(attachment["text"]) <= 16 * 1024
+    assert capture[-1] == {"kind": "ask_error_done"}
+
+
+def test_ask_passes_context_and_new_thread_to_the_kernel_client(capture: Sent, fake_client: FakeClient) -> None:
+    w = ChatWidget(room="general")
+    table = {"a": [1, 2]}
+    w.ask("Describe these", context=[table, "a note"], new_thread=True)
+    w.ask("Describe this", context=table)  # one object need not be in a list
+    w.ask("Plain")
+    assert [call[3] for call in fake_client.calls] == [
+        {"context": [table, "a note"], "new_thread": True},
+        {"context": [table]},
+        {},
+    ]
 
 
 def test_widget_send_still_accepts_ipywidgets_content(capture: Sent, fake_client: FakeClient) -> None:
@@ -292,6 +396,18 @@ def test_a_kernel_posts_and_asks_with_no_front_end(tmp_path: Path) -> None:
                 assert outcomes == [False, 403, 404, True]
                 assert member.answer(mine)[-1]["data"]["finish_reason"] == "cancelled"
                 theirs.close()
+
+                # "Ask about the last error": IPython's own sys.last_* after a failing cell.
+                with pytest.raises(AssertionError, match="ZeroDivisionError"):
+                    run_cell(kernel, "ratio = 1 / 0")
+                output = run_cell(kernel, "print(json.dumps(w.ask_about_last_error(max_tokens=8, temperature=0)))")
+                about = last_json(output)
+                question = member.next(lambda f: f["type"] == "Text" and "What does this error mean" in f["data"]["content"])
+                assert "ZeroDivisionError: division by zero" in question["data"]["content"]
+                [attached] = question["data"]["attachments"]
+                assert attached["kind"] == "error" and attached["label"] == "ZeroDivisionError" and attached["chars"] > 0
+                assert "text" not in attached  # the room shows what was attached, not the traceback
+                assert member.answer(about)[-1]["data"]["finish_reason"] in ("stop", "length")
         finally:
             member.close()
 

@@ -16,6 +16,21 @@ from jupyter_llmchat.widget import ChatWidget
 USER = {"username": "ada", "name": "Ada"}
 _state: dict[str, Any] = {"seq": 0, "n": 0, "cancelled": set()}
 _lock = threading.Lock()
+# Switches a test flips from the kernel: the model still loading (Welcome/Stats say so, Generate
+# gets 503), the server away (Joins get 503 until it is back).
+FAKE: dict[str, Any] = {"loading": False, "down": False}
+_widgets: list[ChatWidget] = []
+
+
+def fake_drop() -> None:
+    """The server goes away: every relayed connection closes, Joins fail until `fake_up()`."""
+    FAKE["down"] = True
+    for widget in _widgets:
+        widget._send_to_front_end({"kind": "relay_closed", "code": 1006, "reason": "server went away"})
+
+
+def fake_up() -> None:
+    FAKE["down"] = False
 
 
 def _now() -> str:
@@ -28,6 +43,8 @@ def fake_relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
     room = frame.get("room") or widget.room
     data = frame.get("data") or {}
     out = widget.relay_to_front_end
+    if widget not in _widgets:
+        _widgets.append(widget)
 
     def event(typ: str, payload: dict[str, Any]) -> None:
         with _lock:
@@ -35,7 +52,9 @@ def fake_relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
             seq = _state["seq"]
         out({"type": typ, "room": room, "seq": seq, "data": payload})
 
-    if kind == "Join":
+    if kind == "Join" and FAKE["down"]:
+        out({"type": "Error", "id": rid, "data": {"message": "server unreachable", "code": 503}})
+    elif kind == "Join":
         out({
             "type": "Welcome",
             "data": {
@@ -43,7 +62,7 @@ def fake_relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
                 "user": USER,
                 "protocol": "llmchat.v1",
                 "server": {"version": "fake"},
-                "model": {"name": "fake-model", "loaded": True, "n_ctx": 512, "parallel": 1},
+                "model": {"name": "fake-model", "loaded": not FAKE["loading"], "n_ctx": 512, "parallel": 1},
                 "limits": {"message_size_limit": 1048576, "max_tokens": 64},
             },
         })
@@ -61,35 +80,50 @@ def fake_relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
         _state["n"] += 1
         event("Text", {"message_id": f"t{_state['n']}", "content": data.get("content", ""),
                        "author": {**USER, "kind": "user"}, "created": _now()})
+    elif kind == "Generate" and FAKE["loading"]:
+        out({"type": "Error", "id": rid, "data": {"message": "model not available: loading", "code": 503}})
+    elif kind == "Generate" and str(data.get("prompt", "")).startswith("overload"):
+        out({"type": "Error", "id": rid, "data": {"message": "generation queue full, try again later", "code": 429}})
     elif kind == "Generate":
         _state["n"] += 1
         mid = f"a{_state['n']}"
-        out({"type": "Ack", "id": rid, "data": {"message_id": mid, "queue_position": 1}})
-        event("Text", {"message_id": f"p{_state['n']}", "content": data.get("prompt", ""),
-                       "author": {**USER, "kind": "user"}, "created": _now()})
         prompt = str(data.get("prompt", ""))
+        queued = prompt.startswith("queued")
+        private = "room" not in frame  # a private completion: tokens to this connection only
+        out({"type": "Ack", "id": rid, "data": {"message_id": mid, "queue_position": 2 if queued else 1}})
+        if not private:
+            event("Text", {"message_id": f"p{_state['n']}", "content": data.get("prompt", ""),
+                           "author": {**USER, "kind": "user"}, "created": _now()})
         answer = REPLIES.get(prompt, f"You said: {prompt}. Here is `code` and a [link](https://example.org/x).")
         slow = prompt.startswith("slow")
 
+        def token(payload: dict[str, Any]) -> None:
+            if private:
+                out({"type": "Token", "id": rid, "data": payload})
+            else:
+                event("Token", payload)
+
         def stream() -> None:
+            if queued:
+                time.sleep(4)  # two requests ahead of this one
             words = answer.split(" ")
             reason = "stop"
             for i, w in enumerate(words):
                 if mid in _state["cancelled"]:
                     reason = "cancelled"
                     break
-                event("Token", {"message_id": mid, "index": i, "text": (" " if i else "") + w, "is_final": False})
+                token({"message_id": mid, "index": i, "text": (" " if i else "") + w, "is_final": False})
                 time.sleep(0.5 if slow else 0.02)
-            event("Token", {"message_id": mid, "index": len(words), "text": "", "is_final": True,
-                            "finish_reason": reason, "usage": {"prompt_tokens": 5, "completion_tokens": len(words)},
-                            "timings": {"queue_ms": 3, "ttft_ms": 42, "tokens_per_second": 123.4}})
+            token({"message_id": mid, "index": len(words), "text": "", "is_final": True,
+                   "finish_reason": reason, "usage": {"prompt_tokens": 5, "completion_tokens": len(words)},
+                   "timings": {"queue_ms": 3, "ttft_ms": 42, "tokens_per_second": 123.4}})
 
         threading.Thread(target=stream, daemon=True).start()
     elif kind == "Cancel":
         _state["cancelled"].add(data.get("message_id"))
     elif kind == "Stats":
-        out({"type": "Stats", "id": rid, "data": {"model": {"name": "fake-model", "loaded": True, "queue_depth": 0,
-                                                             "active_sequences": 0}}})
+        out({"type": "Stats", "id": rid, "data": {"model": {"name": "fake-model", "loaded": not FAKE["loading"],
+                                                             "queue_depth": 0, "active_sequences": 0}}})
     elif kind == "Ping":
         out({"type": "Pong", "id": rid, "data": {}})
     elif kind == "Leave":

@@ -92,6 +92,10 @@ export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2
     ...(extension ? [`--LLMChat.history_path=${path.join(tmp, "history.sqlite")}`] : []),
     ...extraArgs,
   ];
+  // No "get notified about Jupyter news?" toast over the widget in the screenshots.
+  const notifications = path.join(tmp, "lab-settings", "@jupyterlab", "apputils-extension");
+  fs.mkdirSync(notifications, { recursive: true });
+  fs.writeFileSync(path.join(notifications, "notification.jupyterlab-settings"), JSON.stringify({ fetchNews: "false", checkForUpdates: false }));
   const logPath = path.join(tmp, "jupyter.log");
   fs.writeFileSync(logPath, "");
   const env = {

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import * as esbuild from "esbuild";
+import { statesNotebook, walkStates } from "./states.mjs";
 import {
   copyNotebook,
   kernelExec,
@@ -69,7 +70,7 @@ async function waitStatus(page, want, timeout = 60_000) {
 }
 
 async function typeAndSend(page, text) {
-  const box = page.locator(".llmchat textarea");
+  const box = page.locator(".llmchat-input");
   await box.fill(text);
   await box.press("Enter");
 }
@@ -164,6 +165,50 @@ test("renders a room through the kernel relay: streaming, markdown, safety, Stop
   await screenshot(page, "fake-room-dark");
   await page.evaluate(() => window.jupyterapp.commands.execute("apputils:change-theme", { theme: "JupyterLab Light" }));
   assert.deepEqual(page.consoleErrors.filter((e) => /llmchat/i.test(e)), []);
+});
+
+test("code blocks: highlighted once the first one shows, Copy fills the clipboard, Insert as cell adds the cell", { server: false }, async (ctx) => {
+  const fake = fs.readFileSync(path.join(here, "fake_relay.py"), "utf8");
+  const page = await ctx.notebook("code.ipynb", [fake, widgetCell('room="code", transport="kernel", height="480px"')], { jupyter: ctx.bare });
+  await page.waitForSelector(".llmchat", { timeout: 60_000 });
+  await waitStatus(page, "via_kernel");
+  await waitFor(async () => (await page.textContent(".llmchat-log"))?.includes("the fake room"), { what: "History" });
+  // Nothing with code on screen yet: the highlighter has not even been imported.
+  assert.equal(await page.getAttribute(".llmchat", "data-highlighter"), "idle");
+  await typeAndSend(page, "code");
+  const block = page.locator('.llmchat-msg[data-kind="assistant"] .llmchat-code').last();
+  await block.waitFor({ timeout: 30_000 });
+  await waitFor(async () => (await page.getAttribute(".llmchat", "data-highlighter")) === "ready", { what: "highlighter loaded" });
+  await waitFor(async () => (await block.locator('[class^="hljs-"]').count()) >= 2, { what: "highlighted tokens" });
+  assert.equal(await block.locator(".hljs-built_in").textContent(), "print");
+  assert.equal(await block.locator(".hljs-string").textContent(), "'hi'");
+  assert.equal(await block.locator(".llmchat-code-lang").textContent(), "python");
+
+  // Copy: the clipboard holds exactly the code.
+  const origin = new URL(page.url()).origin;
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin });
+  await page.evaluate(() => navigator.clipboard.writeText("something else"));
+  await block.locator(".llmchat-copy").click();
+  await waitFor(async () => (await block.locator(".llmchat-copy").textContent()) === "Copied", { what: "Copied" });
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), "print('hi')");
+
+  // Insert as cell (this JupyterLab exposes its app: see docs/widget.md): a new cell below the widget's.
+  const sources = () =>
+    page.evaluate(() => window.jupyterapp.shell.currentWidget.content.widgets.map((c) => c.model.sharedModel.getSource()));
+  const before = await sources();
+  await block.locator(".llmchat-insert").click();
+  await waitFor(async () => (await sources()).length === before.length + 1, { what: "a new cell" });
+  const after = await sources();
+  const widgetCellIndex = before.findIndex((s) => s.includes("ChatWidget("));
+  assert.equal(after[widgetCellIndex + 1], "print('hi')");
+  await screenshot(page, "code-block");
+  assert.deepEqual(page.consoleErrors.filter((e) => /llmchat/i.test(e)), []);
+});
+
+test("states a user can see: loading, queued, error, reconnecting", { server: false }, async (ctx) => {
+  const fake = fs.readFileSync(path.join(here, "fake_relay.py"), "utf8");
+  const page = await ctx.notebook("states.ipynb", statesNotebook(fake), { jupyter: ctx.bare });
+  await walkStates(page, (name) => screenshot(page, `state-${name}`));
 });
 
 // ---------------------------------------------------------------------------------------
@@ -287,6 +332,159 @@ test("relays through the kernel to the real server (transport=\"kernel\") and he
   assert.equal(await py(page, "w.status"), "via_kernel");
   assert.equal(await py(page, "w._relay.connections"), "1");
   await screenshot(page, "kernel-relay-real-server");
+});
+
+// ---------------------------------------------------------------------------------------
+// Issue 14 on the real server: /new, Regenerate, private asks, the room's system prompt,
+// "Ask about the last error".
+
+/** The room's stored messages (REST), oldest first. */
+async function stored(jupyter, room) {
+  const res = await fetch(`${jupyter.url}llmchat/api/rooms/${room}/messages?limit=100`, { headers: { Authorization: `token ${jupyter.token}` } });
+  assert.ok(res.ok, `history of ${room}: ${res.status}`);
+  return (await res.json()).messages.map((m) => m.data);
+}
+
+/** Wait for the newest answer on the page to finish; returns its key. */
+async function finishedAnswer(page, notIn = new Set()) {
+  const key = await waitFor(async () => (await assistantKeys(page)).filter((k) => !notIn.has(k)).at(-1), { timeout: 120_000, what: "an answer" });
+  await waitFor(async () => (await page.getAttribute(`.llmchat-msg[data-key="${key}"]`, "data-finish")) !== "", { timeout: 120_000, what: "answer finished" });
+  return key;
+}
+
+async function liveWidget(ctx, name, room, { run = "all", extraCells = [] } = {}) {
+  const cells = [widgetCell(`room="${room}", config={"max_tokens": 24, "temperature": 0}`), ...extraCells];
+  writeNotebook(ctx.full.root, name, cells);
+  const page = await ctx.open({ jupyter: ctx.full, name, run });
+  await page.waitForSelector(".llmchat", { timeout: 60_000 });
+  await waitStatus(page, "live", 60_000);
+  await waitFor(async () => (await page.getAttribute(".llmchat-model", "data-loaded")) === "true", { timeout: 180_000, what: "model loaded" });
+  return page;
+}
+
+test("/new starts a new thread, shown as a divider; the room's system prompt is in the header", { server: true }, async (ctx) => {
+  const room = `e2e-thread-${runId}`;
+  const page = await liveWidget(ctx, "thread.ipynb", room);
+  await typeAndSend(page, "Say hello.");
+  const first = await finishedAnswer(page);
+  await typeAndSend(page, "/new");
+  assert.ok(await page.isVisible(".llmchat-thread-pending"), "the pending 'new thread' line");
+  await typeAndSend(page, "What is 2 + 3?");
+  const second = await finishedAnswer(page, new Set([first]));
+  assert.ok(!(await page.isVisible(".llmchat-thread-pending")));
+  // The question is stored as a thread start, and a divider stands right before it.
+  const messages = await stored(ctx.full, room);
+  const questions = messages.filter((m) => m.author.kind === "user");
+  assert.deepEqual(questions.map((q) => [q.content, q.thread_start === true]), [["Say hello.", false], ["What is 2 + 3?", true]]);
+  const threadStart = questions[1].message_id;
+  const previous = await page.$eval(`.llmchat-msg[data-key="${threadStart}"]`, (el) => el.previousElementSibling?.className ?? "");
+  assert.match(previous, /llmchat-thread/);
+  assert.equal(await page.locator(".llmchat-log .llmchat-thread:not(.llmchat-thread-pending)").count(), 1);
+  assert.ok(second);
+  // The answers are over: the stats line says so (it kept "generating 1" for up to 30 s before).
+  await waitFor(async () => /generating 0/.test(await page.textContent(".llmchat-stats")), { timeout: 5_000, what: "generating 0" });
+
+  // The header shows the room's system prompt; a change (REST PUT here) reaches it live.
+  await waitFor(async () => /the server's default/.test(await page.textContent(".llmchat-sysprompt")), { what: "default prompt shown" });
+  const res = await fetch(`${ctx.full.url}llmchat/api/rooms/${room}`, {
+    method: "PUT",
+    headers: { Authorization: `token ${ctx.full.token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ system_prompt: "Answer in one short sentence." }),
+  });
+  assert.ok(res.ok, `PUT settings: ${res.status}`);
+  await waitFor(async () => (await page.textContent(".llmchat-sysprompt-text")) === "Answer in one short sentence.", { what: "new prompt in the header" });
+  await screenshot(page, "thread-and-prompt");
+});
+
+test("Regenerate asks my last question again; the new answer replaces the old one", { server: true }, async (ctx) => {
+  const room = `e2e-regen-${runId}`;
+  const page = await liveWidget(ctx, "regen.ipynb", room);
+  await typeAndSend(page, "Name a colour.");
+  const first = await finishedAnswer(page);
+  const button = page.locator(`.llmchat-msg[data-key="${first}"] .llmchat-regenerate`);
+  await button.waitFor({ timeout: 10_000 });
+  await button.click();
+  const second = await finishedAnswer(page, new Set([first]));
+  assert.notEqual(second, first);
+  await waitFor(async () => (await page.locator(`.llmchat-msg[data-key="${second}"] .llmchat-regenerate`).count()) === 1, { what: "button moved" });
+  assert.equal(await page.locator(".llmchat-regenerate").count(), 1);
+  assert.ok(await page.$eval(`.llmchat-msg[data-key="${first}"]`, (el) => el.classList.contains("llmchat-replaced")));
+  const messages = await stored(ctx.full, room);
+  const questions = messages.filter((m) => m.author.kind === "user");
+  assert.equal(questions.length, 1, "the question is not posted again");
+  const again = messages.find((m) => m.message_id === second);
+  assert.equal(again.regenerates, first);
+  assert.equal(again.in_reply_to, questions[0].message_id);
+  await screenshot(page, "regenerate");
+});
+
+test("the Private toggle asks without the room: answer shown here only, marked private, not stored", { server: true }, async (ctx) => {
+  const room = `e2e-private-${runId}`;
+  const page = await liveWidget(ctx, "private.ipynb", room);
+  const other = await liveWidget(ctx, "private-other.ipynb", room);
+  const head = async () => {
+    const res = await fetch(`${ctx.full.url}llmchat/api/rooms/${room}`, { headers: { Authorization: `token ${ctx.full.token}` } });
+    return (await res.json()).head_seq;
+  };
+  await waitFor(async () => /2 here/.test(await page.textContent(".llmchat-members")), { what: "both pages in the room" });
+  await sleep(500); // the Presence of the second page is in
+  const headBefore = await head();
+  await page.check(".llmchat-private-toggle input");
+  await typeAndSend(page, "What is the capital of France?");
+  const answer = page.locator('.llmchat-msg.llmchat-private[data-kind="assistant"]');
+  await answer.waitFor({ timeout: 120_000 });
+  await waitFor(async () => (await answer.getAttribute("data-finish")) !== "", { timeout: 120_000, what: "private answer finished" });
+  assert.ok(["stop", "length"].includes(await answer.getAttribute("data-finish")));
+  assert.ok((await answer.locator(".llmchat-body").textContent()).trim().length > 0);
+  assert.equal(await page.locator(".llmchat-msg.llmchat-private .llmchat-private-tag").count(), 2); // question + answer
+  // Not a room event: nobody else saw it, nothing was stored, the resume point did not move.
+  await sleep(1_000);
+  assert.ok(!(await other.textContent(".llmchat-log")).includes("capital of France"));
+  assert.ok(!(await stored(ctx.full, room)).some((m) => m.content.includes("capital of France")));
+  assert.equal(await head(), headBefore, "no room event for a private ask");
+  await waitFor(async () => Number(await py(page, "w.last_seq")) === headBefore, { what: "resume point = the room's head" });
+  // The room goes on as before, for both.
+  await page.uncheck(".llmchat-private-toggle input");
+  await typeAndSend(page, "/say back in the room");
+  await waitFor(async () => (await other.textContent(".llmchat-log")).includes("back in the room"), { what: "room message" });
+  await screenshot(page, "private");
+});
+
+test("\"Ask about the last error\" after a failing cell sends the error with a question", { server: true }, async (ctx) => {
+  const room = `e2e-error-${runId}`;
+  const page = await liveWidget(ctx, "error.ipynb", room, { run: "first", extraCells: ["values = [1, 2, 3]\nvalues[10]"] });
+  // Nothing failed yet: the widget says so.
+  await page.click(".llmchat-ask-error");
+  await waitFor(async () => /No error to ask about/.test(await page.textContent(".llmchat-notice")), { what: "no-error notice" });
+  // Run the failing cell, as a user would.
+  await page.evaluate(async () => {
+    const notebook = window.jupyterapp.shell.currentWidget.content;
+    notebook.activeCellIndex = 1;
+    await window.jupyterapp.commands.execute("notebook:run-cell");
+  });
+  await waitFor(
+    async () =>
+      page.evaluate(() =>
+        window.jupyterapp.shell.currentWidget.content.widgets[1].model.outputs.toJSON().some((o) => o.output_type === "error" && o.ename === "IndexError"),
+      ),
+    { what: "the cell's IndexError" },
+  );
+  const before = new Set(await assistantKeys(page));
+  await page.click(".llmchat-ask-error");
+  const question = page.locator('.llmchat-msg[data-kind="bot"]', { hasText: "What does this error mean" }).last();
+  await question.waitFor({ timeout: 30_000 });
+  assert.match(await question.textContent(), /IndexError: list index out of range/);
+  assert.equal(await question.locator(".llmchat-attachment").textContent(), "error IndexError");
+  assert.equal(await page.isVisible(".llmchat-notice"), false, "the earlier 'no error' notice is gone");
+  await finishedAnswer(page, before);
+  // Stored with what was attached (kind, label, size), not the traceback itself.
+  const messages = await stored(ctx.full, room);
+  const asked = messages.find((m) => m.content.startsWith("What does this error mean"));
+  assert.equal(asked.attachments.length, 1);
+  assert.equal(asked.attachments[0].kind, "error");
+  assert.equal(asked.attachments[0].label, "IndexError");
+  assert.ok(asked.attachments[0].chars > 0 && asked.attachments[0].text === undefined);
+  await screenshot(page, "ask-about-error");
 });
 
 // ---------------------------------------------------------------------------------------
@@ -487,7 +685,7 @@ test("demo notebook in Notebook 7: the widget goes live, a prompt streams, Stop 
 // ---------------------------------------------------------------------------------------
 
 async function main() {
-  const selected = tests.filter((t) => (t.server ? serverMode : true) && (!only || t.name.includes(only)));
+  const selected = tests.filter((t) => (t.server ? serverMode : true) && (!only || only.split("|").some((o) => t.name.includes(o))));
   const skipped = tests.length - selected.length;
   let passed = 0;
   let failed = 0;

@@ -7,7 +7,9 @@ export interface BackoffPolicy {
   capMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 30_000 };
+// Capped at 10 s: a user looking at "reconnecting in N s" after a short outage should never
+// wait long once the server is back (with a 30 s cap, a 5 s outage could mean a 27 s wait).
+export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
 
 /** Upper bound of the delay before retry number `attempt` (0-based). */
 export function backoffCeiling(attempt: number, policy: BackoffPolicy = DEFAULT_BACKOFF): number {

@@ -50,10 +50,44 @@ export interface WelcomeData {
   limits?: { message_size_limit?: number; max_tokens?: number; [k: string]: unknown };
 }
 
+/** How much of the room the model sees for a question (docs/protocol.md, context policy). */
+export type ContextMode = "own" | "shared";
+
+/** A room's own settings (Joined.settings, the RoomSettings reply, system Texts). */
+export interface RoomSettings {
+  /** null: the server's default system prompt. */
+  system_prompt: string | null;
+  context?: ContextMode | null;
+}
+
 export interface JoinedData {
   seq: number;
   epoch: string;
   members: Person[];
+  settings?: RoomSettings;
+}
+
+/** A compact description of a live kernel object sent with a question. */
+export interface Attachment {
+  kind: string;
+  label: string;
+  text: string;
+}
+
+/** What a stored question shows of its attachments: never the text itself. */
+export interface AttachmentSummary {
+  kind: string;
+  label: string;
+  chars: number;
+}
+
+/** Generate fields beyond prompt and config (all optional; `private` means: no room). */
+export interface GenerateExtras {
+  new_thread?: boolean;
+  reply_to?: string;
+  regenerate?: string;
+  attachments?: Attachment[];
+  private?: boolean;
 }
 
 export interface TextData {
@@ -66,6 +100,16 @@ export interface TextData {
   finish_reason?: string;
   /** Why a stored answer ended with finish_reason "error" (e.g. "server shutting down"). */
   error?: string;
+  /** A question that starts a new thread for its asker (Generate new_thread). */
+  thread_start?: boolean;
+  /** A question that replies to another room message. */
+  reply_to?: string;
+  /** A regenerated answer: the answer it replaces. */
+  regenerates?: string;
+  /** A question asked with kernel context: what was attached (kinds and sizes). */
+  attachments?: AttachmentSummary[];
+  /** A system message announcing new room settings. */
+  settings?: RoomSettings;
 }
 
 export interface Timings {
@@ -83,6 +127,8 @@ export interface TokenData {
   usage?: { prompt_tokens?: number; completion_tokens?: number };
   timings?: Timings;
   error?: string;
+  /** The prompt's context was cut to fit. */
+  truncated?: boolean;
 }
 
 export interface AckData {

@@ -5,8 +5,17 @@
 
 import DOMPurify from "dompurify";
 import MarkdownIt from "markdown-it";
+import { highlightNow } from "./highlighter";
 
-const md = new MarkdownIt({ html: false, linkify: true, breaks: true, typographer: false });
+// Fenced code goes through the lazily loaded highlighter once it is there ("" = markdown-it's
+// own escaping, i.e. plain code). Its <span class="hljs-…"> output is sanitised like the rest.
+const md = new MarkdownIt({
+  html: false,
+  linkify: true,
+  breaks: true,
+  typographer: false,
+  highlight: (code, lang) => highlightNow(code, lang)?.html ?? "",
+});
 
 // Images become a plain link to their target (or bare text for data: URLs): never fetched.
 md.renderer.rules.image = (tokens, idx) => {
@@ -81,6 +90,11 @@ function fixLinks(root: DocumentFragment): void {
       a.after(shown);
     }
   }
+}
+
+/** True when rendered content has a fenced or indented code block (the highlighter's cue). */
+export function hasCodeBlock(root: ParentNode): boolean {
+  return root.querySelector("pre > code") !== null;
 }
 
 /** Plain text, for places that must never interpret markup (names, errors). */

@@ -25,9 +25,11 @@ import {
   type ErrorData,
   type Frame,
   type GenerateConfig,
+  type GenerateExtras,
   type HistoryData,
   type JoinedData,
   type ResetData,
+  type RoomSettings,
   type TokenData,
   type WelcomeData,
 } from "./protocol";
@@ -106,6 +108,11 @@ export interface RequestInfo {
   messageId: string | null;
   queuePosition: number | null;
   error: string | null;
+  /** A private completion: asked without a room, answered to this connection only. */
+  private: boolean;
+  /** The answer this request regenerates, if it does. */
+  regenerate: string | null;
+  newThread: boolean;
 }
 
 interface Pending {
@@ -262,11 +269,34 @@ export class ChatClient {
     return this.enqueue({ type: "Text", id, room: this._room, data: { content } }, "Text", content);
   }
 
-  /** Ask the model in the room; re-sent with the same id until acknowledged (the server dedupes). */
-  generate(prompt: string, config?: GenerateConfig, id: string = newId("g")): string {
+  /**
+   * Ask the model in the room; re-sent with the same id until acknowledged (the server dedupes).
+   * `extras.private`: no room, the answer streams to this connection only; such a request is
+   * sent at most once, because the server drops a private answer when its connection closes.
+   */
+  generate(prompt: string, config?: GenerateConfig, id: string = newId("g"), extras: GenerateExtras = {}): string {
     const data: Record<string, unknown> = { prompt };
     if (config && Object.keys(config).length > 0) data.config = config;
-    return this.enqueue({ type: "Generate", id, room: this._room, data }, "Generate", prompt);
+    const priv = extras.private === true;
+    if (!priv) {
+      // Threads, replies and regeneration are about a room; a private question has none.
+      if (extras.new_thread) data.new_thread = true;
+      if (extras.reply_to) data.reply_to = extras.reply_to;
+      if (extras.regenerate) data.regenerate = extras.regenerate;
+    }
+    if (extras.attachments && extras.attachments.length > 0) data.attachments = extras.attachments;
+    const frame: Frame = priv ? { type: "Generate", id, data } : { type: "Generate", id, room: this._room, data };
+    return this.enqueue(frame, "Generate", prompt, {
+      private: priv,
+      regenerate: priv ? null : (extras.regenerate ?? null),
+      newThread: !priv && extras.new_thread === true,
+    });
+  }
+
+  /** Change the room's own settings (system prompt, context mode); the reply is a `RoomSettings` frame. */
+  setRoomSettings(settings: Partial<RoomSettings>): string | null {
+    const id = newId("r");
+    return this.sendNow({ type: "RoomSettings", id, room: this._room, data: { ...settings } }) ? id : null;
   }
 
   /** Stop a request: forget it if it never left, otherwise `Cancel` once its message id is known. */
@@ -395,6 +425,7 @@ export class ChatClient {
   /** Forget the current socket (handlers off, timers off) and return it for closing. */
   private detachSocket(): SocketLike | null {
     const sock = this.sock;
+    if (sock) this.failPrivateInFlight();
     this.sock = null;
     this.sockOpened = false;
     this.joined = false;
@@ -580,7 +611,7 @@ export class ChatClient {
       case "Error": {
         const d = f.data as ErrorData;
         const p = f.id !== undefined ? this.requests.get(f.id) : undefined;
-        if (p) this.finish(p, "failed", d.message ?? "error");
+        if (p) this.finish(p, "failed", d.code ? `${d.message ?? "error"} (${d.code})` : (d.message ?? "error"));
         else if (f.id !== undefined && f.id === this.joinId && !this.joined) {
           if (this.info.transport === "kernel") this.onKernelJoinError(d);
           // Refused for good (forbidden / no such room).
@@ -612,7 +643,12 @@ export class ChatClient {
     }
   }
 
-  private enqueue(frame: Frame, type: "Text" | "Generate", text: string): string {
+  private enqueue(
+    frame: Frame,
+    type: "Text" | "Generate",
+    text: string,
+    more: Pick<RequestInfo, "private" | "regenerate" | "newThread"> = { private: false, regenerate: null, newThread: false },
+  ): string {
     const id = frame.id as string;
     const existing = this.requests.get(id);
     if (existing) return id; // same id twice (e.g. two front ends relaying one kernel call)
@@ -620,7 +656,7 @@ export class ChatClient {
       frame,
       sent: false,
       cancelRequested: false,
-      info: { id, type, phase: "queued", text, messageId: null, queuePosition: null, error: null },
+      info: { id, type, phase: "queued", text, messageId: null, queuePosition: null, error: null, ...more },
     };
     const limit = this._welcome?.limits?.message_size_limit;
     if (typeof limit === "number" && byteLength(JSON.stringify(frame)) > limit) {
@@ -640,7 +676,7 @@ export class ChatClient {
     for (const p of [...this.requests.values()]) {
       if (p.info.type === "Text") {
         if (!p.sent) this.deliver(p);
-      } else if (p.info.messageId === null) this.deliver(p);
+      } else if (p.info.messageId === null && !(p.info.private && p.sent)) this.deliver(p);
       else if (p.cancelRequested) this.sendCancel(p);
     }
   }
@@ -661,7 +697,20 @@ export class ChatClient {
 
   private sendCancel(p: Pending): void {
     if (!p.info.messageId) return;
-    this.sendNow({ type: "Cancel", id: newId("c"), room: this._room, data: { message_id: p.info.messageId } });
+    const frame: Frame = { type: "Cancel", id: newId("c"), data: { message_id: p.info.messageId } };
+    if (!p.info.private) frame.room = this._room;
+    this.sendNow(frame);
+  }
+
+  /**
+   * The socket went away: a private question already sent is lost with it (the server cancels
+   * a private answer when its connection closes, and a re-sent one would get the old Ack and no
+   * tokens), so it ends here, saying so, instead of waiting forever.
+   */
+  private failPrivateInFlight(): void {
+    for (const p of [...this.requests.values()]) {
+      if (p.info.private && p.sent) this.finish(p, "failed", "connection lost: a private answer ends with its connection; ask again");
+    }
   }
 
   private finish(p: Pending, phase: RequestPhase, error: string | null): void {

@@ -1,8 +1,12 @@
 // What a room looks like to the view: messages in order, members, requests in flight,
 // model state and figures. Fed by ChatClient events; DOM-free. Emits fine-grained changes so
 // the view can append/patch single messages instead of re-rendering the log.
+//
+// Private answers (asked without a room) live beside the room's log, never in it: they have
+// no seq, nobody else sees them, and a Reset of the room must not lose them.
 
 import type {
+  AttachmentSummary,
   AuthorKind,
   ErrorData,
   Frame,
@@ -11,6 +15,7 @@ import type {
   ModelInfo,
   Person,
   PresenceData,
+  RoomSettings,
   StatsData,
   TextData,
   Timings,
@@ -20,7 +25,7 @@ import type {
 import type { ChatClient, RequestInfo, StatusInfo } from "./socket";
 
 export interface ChatMessage {
-  key: string; // message_id
+  key: string; // message_id (a private question: "q:" + its request id)
   seq: number | null;
   kind: AuthorKind;
   author: Person;
@@ -31,14 +36,28 @@ export interface ChatMessage {
   /** Why a generation ended with finish_reason "error". */
   finishError: string | null;
   own: boolean;
+  /** Asked without a room: shown to this user only, never part of the room's log. */
+  private: boolean;
+  /** A question that starts a new thread (the model forgets the asker's earlier exchanges). */
+  threadStart: boolean;
+  /** What a question was asked with (kinds and sizes, never the text). */
+  attachments: AttachmentSummary[];
+  /** An answer: the question it answers (stored answers only). */
+  inReplyTo: string | null;
+  /** A regenerated answer: the answer it replaces. */
+  regenerates: string | null;
+  /** An answer that a later one regenerated. */
+  replaced: boolean;
+  /** The model's context was cut to fit (final Token `truncated`). */
+  truncated: boolean;
 }
 
 export type Change =
-  | { type: "reset" }
+  | { type: "reset"; keepPrivate: boolean }
   | { type: "append"; message: ChatMessage }
   | { type: "prepend"; messages: ChatMessage[] }
   | { type: "update"; message: ChatMessage }
-  | { type: "meta" }; // status, members, model, requests, stats, error
+  | { type: "meta" }; // status, members, model, requests, stats, error, settings
 
 export interface LastRun {
   tokensPerSecond: number | null;
@@ -47,9 +66,16 @@ export interface LastRun {
   completionTokens: number | null;
 }
 
+export interface Notice {
+  text: string;
+  level: "info" | "error";
+}
+
 export class RoomStore {
   readonly messages: ChatMessage[] = [];
+  readonly privateMessages: ChatMessage[] = [];
   private readonly byKey = new Map<string, ChatMessage>();
+  private readonly privateByKey = new Map<string, ChatMessage>();
   members: Person[] = [];
   status: StatusInfo;
   welcome: WelcomeData | null = null;
@@ -57,9 +83,25 @@ export class RoomStore {
   requests = new Map<string, RequestInfo>();
   lastRun: LastRun | null = null;
   stats: StatsData | null = null;
+  /**
+   * The server's figures (queue, active sequences) are known to be out of date: an answer
+   * started or ended since they were taken. The view hides them until fresh Stats arrive.
+   */
+  figuresStale = false;
   error = "";
+  /** A local notice (e.g. "no error to ask about"), shown until dismissed or replaced. */
+  notice: Notice | null = null;
+  /** The room's own settings as last announced (null: not told, e.g. an older server). */
+  settings: RoomSettings | null = null;
+  /** `/new` was typed: the next question to the model starts a new thread. */
+  pendingNewThread = false;
   /** True when the oldest message shown may have older ones before it. */
   canLoadEarlier = false;
+  // Answers to this user's own questions that the store learnt of from Acks, with their prompts.
+  private readonly ownAnswers = new Set<string>();
+  private readonly answerPrompts = new Map<string, string>();
+  private readonly replacedIds = new Set<string>();
+  private readonly failedRequests = new Set<string>();
   private listeners = new Set<(c: Change) => void>();
   private unsubs: Array<() => void> = [];
 
@@ -70,7 +112,7 @@ export class RoomStore {
         this.status = s;
         this.emit({ type: "meta" });
       }),
-      client.on("reset", () => this.clear()),
+      client.on("reset", (r) => this.clear(r.reason === "room")),
       client.on("frame", (f) => this.apply(f)),
       client.on("request", (r) => this.onRequest(r)),
     );
@@ -92,23 +134,126 @@ export class RoomStore {
     return [...this.requests.values()].filter((r) => r.type === "Generate");
   }
 
+  /** The newest answer to this user's own question, if it is finished: the one "Regenerate" is offered on. */
+  get newestOwnAnswer(): ChatMessage | null {
+    for (let i = this.messages.length - 1; i >= 0; i--) {
+      const m = this.messages[i];
+      if (!m || m.kind !== "assistant" || !this.isOwnAnswer(m)) continue;
+      return m.streaming ? null : m;
+    }
+    return null;
+  }
+
+  /** The text of the question an answer answers, when known. */
+  questionFor(answerKey: string): string | null {
+    const known = this.answerPrompts.get(answerKey);
+    if (known !== undefined) return known;
+    const answer = this.byKey.get(answerKey);
+    const question = answer?.inReplyTo ? this.byKey.get(answer.inReplyTo) : undefined;
+    return question ? question.content : null;
+  }
+
+  setPendingNewThread(on: boolean): void {
+    if (this.pendingNewThread === on) return;
+    this.pendingNewThread = on;
+    this.emit({ type: "meta" });
+  }
+
+  /** Use up a pending `/new`: true when the question being asked starts a new thread. */
+  takePendingNewThread(): boolean {
+    const was = this.pendingNewThread;
+    this.setPendingNewThread(false);
+    return was;
+  }
+
+  showNotice(text: string, level: Notice["level"] = "info"): void {
+    this.notice = { text, level };
+    this.emit({ type: "meta" });
+  }
+
+  /** The user closed the notice line: forget the local notice and the last request error. */
+  dismissNotice(): void {
+    this.notice = null;
+    this.error = "";
+    this.emit({ type: "meta" });
+  }
+
   private emit(c: Change): void {
     for (const cb of [...this.listeners]) cb(c);
   }
 
-  private clear(): void {
+  private clear(roomChanged: boolean): void {
     this.messages.length = 0;
     this.byKey.clear();
     this.canLoadEarlier = false;
-    this.emit({ type: "reset" });
+    if (roomChanged) {
+      this.privateMessages.length = 0;
+      this.privateByKey.clear();
+      this.pendingNewThread = false;
+      this.settings = null;
+      this.ownAnswers.clear();
+      this.answerPrompts.clear();
+      this.replacedIds.clear();
+    }
+    this.emit({ type: "reset", keepPrivate: !roomChanged });
+  }
+
+  private markFiguresStale(): void {
+    this.figuresStale = true;
   }
 
   private onRequest(r: RequestInfo): void {
+    if (r.private) this.trackPrivateRequest(r);
+    else if (r.type === "Generate" && r.messageId && !this.ownAnswers.has(r.messageId)) {
+      this.ownAnswers.add(r.messageId);
+      this.answerPrompts.set(r.messageId, r.text);
+      if (r.regenerate) this.markReplaced(r.regenerate);
+      const answer = this.byKey.get(r.messageId);
+      if (answer) this.emit({ type: "update", message: answer });
+    }
     if (r.phase === "done" || r.phase === "dropped" || r.phase === "failed") {
       this.requests.delete(r.id);
-      if (r.phase === "failed" && r.error) this.error = r.error;
+      if (r.phase === "failed" && r.error) {
+        this.error = `${r.type === "Text" ? "Message not sent" : "The model did not answer"}: ${r.error}`;
+        if (this.failedRequests.size > 64) this.failedRequests.clear(); // failures without an Error frame
+        this.failedRequests.add(r.id); // its Error frame follows: already said
+      }
     } else this.requests.set(r.id, r);
     this.emit({ type: "meta" });
+  }
+
+  /** A private question shows at once, marked private; a failure ends it (or its answer) visibly. */
+  private trackPrivateRequest(r: RequestInfo): void {
+    const qKey = `q:${r.id}`;
+    let question = this.privateByKey.get(qKey);
+    if (!question) {
+      question = this.newMessage(qKey, "user", this.welcome?.user ?? { username: "", name: "you" }, r.text);
+      question.own = true;
+      question.private = true;
+      this.addPrivate(question);
+    }
+    if (r.phase !== "failed" && r.phase !== "dropped") return;
+    const answer = r.messageId ? this.privateByKey.get(r.messageId) : undefined;
+    const target = answer ?? question;
+    target.streaming = false;
+    target.finishReason = r.phase === "dropped" ? "cancelled" : "error";
+    target.finishError = r.phase === "dropped" ? null : r.error;
+    this.emit({ type: "update", message: target });
+  }
+
+  private addPrivate(m: ChatMessage): void {
+    this.privateByKey.set(m.key, m);
+    this.privateMessages.push(m);
+    this.emit({ type: "append", message: m });
+  }
+
+  private markReplaced(answerKey: string): void {
+    this.replacedIds.add(answerKey);
+    const old = this.byKey.get(answerKey);
+    if (old && !old.replaced) {
+      old.replaced = true;
+      this.emit({ type: "update", message: old });
+    }
   }
 
   /** Apply one accepted frame from the client. */
@@ -121,7 +266,9 @@ export class RoomStore {
         break;
       }
       case "Joined": {
-        this.members = (f.data as JoinedData).members ?? this.members;
+        const d = f.data as JoinedData;
+        this.members = d.members ?? this.members;
+        if (d.settings && typeof d.settings === "object") this.settings = normaliseSettings(d.settings);
         this.error = "";
         this.emit({ type: "meta" });
         break;
@@ -135,13 +282,21 @@ export class RoomStore {
         this.upsertText(f.data as TextData, f.seq ?? null, false);
         break;
       case "Token":
-        this.onToken(f.data as TokenData, f.seq ?? null);
+        // Room tokens always carry a seq; a Token without one is a private completion's.
+        if (typeof f.seq === "number") this.onToken(f.data as TokenData, f.seq);
+        else this.onPrivateToken(f.data as TokenData);
         break;
       case "History":
         this.onHistory(f);
         break;
+      case "RoomSettings": {
+        this.settings = normaliseSettings(f.data as RoomSettings);
+        this.emit({ type: "meta" });
+        break;
+      }
       case "Stats": {
         this.stats = f.data as StatsData;
+        this.figuresStale = false;
         if (this.stats.model) this.model = { ...this.model, ...this.stats.model };
         this.emit({ type: "meta" });
         break;
@@ -149,7 +304,8 @@ export class RoomStore {
       case "Error": {
         const d = f.data as ErrorData;
         // Errors answering our own requests are reported through the request lifecycle.
-        if (!(f.id && this.requests.has(f.id))) this.error = d.code ? `${d.message} (${d.code})` : d.message;
+        const ours = !!f.id && (this.requests.has(f.id) || this.failedRequests.delete(f.id));
+        if (!ours) this.error = d.code ? `${d.message} (${d.code})` : d.message;
         this.emit({ type: "meta" });
         break;
       }
@@ -158,9 +314,39 @@ export class RoomStore {
     }
   }
 
-  private isOwn(author: Person | undefined): boolean {
+  private isOwnAuthor(author: Person | undefined): boolean {
     const me = this.welcome?.user?.username;
     return !!me && author?.username === me;
+  }
+
+  /** An answer to a question this user asked (typed here, or posted by their own kernel). */
+  private isOwnAnswer(m: ChatMessage): boolean {
+    if (m.private) return false;
+    if (this.ownAnswers.has(m.key)) return true;
+    const question = m.inReplyTo ? this.byKey.get(m.inReplyTo) : undefined;
+    return !!question && (question.kind === "user" || question.kind === "bot") && this.isOwnAuthor(question.author);
+  }
+
+  private newMessage(key: string, kind: AuthorKind, author: Person, content: string): ChatMessage {
+    return {
+      key,
+      seq: null,
+      kind,
+      author: { username: author.username ?? "", name: author.name ?? author.username ?? "" },
+      content,
+      created: new Date().toISOString(),
+      streaming: false,
+      finishReason: null,
+      finishError: null,
+      own: false,
+      private: false,
+      threadStart: false,
+      attachments: [],
+      inReplyTo: null,
+      regenerates: null,
+      replaced: false,
+      truncated: false,
+    };
   }
 
   private upsertText(d: TextData, seq: number | null, quiet: boolean): ChatMessage | null {
@@ -168,6 +354,11 @@ export class RoomStore {
     // A stored answer says how it ended (an answer cut by a server shutdown: "error", and why).
     const finishReason = typeof d.finish_reason === "string" && d.finish_reason ? d.finish_reason : null;
     const finishError = typeof d.error === "string" && d.error ? d.error : null;
+    if (d.author?.kind === "system" && d.settings && typeof d.settings === "object") {
+      this.settings = normaliseSettings(d.settings);
+      this.emit({ type: "meta" });
+    }
+    if (typeof d.regenerates === "string" && d.regenerates) this.markReplaced(d.regenerates);
     const existing = this.byKey.get(d.message_id);
     if (existing) {
       // The same message again (History after a live stream): the stored text is authoritative.
@@ -176,22 +367,19 @@ export class RoomStore {
       if (finishReason) existing.finishReason = finishReason;
       if (finishError) existing.finishError = finishError;
       if (seq !== null) existing.seq = seq;
+      applyStoredFields(existing, d);
       if (!quiet) this.emit({ type: "update", message: existing });
       return existing;
     }
     const kind = d.author?.kind ?? "user";
-    const msg: ChatMessage = {
-      key: d.message_id,
-      seq,
-      kind,
-      author: { username: d.author?.username ?? "", name: d.author?.name ?? d.author?.username ?? "" },
-      content: String(d.content ?? ""),
-      created: d.created ?? new Date().toISOString(),
-      streaming: false,
-      finishReason: kind === "assistant" ? finishReason : null,
-      finishError: kind === "assistant" ? finishError : null,
-      own: kind === "user" && this.isOwn(d.author),
-    };
+    const msg = this.newMessage(d.message_id, kind, d.author ?? { username: "", name: "" }, String(d.content ?? ""));
+    msg.seq = seq;
+    msg.created = d.created ?? msg.created;
+    msg.finishReason = kind === "assistant" ? finishReason : null;
+    msg.finishError = kind === "assistant" ? finishError : null;
+    msg.own = kind === "user" && this.isOwnAuthor(d.author);
+    msg.replaced = this.replacedIds.has(msg.key);
+    applyStoredFields(msg, d);
     this.byKey.set(msg.key, msg);
     if (!quiet) {
       this.messages.push(msg);
@@ -200,33 +388,43 @@ export class RoomStore {
     return msg;
   }
 
-  private onToken(d: TokenData, seq: number | null): void {
+  private onToken(d: TokenData, seq: number): void {
     if (!d || typeof d.message_id !== "string") return;
     let msg = this.byKey.get(d.message_id);
     if (!msg) {
-      const name = this.model.name ?? "model";
-      msg = {
-        key: d.message_id,
-        seq,
-        kind: "assistant",
-        author: { username: "", name },
-        content: "",
-        created: new Date().toISOString(),
-        streaming: true,
-        finishReason: null,
-        finishError: null,
-        own: false,
-      };
+      msg = this.newMessage(d.message_id, "assistant", { username: "", name: this.model.name ?? "model" }, "");
+      msg.seq = seq;
+      msg.streaming = true;
+      msg.replaced = this.replacedIds.has(msg.key);
       this.byKey.set(msg.key, msg);
       this.messages.push(msg);
+      this.markFiguresStale(); // one more answer running than the last Stats said
       this.emit({ type: "append", message: msg });
     }
+    this.streamInto(msg, d);
+  }
+
+  private onPrivateToken(d: TokenData): void {
+    if (!d || typeof d.message_id !== "string") return;
+    let msg = this.privateByKey.get(d.message_id);
+    if (!msg) {
+      msg = this.newMessage(d.message_id, "assistant", { username: "", name: this.model.name ?? "model" }, "");
+      msg.private = true;
+      msg.streaming = true;
+      this.markFiguresStale();
+      this.addPrivate(msg);
+    }
+    this.streamInto(msg, d);
+  }
+
+  private streamInto(msg: ChatMessage, d: TokenData): void {
     if (!msg.streaming) return; // already complete (History or the final token won)
     msg.content += d.text ?? "";
     if (d.is_final) {
       msg.streaming = false;
       msg.finishReason = d.finish_reason ?? "stop";
       if (typeof d.error === "string" && d.error) msg.finishError = d.error;
+      if (d.truncated === true) msg.truncated = true;
       if ((d.timings || d.usage) && msg.finishReason !== "error") {
         this.lastRun = {
           tokensPerSecond: d.timings?.tokens_per_second ?? null,
@@ -235,6 +433,7 @@ export class RoomStore {
           completionTokens: d.usage?.completion_tokens ?? null,
         };
       }
+      this.markFiguresStale(); // the answer that ended was counted as running
       this.emit({ type: "meta" });
     }
     this.emit({ type: "update", message: msg });
@@ -272,4 +471,22 @@ export class RoomStore {
     this.canLoadEarlier = (fresh[0]?.seq ?? 0) > 1;
     this.emit({ type: "meta" });
   }
+}
+
+/** The fields a stored question or answer carries beyond its text (issue 14 additions). */
+function applyStoredFields(msg: ChatMessage, d: TextData): void {
+  if (d.thread_start === true) msg.threadStart = true;
+  if (typeof d.in_reply_to === "string" && d.in_reply_to) msg.inReplyTo = d.in_reply_to;
+  if (typeof d.regenerates === "string" && d.regenerates) msg.regenerates = d.regenerates;
+  if (Array.isArray(d.attachments)) {
+    msg.attachments = d.attachments
+      .filter((a) => a && typeof a === "object")
+      .map((a) => ({ kind: String(a.kind ?? ""), label: String(a.label ?? ""), chars: Number(a.chars) || 0 }));
+  }
+}
+
+function normaliseSettings(s: RoomSettings): RoomSettings {
+  const prompt = typeof s.system_prompt === "string" && s.system_prompt ? s.system_prompt : null;
+  const context = s.context === "own" || s.context === "shared" ? s.context : null;
+  return { system_prompt: prompt, context };
 }

@@ -2,18 +2,44 @@
 // twice); each keeps its own elements. Store changes mark things dirty and one flush per
 // animation frame applies them, so a burst of tokens costs one re-render of one message.
 
-import { renderInto } from "./render";
-import type { Change, ChatMessage, RoomStore } from "./store";
+import { copyText } from "./clipboard";
+import type { CodeBlockActions } from "./codeblocks";
+import { ensureHighlighter, highlighterState, onHighlighterReady } from "./highlighter";
+import { parseInput } from "./input";
+import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
+import { canInsertCell, insertCellBelow } from "./notebook";
+import type { ContextMode } from "./protocol";
+import { SettingsBar } from "./settings-bar";
 import type { RequestInfo, StatusInfo } from "./socket";
+import type { Change, ChatMessage, RoomStore } from "./store";
+
+export { parseInput } from "./input";
+
+export interface SendOptions {
+  /** Ask without a room: the answer is shown to this view's user only. */
+  private: boolean;
+  /** This question starts a new thread (`/new …`). */
+  newThread: boolean;
+}
 
 export interface ViewActions {
-  send(text: string, ask: boolean): void;
+  send(text: string, ask: boolean, options: SendOptions): void;
   cancel(requestId: string): void;
   retry(): void;
   loadEarlier(): void;
   getAskMode(): boolean;
   setAskMode(on: boolean): void;
   room(): string;
+  /** `/new` alone: the next question starts a new thread. */
+  newThread(): void;
+  /** Ask the question of this answer again. */
+  regenerate(answerKey: string): void;
+  /** Ask the kernel to describe its last error and ask about it; null where there is no kernel. */
+  askAboutError: (() => void) | null;
+  setRoomSettings(settings: { system_prompt: string; context?: ContextMode }): void;
+  dismissNotice(): void;
+  /** Code-block buttons; the default copies with the Clipboard API and inserts cells where the page allows. */
+  code?: CodeBlockActions;
 }
 
 export type Scheduler = (cb: () => void) => void;
@@ -24,66 +50,44 @@ const defaultScheduler: Scheduler = (cb) => {
   else setTimeout(cb, 16);
 };
 
-/** How a message typed into the box is routed: see docs (Enter sends, `/ask ` asks the model). */
-export function parseInput(raw: string, askMode: boolean): { ask: boolean; text: string } | null {
-  const text = raw.trim();
-  if (!text) return null;
-  const ask = /^\/ask(\s|$)/i.exec(text);
-  if (ask) {
-    const rest = text.slice(4).trim();
-    return rest ? { ask: true, text: rest } : null;
-  }
-  const say = /^\/say(\s|$)/i.exec(text);
-  if (say) {
-    const rest = text.slice(4).trim();
-    return rest ? { ask: false, text: rest } : null;
-  }
-  return { ask: askMode, text };
-}
-
-function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls?: string,
-  text?: string,
-): HTMLElementTagNameMap[K] {
-  const el = document.createElement(tag);
-  if (cls) el.className = cls;
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
-
-function formatTime(iso: string): string {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
-
-const KIND_LABEL: Record<string, string> = { user: "user", assistant: "model", bot: "bot", system: "system" };
+/** How long "Ask about the last error" stays disabled waiting for the kernel's answer. */
+const ERROR_ASK_TIMEOUT_MS = 30_000;
 
 export class ChatView {
   readonly root: HTMLDivElement;
   private readonly log: HTMLDivElement;
   private readonly earlier: HTMLButtonElement;
+  private readonly pendingThread: HTMLElement;
   private readonly statusText: HTMLSpanElement;
   private readonly retryBtn: HTMLButtonElement;
   private readonly roomEl: HTMLSpanElement;
   private readonly modelEl: HTMLSpanElement;
   private readonly membersEl: HTMLSpanElement;
+  private readonly settingsBar: SettingsBar;
   private readonly notice: HTMLDivElement;
+  private readonly noticeText: HTMLSpanElement;
+  private readonly noticeClose: HTMLButtonElement;
   private readonly requestsEl: HTMLDivElement;
   private readonly input: HTMLTextAreaElement;
   private readonly askBox: HTMLInputElement;
+  private readonly privateBox: HTMLInputElement;
+  private readonly errorBtn: HTMLButtonElement;
   private readonly sendBtn: HTMLButtonElement;
   private readonly stopBtn: HTMLButtonElement;
   private readonly statsEl: HTMLDivElement;
+  private readonly code: CodeBlockActions;
 
-  private readonly nodes = new Map<string, { el: HTMLElement; body: HTMLElement }>();
+  private readonly nodes = new Map<ChatMessage, MessageNode>();
   private readonly dirty = new Set<ChatMessage>();
+  private readonly withCode = new Set<ChatMessage>();
+  private regenKey: string | null = null;
   private metaDirty = true;
   private scheduled = false;
   private disposed = false;
   private countdown: ReturnType<typeof setInterval> | null = null;
+  private errorAskTimer: ReturnType<typeof setTimeout> | null = null;
   private unsub: () => void;
+  private unsubHighlighter: () => void;
 
   constructor(
     private readonly host: HTMLElement,
@@ -92,6 +96,10 @@ export class ChatView {
     private readonly schedule: Scheduler = defaultScheduler,
   ) {
     this.root = h("div", "llmchat");
+    this.code = actions.code ?? {
+      copy: (text) => copyText(text),
+      insertCell: canInsertCell() ? (text) => insertCellBelow(this.root, text) : null,
+    };
     const header = h("div", "llmchat-header");
     this.roomEl = h("span", "llmchat-room");
     const status = h("span", "llmchat-status");
@@ -105,9 +113,16 @@ export class ChatView {
     this.modelEl = h("span", "llmchat-model");
     this.membersEl = h("span", "llmchat-members");
     header.append(this.roomEl, status, this.modelEl, this.membersEl);
+    this.settingsBar = new SettingsBar((s) => this.actions.setRoomSettings(s));
 
     this.notice = h("div", "llmchat-notice");
     this.notice.setAttribute("role", "alert");
+    this.noticeText = h("span", "llmchat-notice-text");
+    this.noticeClose = h("button", "llmchat-notice-close", "×");
+    this.noticeClose.type = "button";
+    this.noticeClose.title = "Dismiss";
+    this.noticeClose.addEventListener("click", () => this.actions.dismissNotice());
+    this.notice.append(this.noticeText, this.noticeClose);
 
     this.log = h("div", "llmchat-log");
     this.log.setAttribute("role", "log");
@@ -115,7 +130,10 @@ export class ChatView {
     this.earlier = h("button", "llmchat-earlier", "Load earlier messages");
     this.earlier.type = "button";
     this.earlier.addEventListener("click", () => this.actions.loadEarlier());
-    this.log.append(this.earlier);
+    // Always the log's last child: shown while `/new` waits for the next question.
+    this.pendingThread = threadDivider("new thread: your next question starts fresh", "llmchat-thread llmchat-thread-pending");
+    this.pendingThread.hidden = true;
+    this.log.append(this.earlier, this.pendingThread);
 
     this.requestsEl = h("div", "llmchat-requests");
 
@@ -123,15 +141,6 @@ export class ChatView {
     this.input = h("textarea", "llmchat-input");
     this.input.rows = 2;
     this.input.setAttribute("aria-label", "Message");
-    const askLabel = h("label", "llmchat-ask");
-    this.askBox = h("input");
-    this.askBox.type = "checkbox";
-    this.askBox.checked = this.actions.getAskMode();
-    askLabel.append(this.askBox, document.createTextNode(" Ask the model"));
-    this.askBox.addEventListener("change", () => {
-      this.actions.setAskMode(this.askBox.checked);
-      this.updatePlaceholder();
-    });
     this.sendBtn = h("button", "llmchat-send", "Send");
     this.sendBtn.type = "submit";
     this.stopBtn = h("button", "llmchat-stop", "Stop");
@@ -143,7 +152,7 @@ export class ChatView {
       if (last) this.actions.cancel(last.id);
     });
     const buttons = h("div", "llmchat-buttons");
-    buttons.append(askLabel, this.sendBtn, this.stopBtn);
+    buttons.append(this.sendBtn, this.stopBtn);
     compose.append(this.input, buttons);
     compose.addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -159,14 +168,46 @@ export class ChatView {
       ev.stopPropagation();
     });
 
+    const options = h("div", "llmchat-options");
+    const askLabel = h("label", "llmchat-ask");
+    this.askBox = h("input");
+    this.askBox.type = "checkbox";
+    this.askBox.checked = this.actions.getAskMode();
+    askLabel.append(this.askBox, document.createTextNode(" Ask the model"));
+    this.askBox.addEventListener("change", () => {
+      this.actions.setAskMode(this.askBox.checked);
+      this.updateInputState();
+    });
+    const privateLabel = h("label", "llmchat-private-toggle");
+    privateLabel.title = "Ask without posting to the room: only you see the question and the answer, and nothing is stored";
+    this.privateBox = h("input");
+    this.privateBox.type = "checkbox";
+    privateLabel.append(this.privateBox, document.createTextNode(" Private"));
+    this.privateBox.addEventListener("change", () => this.updateInputState());
+    const newThread = h("button", "llmchat-new-thread", "New thread");
+    newThread.type = "button";
+    newThread.title = "Your next question starts fresh: the model forgets your earlier questions in this room (same as typing /new)";
+    newThread.addEventListener("click", () => this.actions.newThread());
+    this.errorBtn = h("button", "llmchat-ask-error", "Ask about the last error");
+    this.errorBtn.type = "button";
+    this.errorBtn.title = "Send the last exception of this kernel (type, message, traceback) to the model with a question";
+    this.errorBtn.hidden = this.actions.askAboutError === null;
+    this.errorBtn.addEventListener("click", () => this.askAboutError());
+    options.append(askLabel, privateLabel, newThread, this.errorBtn);
+
     this.statsEl = h("div", "llmchat-stats");
 
-    this.root.append(header, this.notice, this.log, this.requestsEl, compose, this.statsEl);
+    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, compose, options, this.statsEl);
     host.append(this.root);
-    this.updatePlaceholder();
+    this.updateInputState();
 
-    for (const m of store.messages) this.log.append(this.createNode(m));
+    for (const m of [...store.messages, ...store.privateMessages]) this.place(m);
     this.unsub = store.subscribe((c) => this.onChange(c));
+    this.unsubHighlighter = onHighlighterReady(() => {
+      // Code shown plain while the highlighter loaded: paint it again, highlighted.
+      for (const m of this.withCode) this.dirty.add(m);
+      this.request();
+    });
     this.flush();
     this.scrollToBottom();
   }
@@ -174,48 +215,82 @@ export class ChatView {
   dispose(): void {
     this.disposed = true;
     this.unsub();
+    this.unsubHighlighter();
     if (this.countdown) clearInterval(this.countdown);
+    if (this.errorAskTimer) clearTimeout(this.errorAskTimer);
     this.root.remove();
   }
 
   /** Re-read model traits (room, ask mode) after a change from Python. */
   refresh(): void {
     this.askBox.checked = this.actions.getAskMode();
-    this.updatePlaceholder();
+    this.updateInputState();
     this.metaDirty = true;
     this.request();
   }
 
-  private updatePlaceholder(): void {
-    this.input.placeholder = this.askBox.checked
-      ? "Ask the model… (Enter sends, Shift+Enter new line, /say for a plain message)"
-      : "Message the room… (Enter sends, Shift+Enter new line, /ask to ask the model)";
+  /** The kernel answered "Ask about the last error" (asked, or why not): the button is usable again. */
+  errorAskDone(): void {
+    if (this.errorAskTimer) clearTimeout(this.errorAskTimer);
+    this.errorAskTimer = null;
+    this.errorBtn.disabled = false;
+  }
+
+  private askAboutError(): void {
+    const ask = this.actions.askAboutError;
+    if (!ask || this.errorBtn.disabled) return;
+    this.errorBtn.disabled = true;
+    this.actions.dismissNotice(); // the kernel's word on this attempt replaces any earlier one
+    // A busy kernel answers once its cell ends; don't leave the button dead if it never does.
+    this.errorAskTimer = setTimeout(() => this.errorAskDone(), ERROR_ASK_TIMEOUT_MS);
+    ask();
+  }
+
+  private updateInputState(): void {
+    const ask = this.askBox.checked;
+    this.privateBox.disabled = !ask;
+    this.root.dataset.private = String(ask && this.privateBox.checked);
+    this.input.placeholder = !ask
+      ? "Message the room… (Enter sends, Shift+Enter new line, /ask to ask the model)"
+      : this.privateBox.checked
+        ? "Ask the model privately… (only you see it; Enter sends)"
+        : "Ask the model… (Enter sends, Shift+Enter new line, /say for a plain message, /new for a new thread)";
   }
 
   private submit(): void {
     const parsed = parseInput(this.input.value, this.askBox.checked);
     if (!parsed) return;
-    this.actions.send(parsed.text, parsed.ask);
     this.input.value = "";
+    if ("command" in parsed) {
+      this.actions.newThread();
+      return;
+    }
+    const priv = parsed.ask && this.privateBox.checked && !parsed.newThread;
+    this.actions.send(parsed.text, parsed.ask, { private: priv, newThread: parsed.newThread === true });
   }
 
   private onChange(c: Change): void {
     switch (c.type) {
       case "reset":
-        for (const { el } of this.nodes.values()) el.remove();
-        this.nodes.clear();
-        this.dirty.clear();
+        for (const [m, node] of [...this.nodes]) {
+          if (c.keepPrivate && m.private) continue; // a private answer is not part of the room's log
+          node.el.remove();
+          node.divider?.remove();
+          this.nodes.delete(m);
+          this.dirty.delete(m);
+          this.withCode.delete(m);
+        }
         break;
       case "append": {
         const stick = this.nearBottom();
-        this.log.append(this.createNode(c.message));
+        this.place(c.message);
         if (stick) this.scrollToBottom();
         break;
       }
       case "prepend": {
         const before = this.log.scrollHeight;
         const anchor = this.earlier.nextSibling;
-        for (const m of c.messages) this.log.insertBefore(this.createNode(m), anchor);
+        for (const m of c.messages) this.insert(this.createNode(m), anchor);
         this.log.scrollTop += this.log.scrollHeight - before; // keep the reader's place
         break;
       }
@@ -227,6 +302,29 @@ export class ChatView {
         break;
     }
     this.request();
+  }
+
+  /**
+   * Add a message at the end of the log. A room message goes before private ones that are
+   * newer than it (after a Reset the room's History comes back below kept private answers).
+   */
+  private place(m: ChatMessage): void {
+    let anchor: ChildNode = this.pendingThread;
+    if (!m.private) {
+      const created = Date.parse(m.created);
+      for (let prev = anchor.previousSibling; prev instanceof HTMLElement; prev = prev.previousSibling) {
+        if (!prev.classList.contains("llmchat-private")) break;
+        const time = Date.parse(prev.querySelector("time")?.dateTime ?? "");
+        if (!(time > created)) break;
+        anchor = prev;
+      }
+    }
+    this.insert(this.createNode(m), anchor);
+  }
+
+  private insert(node: MessageNode, before: ChildNode | null): void {
+    if (node.divider) this.log.insertBefore(node.divider, before);
+    this.log.insertBefore(node.el, before);
   }
 
   private request(): void {
@@ -241,6 +339,7 @@ export class ChatView {
   /** Apply everything that changed since the last frame. */
   flush(): void {
     const stick = this.nearBottom();
+    this.trackRegenerate();
     for (const m of this.dirty) this.paint(m);
     this.dirty.clear();
     if (this.metaDirty) {
@@ -250,36 +349,34 @@ export class ChatView {
     if (stick) this.scrollToBottom();
   }
 
-  private createNode(m: ChatMessage): HTMLElement {
-    const el = h("div", "llmchat-msg");
-    el.dataset.kind = m.kind;
-    el.dataset.key = m.key;
-    if (m.own) el.classList.add("llmchat-own");
-    const meta = h("div", "llmchat-meta");
-    const author = h("span", "llmchat-author", m.author.name || m.author.username || KIND_LABEL[m.kind] || m.kind);
-    if (m.author.username) author.title = m.author.username;
-    const kind = h("span", "llmchat-kind", KIND_LABEL[m.kind] ?? m.kind);
-    const time = h("time", "llmchat-time", formatTime(m.created));
-    time.dateTime = m.created;
-    time.title = m.created;
-    meta.append(author, kind, time);
-    const body = h("div", "llmchat-body");
-    el.append(meta, body);
-    this.nodes.set(m.key, { el, body });
+  /** "Regenerate" sits on the newest answer to this user's own question: repaint when that moves. */
+  private trackRegenerate(): void {
+    const key = this.store.newestOwnAnswer?.key ?? null;
+    if (key === this.regenKey) return;
+    for (const m of this.nodes.keys()) if (m.key === key || m.key === this.regenKey) this.dirty.add(m);
+    this.regenKey = key;
+  }
+
+  private createNode(m: ChatMessage): MessageNode {
+    const node = createMessageNode(m);
+    this.nodes.set(m, node);
     this.paint(m);
-    return el;
+    return node;
   }
 
   private paint(m: ChatMessage): void {
-    const node = this.nodes.get(m.key);
+    const node = this.nodes.get(m);
     if (!node) return;
-    renderInto(node.body, m.content);
-    node.el.classList.toggle("llmchat-streaming", m.streaming);
-    node.el.dataset.finish = m.finishReason ?? "";
-    if (m.finishReason && m.finishReason !== "stop") {
-      let label = m.finishReason === "length" ? "truncated" : m.finishReason;
-      if (m.finishError) label = `${label}: ${m.finishError}`;
-      node.body.append(h("span", "llmchat-finish", ` [${label}]`)); // text node: never markup
+    const regenerate = !m.private && m.key === this.regenKey ? () => this.actions.regenerate(m.key) : null;
+    const hasCode = paintMessage(node, m, { code: this.code, regenerate });
+    if (!hasCode) return;
+    this.withCode.add(m);
+    // The first code block on the page loads the highlighter; until then it shows plain.
+    if (highlighterState() === "idle") {
+      void ensureHighlighter().then(() => {
+        this.metaDirty = true; // data-highlighter says how it went
+        this.request();
+      });
     }
   }
 
@@ -287,35 +384,64 @@ export class ChatView {
     const s = this.store;
     this.roomEl.textContent = `#${this.actions.room()}`;
     this.paintStatus(s.status);
+    this.settingsBar.update(s.settings);
 
     const model = s.model;
     const name = model.name ?? "model";
     this.modelEl.textContent = model.loaded === false ? `${name}: loading…` : model.loaded ? name : "";
     this.modelEl.dataset.loaded = String(model.loaded ?? "");
+    this.root.dataset.model = model.loaded === false ? "loading" : model.loaded ? "ready" : "";
+    this.root.dataset.highlighter = highlighterState();
 
     const names = s.members.map((m) => m.name || m.username);
     const shown = names.slice(0, 4).join(", ") + (names.length > 4 ? ` +${names.length - 4}` : "");
     this.membersEl.textContent = names.length ? `${names.length} here: ${shown}` : "";
     this.membersEl.title = names.join(", ");
 
-    let notice = "";
-    if (s.status.status === "via_kernel") {
-      notice = `Relaying through the kernel${s.status.reason ? ` (${s.status.reason})` : ""}.`;
-    } else if (s.status.status === "failed") notice = `Cannot connect: ${s.status.reason || "unknown reason"}.`;
-    if (s.error && !notice.includes(s.error)) notice = notice ? `${notice} ${s.error}` : s.error;
-    this.notice.textContent = notice;
-    this.notice.hidden = !notice;
-
+    this.paintNotice();
+    this.pendingThread.hidden = !s.pendingNewThread;
     this.earlier.hidden = !(s.canLoadEarlier && s.status.status === "live");
-
     this.paintRequests(s.openRequests);
+    this.paintStats();
+  }
 
+  /** One line for what the user must know now: connection trouble, the model loading, an error. */
+  private paintNotice(): void {
+    const s = this.store;
+    const parts: string[] = [];
+    let level = "info";
+    if (s.status.status === "via_kernel") {
+      parts.push(`Relaying through the kernel${s.status.reason ? ` (${s.status.reason})` : ""}.`);
+    } else if (s.status.status === "failed") {
+      parts.push(`Cannot connect: ${s.status.reason || "unknown reason"}.`);
+      level = "error";
+    }
+    if (s.model.loaded === false) parts.push("The model is loading: questions can be asked once it is ready.");
+    if (s.error && !parts.some((p) => p.includes(s.error))) {
+      parts.push(s.error);
+      level = "error";
+    }
+    if (s.notice) {
+      parts.push(s.notice.text);
+      if (s.notice.level === "error") level = "error";
+    }
+    const text = parts.join(" ");
+    this.noticeText.textContent = text;
+    this.notice.hidden = !text;
+    this.notice.dataset.level = level;
+    this.noticeClose.hidden = !(s.error || s.notice);
+  }
+
+  private paintStats(): void {
+    const s = this.store;
     const parts: string[] = [];
     const run = s.lastRun;
     if (run?.tokensPerSecond != null && (run.completionTokens ?? 1) > 0) parts.push(`last answer ${run.tokensPerSecond.toFixed(1)} tok/s`);
     if (run?.ttftMs != null) parts.push(`first token ${Math.round(run.ttftMs)} ms`);
     if (run?.queueMs != null && run.queueMs > 0) parts.push(`waited ${Math.round(run.queueMs)} ms`);
-    const sm = s.stats?.model;
+    // The server's figures only while they are current: an answer that started or ended since
+    // they were taken makes them wrong ("generating 1" after the answer ended) until refreshed.
+    const sm = s.figuresStale ? undefined : s.stats?.model;
     if (sm?.queue_depth != null) parts.push(`server queue ${sm.queue_depth}`);
     if (sm?.active_sequences != null) {
       const each = sm.tokens_per_second_per_sequence;
@@ -361,6 +487,7 @@ export class ChatView {
 
   private paintRequests(open: RequestInfo[]): void {
     this.requestsEl.replaceChildren();
+    let queued = false;
     for (const r of open) {
       const row = h("div", "llmchat-request");
       row.dataset.phase = r.phase;
@@ -371,7 +498,10 @@ export class ChatView {
       else if (r.queuePosition !== null && r.queuePosition > 0) state = `queued, position ${r.queuePosition}`;
       else if (r.queuePosition !== null) state = "starting…";
       else state = "generating…";
-      const prompt = r.text.length > 60 ? `${r.text.slice(0, 57)}…` : r.text;
+      if (r.queuePosition !== null && r.queuePosition > 0) queued = true;
+      row.dataset.queued = String(r.queuePosition !== null && r.queuePosition > 0);
+      const what = r.private ? "private: " : r.regenerate ? "regenerate: " : "";
+      const prompt = what + (r.text.length > 60 ? `${r.text.slice(0, 57)}…` : r.text);
       row.append(h("span", "llmchat-request-state", state), h("span", "llmchat-request-prompt", prompt));
       const stop = h("button", "llmchat-request-stop", "Stop");
       stop.type = "button";
@@ -380,6 +510,7 @@ export class ChatView {
       row.append(stop);
       this.requestsEl.append(row);
     }
+    this.root.dataset.queued = String(queued);
     this.requestsEl.hidden = open.length === 0;
     this.stopBtn.hidden = open.length === 0;
   }

@@ -3,13 +3,16 @@
 //
 // Traits written here (read them from Python): status, status_reason, last_seq, members,
 // error, model_info, user. Traits read here (set from Python): room, ask_mode, config,
-// base_url, transport, height, _uid.
+// base_url, transport, height, _uid, _highlighter_esm (the lazily imported highlighter).
 
 import "./widget.css";
 import { discoverServer, makeProbe, socketUrls } from "./config";
+import { attachmentsFrom, roomActions } from "./actions";
+import { addHighlighterSource } from "./highlighter";
 import { KernelSocket, type CommModel } from "./kernel";
-import { newId, ROOM_RE, SUBPROTOCOL, type GenerateConfig } from "./protocol";
+import { newId, ROOM_RE, SUBPROTOCOL, type GenerateConfig, type GenerateExtras } from "./protocol";
 import { browserEnv, ChatClient, type SocketLike, type TransportMode } from "./socket";
+import { pollStats } from "./stats-poller";
 import { RoomStore } from "./store";
 import { ChatView } from "./view";
 
@@ -23,14 +26,13 @@ interface Hub {
   client: ChatClient;
   store: RoomStore;
   model: Model;
+  views: Set<ChatView>;
 }
 
 // initialize and render get different proxy objects for one model, so the hub is found
 // through `_uid`, a per-instance id set by Python.
 const hubs = new Map<string, Hub>();
 
-const STATS_EVERY_MS = 30_000;
-const STATS_WHILE_LOADING_MS = 5_000;
 const SYNC_EVERY_MS = 250;
 
 function asConfig(v: unknown): GenerateConfig | undefined {
@@ -54,7 +56,12 @@ function initialize({ model }: { model: Model }): () => void {
     env: browserEnv(),
   });
   const store = new RoomStore(client);
-  hubs.set(uid, { client, store, model });
+  const views = new Set<ChatView>();
+  hubs.set(uid, { client, store, model, views });
+  const unsubHighlighter = addHighlighterSource(() => {
+    const source = model.get("_highlighter_esm");
+    return typeof source === "string" && source ? source : null;
+  });
 
   // Mirror state into traits, throttled: last_seq moves on every token.
   let syncTimer: ReturnType<typeof setTimeout> | null = null;
@@ -83,16 +90,8 @@ function initialize({ model }: { model: Model }): () => void {
     sync();
   });
 
-  // Live figures: ask for Stats on join and periodically (more often while the model loads).
-  let statsTimer: ReturnType<typeof setTimeout> | null = null;
-  const pollStats = (): void => {
-    if (statsTimer) clearTimeout(statsTimer);
-    client.requestStats();
-    statsTimer = setTimeout(pollStats, store.model.loaded === false ? STATS_WHILE_LOADING_MS : STATS_EVERY_MS);
-  };
-  const unsubJoin = client.on("frame", (f) => {
-    if (f.type === "Joined") pollStats();
-  });
+  // Live figures: on join, periodically, and soon after an answer starts or ends.
+  const stopStats = pollStats(client, store);
 
   const onRoom = (): void => {
     const next = String(model.get("room") || "");
@@ -110,9 +109,18 @@ function initialize({ model }: { model: Model }): () => void {
     if (msg.kind === "send" && typeof msg.text === "string") client.sendText(msg.text, id);
     else if (msg.kind === "ask" && typeof msg.prompt === "string") {
       const config = { ...(asConfig(model.get("config")) ?? {}), ...(asConfig(msg.config) ?? {}) };
-      client.generate(msg.prompt, config, id);
+      const extras: GenerateExtras = {};
+      const attachments = attachmentsFrom(msg.attachments);
+      if (attachments) extras.attachments = attachments;
+      if (msg.new_thread === true) extras.new_thread = true;
+      client.generate(msg.prompt, config, id, extras);
     } else if (msg.kind === "cancel" && id) client.cancel(id);
     else if (msg.kind === "retry") client.retryNow();
+    else if (msg.kind === "notice" && typeof msg.text === "string") {
+      store.showNotice(msg.text, msg.level === "error" ? "error" : "info");
+    } else if (msg.kind === "ask_error_done") {
+      for (const view of views) view.errorAskDone();
+    }
   };
   model.on("msg:custom", onMsg);
 
@@ -123,9 +131,9 @@ function initialize({ model }: { model: Model }): () => void {
     model.off("msg:custom", onMsg);
     unsubStore();
     unsubStatus();
-    unsubJoin();
+    stopStats();
+    unsubHighlighter();
     if (syncTimer) clearTimeout(syncTimer);
-    if (statsTimer) clearTimeout(statsTimer);
     store.dispose();
     client.stop();
     hubs.delete(uid);
@@ -138,18 +146,14 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     el.textContent = "llmchat: this widget's model is not initialised (re-run the cell).";
     return () => undefined;
   }
-  const { client, store } = hub;
+  const { client, store, views } = hub;
   const view = new ChatView(el, store, {
-    send: (text, ask) => {
-      if (ask) client.generate(text, asConfig(model.get("config")));
-      else client.sendText(text);
-    },
-    cancel: (id) => client.cancel(id),
-    retry: () => client.retryNow(),
-    loadEarlier: () => {
-      const oldest = store.messages.find((m) => m.seq !== null)?.seq;
-      if (oldest) client.requestHistory(oldest, 50);
-    },
+    ...roomActions({
+      client,
+      store,
+      config: () => asConfig(model.get("config")),
+      askKernelAboutError: () => model.send({ kind: "ask_error", id: newId("e") }),
+    }),
     getAskMode: () => model.get("ask_mode") !== false,
     setAskMode: (on) => {
       model.set("ask_mode", on);
@@ -162,6 +166,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     view.root.style.setProperty("--llmchat-height", height || "420px");
   };
   applyHeight();
+  views.add(view);
   const refresh = (): void => view.refresh();
   model.on("change:ask_mode", refresh);
   model.on("change:room", refresh);
@@ -170,6 +175,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     model.off("change:ask_mode", refresh);
     model.off("change:room", refresh);
     model.off("change:height", applyHeight);
+    views.delete(view);
     view.dispose();
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffCeiling, backoffDelay } from "../src/backoff";
+import { backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from "../src/backoff";
 
 const policy = { baseMs: 500, capMs: 30_000 };
 
@@ -9,6 +9,13 @@ describe("full-jitter backoff", () => {
       500, 1000, 2000, 4000, 8000, 16000, 30000, 30000,
     ]);
     expect(backoffCeiling(1000, policy)).toBe(30_000); // no overflow
+  });
+
+  it("waits at most 10 s by default, from 0.5 s up", () => {
+    expect(backoffCeiling(0)).toBe(500);
+    expect(backoffCeiling(5)).toBe(10_000);
+    expect(backoffCeiling(60)).toBe(10_000);
+    expect(DEFAULT_BACKOFF.capMs).toBe(10_000);
   });
 
   it("draws delays uniformly in [0, ceiling)", () => {

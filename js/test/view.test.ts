@@ -2,60 +2,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ChatClient } from "../src/socket";
 import { RoomStore } from "../src/store";
+import { roomActions } from "../src/actions";
 import { ChatView, parseInput, type ViewActions } from "../src/view";
 import { FakeEnv, FakeSocket, WELCOME, text, token } from "./fakes";
-
-/** A frame scheduler the test flushes by hand (stands in for requestAnimationFrame). */
-class Frames {
-  queue: Array<() => void> = [];
-  schedule = (cb: () => void): void => {
-    this.queue.push(cb);
-  };
-  run(): void {
-    const q = this.queue;
-    this.queue = [];
-    for (const cb of q) cb();
-  }
-}
-
-function setup() {
-  const client = new ChatClient({
-    room: "general",
-    urls: ["ws://x/llmchat/ws"],
-    openSocket: (u) => new FakeSocket(u),
-    env: new FakeEnv(),
-    random: () => 0.5,
-  });
-  const store = new RoomStore(client);
-  const frames = new Frames();
-  const sent: Array<{ text: string; ask: boolean }> = [];
-  const cancelled: string[] = [];
-  let ask = true;
-  const actions: ViewActions = {
-    send: (t, a) => sent.push({ text: t, ask: a }),
-    cancel: (id) => {
-      cancelled.push(id);
-      client.cancel(id);
-    },
-    retry: () => client.retryNow(),
-    loadEarlier: () => undefined,
-    getAskMode: () => ask,
-    setAskMode: (on) => (ask = on),
-    room: () => client.room,
-  };
-  const host = document.createElement("div");
-  document.body.append(host);
-  const view = new ChatView(host, store, actions, frames.schedule);
-  client.start();
-  const sock = FakeSocket.last;
-  sock.open();
-  sock.receive(WELCOME);
-  sock.receive({ type: "Joined", room: "general", data: { seq: 41, epoch: "e", members: [{ username: "ada", name: "Ada" }, { username: "bob", name: "Bob" }] } });
-  frames.run();
-  return { client, store, view, host, sock, frames, sent, cancelled };
-}
-
-const bodies = (host: HTMLElement) => Array.from(host.querySelectorAll(".llmchat-msg .llmchat-body")).map((b) => b.textContent?.trim());
+import { Frames, bodies, setup } from "./view-harness";
 
 beforeEach(() => {
   FakeSocket.reset();
@@ -100,6 +50,33 @@ describe("streaming", () => {
     t.sock.receive({ type: "Stats", id: "s2", data: { model: { ...model, active_sequences: 0, queue_depth: 0 } } });
     t.frames.run();
     expect(t.host.querySelector(".llmchat-stats")?.textContent).toBe("server queue 0 · generating 0");
+  });
+
+  it("stops saying \"generating 1\" when the answer has ended, and fetches fresh figures", () => {
+    vi.useFakeTimers();
+    const t = setup({ poll: true });
+    const stats = () => t.host.querySelector(".llmchat-stats")?.textContent ?? "";
+    const answerStats = (active: number) => {
+      const request = t.sock.sentOfType("Stats").at(-1);
+      const model = { active_sequences: active, queue_depth: 0, tokens_per_second_per_sequence: active ? 20 : 0 };
+      t.sock.receive({ type: "Stats", id: request?.id, data: { model } });
+      t.frames.run();
+    };
+    answerStats(0); // the poll on join
+    const asked = t.sock.sentOfType("Stats").length;
+    t.sock.receive(token(42, "m-1", 0, "Hello"));
+    vi.advanceTimersByTime(300); // an answer started: the figures are asked for again at once
+    expect(t.sock.sentOfType("Stats")).toHaveLength(asked + 1);
+    answerStats(1);
+    expect(stats()).toContain("generating 1 at 20.0 tok/s each");
+    t.sock.receive(token(43, "m-1", 1, "", true));
+    t.frames.run();
+    expect(stats()).not.toContain("generating 1"); // the answer is over: no stale figure
+    vi.advanceTimersByTime(300);
+    expect(t.sock.sentOfType("Stats")).toHaveLength(asked + 2);
+    answerStats(0);
+    expect(stats()).toContain("generating 0");
+    t.client.stop();
   });
 
   it("renders streamed model output safely", () => {
@@ -157,7 +134,13 @@ describe("joining mid-answer", () => {
     const store = new RoomStore(client);
     const frames = new Frames();
     const host = document.createElement("div");
-    new ChatView(host, store, { send() {}, cancel() {}, retry() {}, loadEarlier() {}, getAskMode: () => true, setAskMode() {}, room: () => "general" }, frames.schedule);
+    const actions: ViewActions = {
+      ...roomActions({ client, store, config: () => undefined, askKernelAboutError: null }),
+      getAskMode: () => true,
+      setAskMode() {},
+      room: () => "general",
+    };
+    new ChatView(host, store, actions, frames.schedule);
     client.start();
     const sock = FakeSocket.last;
     sock.open();
@@ -268,7 +251,7 @@ describe("chrome", () => {
     input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", shiftKey: true, bubbles: true }));
     expect(t.sent).toEqual([]);
     input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
-    expect(t.sent).toEqual([{ text: "line one", ask: true }]);
+    expect(t.sent).toEqual([{ text: "line one", ask: true, options: { private: false, newThread: false } }]);
     expect(input.value).toBe("");
   });
 });
