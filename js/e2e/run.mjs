@@ -1,8 +1,8 @@
 // End-to-end tests of ChatWidget in JupyterLab + headless Chromium.
 //
 //   npm run e2e                      # from js/, after `npm run build`
-//   LLMCHAT_E2E_SERVER=0|1           # force server tests off/on (default: on when
-//                                    # jupyter_llmchat/extension.py exists)
+//   LLMCHAT_E2E_SERVER=0|1           # force server tests off/on (default: on when the
+//                                    # package has its server extension: extension.py or server/)
 //   LLMCHAT_PYTHON=/path/to/python   # default: ../.venv/bin/python, then python3
 //   CHROMIUM=/usr/bin/chromium       # never downloaded by Playwright
 //
@@ -31,12 +31,12 @@ const here = path.dirname(new URL(import.meta.url).pathname);
 const serverMode =
   process.env.LLMCHAT_E2E_SERVER !== undefined
     ? process.env.LLMCHAT_E2E_SERVER === "1"
-    : fs.existsSync(path.join(repo, "jupyter_llmchat", "extension.py"));
+    : ["extension.py", "server"].some((p) => fs.existsSync(path.join(repo, "jupyter_llmchat", p)));
 const only = process.env.LLMCHAT_E2E_ONLY || "";
 const runId = Math.random().toString(36).slice(2, 8); // rooms unique per run
 
 const widgetCell = (args) =>
-  `from jupyter_llmchat.widget import ChatWidget\nw = ChatWidget(${args})\nw`;
+  `from jupyter_llmchat import ChatWidget\nw = ChatWidget(${args})\nw`;
 
 const t0 = Date.now();
 /** With LLMCHAT_E2E_VERBOSE=1, a timestamped line per step of the long tests. */
@@ -368,7 +368,8 @@ test("/new starts a new thread, shown as a divider; the room's system prompt is 
   await typeAndSend(page, "Say hello.");
   const first = await finishedAnswer(page);
   await typeAndSend(page, "/new");
-  assert.ok(await page.isVisible(".llmchat-thread-pending"), "the pending 'new thread' line");
+  // The line is painted on the next animation frame, not at once.
+  await waitFor(() => page.isVisible(".llmchat-thread-pending"), { timeout: 5_000, what: "the pending 'new thread' line" });
   await typeAndSend(page, "What is 2 + 3?");
   const second = await finishedAnswer(page, new Set([first]));
   assert.ok(!(await page.isVisible(".llmchat-thread-pending")));

@@ -2,7 +2,7 @@
 // ChatClient/RoomStore, kept apart from widget.ts so the tests drive exactly this code.
 
 import type { Attachment, GenerateConfig } from "./protocol";
-import type { ChatClient } from "./socket";
+import type { ChatClient } from "./client";
 import type { RoomStore } from "./store";
 import type { ViewActions } from "./view";
 

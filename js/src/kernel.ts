@@ -8,7 +8,7 @@
 // it from here tells Python `{kind: "relay_close", cid}`.
 
 import { newId } from "./protocol";
-import type { SocketLike } from "./socket";
+import type { SocketLike } from "./socket-like";
 
 export interface CommModel {
   send(content: unknown, callbacks?: unknown, buffers?: unknown): void;

@@ -3,7 +3,7 @@
 // starts or ends, because the figures held then counted it wrongly ("generating 1" after the
 // answer ended, until the next 30 s poll, was the stale state this fixes).
 
-import type { ChatClient } from "./socket";
+import type { ChatClient } from "./client";
 import type { RoomStore } from "./store";
 
 export interface PollTiming {

@@ -22,7 +22,9 @@ import type {
   TokenData,
   WelcomeData,
 } from "./protocol";
-import type { ChatClient, RequestInfo, StatusInfo } from "./socket";
+import type { ChatClient } from "./client";
+import type { RequestInfo } from "./outbox";
+import type { StatusInfo } from "./transport";
 
 export interface ChatMessage {
   key: string; // message_id (a private question: "q:" + its request id)

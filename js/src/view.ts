@@ -10,7 +10,8 @@ import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNo
 import { canInsertCell, insertCellBelow } from "./notebook";
 import type { ContextMode } from "./protocol";
 import { SettingsBar } from "./settings-bar";
-import type { RequestInfo, StatusInfo } from "./socket";
+import type { RequestInfo } from "./outbox";
+import type { StatusInfo } from "./transport";
 import type { Change, ChatMessage, RoomStore } from "./store";
 
 export { parseInput } from "./input";

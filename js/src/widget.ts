@@ -1,9 +1,12 @@
-// anywidget entry point. `initialize` runs once per widget model and owns the one socket
-// (ChatClient) and the RoomStore; `render` runs once per displayed view and only draws.
+// anywidget entry point. The default export is a factory that anywidget calls once per widget
+// model, so its closure holds that model's state and nothing lives at module level.
+// `initialize` runs once per model and owns the one socket (ChatClient) and the RoomStore;
+// `render` runs once per displayed view and only draws what `initialize` left in the closure
+// (the two get different proxies of the model, so the closure is where they meet).
 //
 // Traits written here (read them from Python): status, status_reason, last_seq, members,
 // error, model_info, user. Traits read here (set from Python): room, ask_mode, config,
-// base_url, transport, height, _uid, _highlighter_esm (the lazily imported highlighter).
+// base_url, transport, height, _highlighter_esm (the lazily imported highlighter).
 
 import "./widget.css";
 import { discoverServer, makeProbe, socketUrls } from "./config";
@@ -11,7 +14,10 @@ import { attachmentsFrom, roomActions } from "./actions";
 import { addHighlighterSource } from "./highlighter";
 import { KernelSocket, type CommModel } from "./kernel";
 import { newId, ROOM_RE, SUBPROTOCOL, type GenerateConfig, type GenerateExtras } from "./protocol";
-import { browserEnv, ChatClient, type SocketLike, type TransportMode } from "./socket";
+import { ChatClient } from "./client";
+import { browserEnv } from "./page-env";
+import type { SocketLike } from "./socket-like";
+import type { TransportMode } from "./transport";
 import { pollStats } from "./stats-poller";
 import { RoomStore } from "./store";
 import { ChatView } from "./view";
@@ -22,16 +28,13 @@ export interface Model extends CommModel {
   save_changes(): void;
 }
 
+/** What one widget model's views share. */
 interface Hub {
   client: ChatClient;
   store: RoomStore;
-  model: Model;
   views: Set<ChatView>;
+  close: () => void;
 }
-
-// initialize and render get different proxy objects for one model, so the hub is found
-// through `_uid`, a per-instance id set by Python.
-const hubs = new Map<string, Hub>();
 
 const SYNC_EVERY_MS = 250;
 
@@ -39,8 +42,8 @@ function asConfig(v: unknown): GenerateConfig | undefined {
   return v && typeof v === "object" && !Array.isArray(v) ? (v as GenerateConfig) : undefined;
 }
 
-function initialize({ model }: { model: Model }): () => void {
-  const uid = String(model.get("_uid") || newId("w"));
+/** The model's one connection and store, mirrored into traits and driven by Python's messages. */
+function connect(model: Model): Hub {
   const room = String(model.get("room") || "general");
   const mode = (["auto", "websocket", "kernel"].includes(model.get("transport")) ? model.get("transport") : "auto") as TransportMode;
   const server =
@@ -57,7 +60,6 @@ function initialize({ model }: { model: Model }): () => void {
   });
   const store = new RoomStore(client);
   const views = new Set<ChatView>();
-  hubs.set(uid, { client, store, model, views });
   const unsubHighlighter = addHighlighterSource(() => {
     const source = model.get("_highlighter_esm");
     return typeof source === "string" && source ? source : null;
@@ -126,7 +128,7 @@ function initialize({ model }: { model: Model }): () => void {
 
   client.start();
 
-  return () => {
+  const close = (): void => {
     model.off("change:room", onRoom);
     model.off("msg:custom", onMsg);
     unsubStore();
@@ -136,16 +138,12 @@ function initialize({ model }: { model: Model }): () => void {
     if (syncTimer) clearTimeout(syncTimer);
     store.dispose();
     client.stop();
-    hubs.delete(uid);
   };
+  return { client, store, views, close };
 }
 
-function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
-  const hub = hubs.get(String(model.get("_uid")));
-  if (!hub) {
-    el.textContent = "llmchat: this widget's model is not initialised (re-run the cell).";
-    return () => undefined;
-  }
+/** Draw one view of the model's room. */
+function render(hub: Hub, model: Model, el: HTMLElement): () => void {
   const { client, store, views } = hub;
   const view = new ChatView(el, store, {
     ...roomActions({
@@ -180,4 +178,24 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   };
 }
 
-export default { initialize, render };
+export default () => {
+  let hub: Hub | null = null;
+  return {
+    initialize({ model }: { model: Model }): () => void {
+      const mine = connect(model);
+      hub = mine;
+      return () => {
+        mine.close();
+        if (hub === mine) hub = null;
+      };
+    },
+    render({ model, el }: { model: Model; el: HTMLElement }): () => void {
+      // anywidget renders only after `initialize` has finished; this is for a model closed since.
+      if (!hub) {
+        el.textContent = "llmchat: this widget's model is not initialised (re-run the cell).";
+        return () => undefined;
+      }
+      return render(hub, model, el);
+    },
+  };
+};

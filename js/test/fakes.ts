@@ -1,5 +1,6 @@
 // Test doubles: a WebSocket that the test drives by hand, and page signals.
-import type { ClientEnv, SocketLike } from "../src/socket";
+import type { ClientEnv } from "../src/page-env";
+import type { SocketLike } from "../src/socket-like";
 import type { Frame } from "../src/protocol";
 
 export class FakeSocket implements SocketLike {

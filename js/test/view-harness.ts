@@ -2,7 +2,7 @@
 // actions (actions.ts) and a frame scheduler the test runs by hand.
 import { roomActions } from "../src/actions";
 import type { CodeBlockActions } from "../src/codeblocks";
-import { ChatClient } from "../src/socket";
+import { ChatClient } from "../src/client";
 import { pollStats } from "../src/stats-poller";
 import { RoomStore } from "../src/store";
 import { ChatView, type SendOptions, type ViewActions } from "../src/view";

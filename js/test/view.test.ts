@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { ChatClient } from "../src/socket";
+import { ChatClient } from "../src/client";
 import { RoomStore } from "../src/store";
 import { roomActions } from "../src/actions";
 import { ChatView, parseInput, type ViewActions } from "../src/view";

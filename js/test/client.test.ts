@@ -1,5 +1,9 @@
+// ChatClient end to end: transport, cursor and outbox composed, driven through fake sockets
+// and timers. Each part also has tests of its own (transport/cursor/outbox.test.ts).
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { ChatClient, type ClientOptions, type ProbeResult, type RequestInfo, type StatusInfo } from "../src/socket";
+import { ChatClient, type ClientOptions } from "../src/client";
+import type { RequestInfo } from "../src/outbox";
+import type { ProbeResult, StatusInfo } from "../src/transport";
 import type { Frame } from "../src/protocol";
 import { FakeEnv, FakeSocket, WELCOME, text, token } from "./fakes";
 
@@ -105,6 +109,21 @@ describe("connecting", () => {
     vi.advanceTimersByTime(10_000);
     expect(first.closedWith).not.toBeNull();
     expect(h.client.status.status).toBe("reconnecting");
+  });
+});
+
+describe("state", () => {
+  it("is one value of ConnectionState: the phase, the transport and the socket together", () => {
+    const h = make();
+    expect(h.client.state).toEqual({ phase: "idle" });
+    h.client.start();
+    expect(h.client.state).toMatchObject({ phase: "opening", via: "websocket", sock: FakeSocket.last });
+    const sock = goLive();
+    expect(h.client.state).toEqual({ phase: "joined", via: "websocket", sock });
+    sock.drop();
+    expect(h.client.state).toEqual({ phase: "waiting", via: "websocket", retryAt: h.client.status.retryAt });
+    h.client.stop();
+    expect(h.client.state).toEqual({ phase: "stopped" });
   });
 });
 
@@ -322,6 +341,28 @@ describe("ordering and resume", () => {
     sock.receive(text(8, "m8", "after"));
     expect(seqs(h).slice(-1)).toEqual([8]);
     expect(h.frames.some((f) => f.type === "History")).toBe(true);
+  });
+
+  it("does not move the resume point for an older History page it asked for", () => {
+    // The page's head_seq is the room's head when the server answered; events up to that head
+    // may still be on their way. Taking it as our resume point would drop them as duplicates.
+    const h = make();
+    h.client.start();
+    let sock = goLive(41, "9f3a");
+    sock.receive(text(42, "m42", "a"));
+    const id = h.client.requestHistory(30);
+    expect(sock.sentOfType("History")[0]).toMatchObject({ id, room: "general", data: { before_seq: 30, limit: 50 } });
+    sock.receive({ type: "History", id: id!, room: "general", data: { messages: [text(29, "m29", "old")], head_seq: 44, epoch: "other" } });
+    expect(h.frames.at(-1)).toMatchObject({ type: "History", id }); // still handed on, to be prepended
+    expect(h.client.lastSeq).toBe(42);
+    expect(h.client.epoch).toBe("9f3a");
+    sock.receive(text(43, "m43", "b"));
+    expect(seqs(h)).toEqual([42, 43]);
+    sock.drop();
+    waitRetry(h);
+    sock = FakeSocket.last;
+    sock.open();
+    expect(sock.sentOfType("Join")[0]?.data).toEqual({ since: 43, epoch: "9f3a" });
   });
 
   it("after a fresh join takes the running answer's tokens (seq ≤ head) once, then live events", () => {
