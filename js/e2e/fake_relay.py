@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from jupyter_llmchat.widget import ChatWidget
+from jupyter_llmchat.kernel.widget import ChatWidget
 
 USER = {"username": "ada", "name": "Ada"}
 _state: dict[str, Any] = {"seq": 0, "n": 0, "cancelled": set()}

@@ -2,7 +2,7 @@
 //
 //   npm run e2e                      # from js/, after `npm run build`
 //   LLMCHAT_E2E_SERVER=0|1           # force server tests off/on (default: on when
-//                                    # jupyter_llmchat/extension.py exists)
+//                                    # jupyter_llmchat/server/extension.py exists)
 //   LLMCHAT_PYTHON=/path/to/python   # default: ../.venv/bin/python, then python3
 //   CHROMIUM=/usr/bin/chromium       # never downloaded by Playwright
 //
@@ -31,12 +31,12 @@ const here = path.dirname(new URL(import.meta.url).pathname);
 const serverMode =
   process.env.LLMCHAT_E2E_SERVER !== undefined
     ? process.env.LLMCHAT_E2E_SERVER === "1"
-    : fs.existsSync(path.join(repo, "jupyter_llmchat", "extension.py"));
+    : fs.existsSync(path.join(repo, "jupyter_llmchat", "server", "extension.py"));
 const only = process.env.LLMCHAT_E2E_ONLY || "";
 const runId = Math.random().toString(36).slice(2, 8); // rooms unique per run
 
 const widgetCell = (args) =>
-  `from jupyter_llmchat.widget import ChatWidget\nw = ChatWidget(${args})\nw`;
+  `from jupyter_llmchat.kernel.widget import ChatWidget\nw = ChatWidget(${args})\nw`;
 
 const t0 = Date.now();
 /** With LLMCHAT_E2E_VERBOSE=1, a timestamped line per step of the long tests. */

@@ -10,7 +10,7 @@ export function statesNotebook(fakeSource) {
   return [
     fakeSource,
     'FAKE["loading"] = True',
-    'from jupyter_llmchat.widget import ChatWidget\nw = ChatWidget(room="states", transport="kernel", height="340px")\nw',
+    'from jupyter_llmchat.kernel.widget import ChatWidget\nw = ChatWidget(room="states", transport="kernel", height="340px")\nw',
   ];
 }
 
