@@ -1,7 +1,7 @@
-"""`python -m jupyter_llmchat …` is `jupyter llmchat …` (see cli.py)."""
+"""`python -m jupyter_llmchat …` is `jupyter llmchat …` (see kernel/cli.py)."""
 
 import sys
 
-from .cli import main
+from .kernel.cli import main
 
 sys.exit(main())

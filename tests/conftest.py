@@ -112,7 +112,7 @@ def jp_server_config(llmchat_config: dict[str, Any], jp_server_config_extra: dic
 def chat_server(jp_serverapp: Any, http_server_client: Any, jp_asyncio_loop: Any) -> Any:
     """The running server's LLMChat extension, once its model is loaded (or failed)."""
     (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_llmchat"]
-    jp_asyncio_loop.run_until_complete(app.engine.wait_loaded(timeout=TIMEOUT))
+    jp_asyncio_loop.run_until_complete(app.backend.wait_loaded(timeout=TIMEOUT))
     return app
 
 

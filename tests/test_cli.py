@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kernels import NO_CLIENT_ENV, llmchat_server
 
-from jupyter_llmchat.cli import main
+from jupyter_llmchat.kernel.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_clear_asks_first_then_deletes_the_rooms_messages(cli, monkeypatch):
 
 
 def test_config_lists_every_setting_without_a_server(tmp_path, monkeypatch):
-    from jupyter_llmchat.extension import LLMChat
+    from jupyter_llmchat.server.extension import LLMChat
 
     for name, value in {"JUPYTER_RUNTIME_DIR": tmp_path / "no-servers", "JUPYTER_DATA_DIR": tmp_path / "data"}.items():
         monkeypatch.setenv(name, str(value))

@@ -108,7 +108,7 @@ def chat(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[Chat
     return ([ChatTurn("system", system)] if system else []) + [ChatTurn("user", question)]
 
 
-GREEDY = dict(temperature=0.0)
+GREEDY = dict(temperature=0.0, repeat_penalty=1.0)  # batched == alone needs no penalty's float drift
 # llama.cpp's CPU kernels round differently with the shape of a batch (one row vs several,
 # chunk sizes), so greedy text is the same batched or alone only where the top two logits
 # are not nearly tied. These questions were checked to keep a clear margin on this model

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_llmchat.hooks import ENTRY_POINT_GROUP, HookRegistry, install_hooks
+from jupyter_llmchat.server.hooks import ENTRY_POINT_GROUP, HookRegistry, install_hooks
 
 EVENTS: list[tuple[Any, ...]] = []
 

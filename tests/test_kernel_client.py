@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
-from jupyter_llmchat.client import ChatClient, connect
-from jupyter_llmchat.discovery import find_server, running_servers
-from jupyter_llmchat.errors import AuthenticationFailed, ServerNotFound
+from jupyter_llmchat.kernel.client import ChatClient, connect
+from jupyter_llmchat.kernel.discovery import find_server, running_servers
+from jupyter_llmchat.kernel.errors import AuthenticationFailed, ServerNotFound
 from jupyter_llmchat.runtime_secret import secret_path
 
 GREEDY = "max_tokens=6, temperature=0, repeat_penalty=1.0"
@@ -205,8 +205,8 @@ def test_importing_the_package_stays_cheap():
         "heavy = {'llama_cpp', 'jupyter_server', 'tornado', 'anywidget', 'websocket'}\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
         "assert not heavy, heavy\n"
-        "import jupyter_llmchat.service\n"  # a server submodule named like a function must not shadow it
-        "assert callable(chat.stats) and callable(chat.rooms) and chat.stats.__module__ == 'jupyter_llmchat.client'\n"
+        "import jupyter_llmchat.server.service\n"  # a server submodule named like a function must not shadow it
+        "assert callable(chat.stats) and callable(chat.rooms) and chat.stats.__module__ == 'jupyter_llmchat.kernel.client'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -271,7 +271,7 @@ def test_an_answer_displayed_as_a_cell_result_prints_the_stream(kernel_a):
 def test_the_module_api_outlives_a_server_restart(tmp_path, monkeypatch):
     """A kernel's cached client whose server restarted (new port, new token) finds the new one."""
     import jupyter_llmchat as chat
-    import jupyter_llmchat.client as client_module
+    import jupyter_llmchat.kernel.client as client_module
 
     runtime = tmp_path / "runtime"
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
@@ -307,7 +307,7 @@ def test_ask_with_context_gives_the_model_the_objects_and_stores_only_their_size
         kernel_a,
         f"""
         import json, pandas as pd, jupyter_llmchat as chat
-        from jupyter_llmchat.kernel_context import describe_all
+        from jupyter_llmchat.kernel.context import describe_all
         visits = pd.DataFrame({{"city": ["Paris", "Lyon", "Nice"], "visitors": [120, 80, 95]}})
         try:
             1 / 0
@@ -410,7 +410,7 @@ def test_a_room_prompt_and_clearing_from_a_cell(servers, kernel_a):
 
 
 def test_question_options_are_checked_before_anything_is_sent():
-    from jupyter_llmchat.discovery import ServerInfo
+    from jupyter_llmchat.kernel.discovery import ServerInfo
 
     client = ChatClient(ServerInfo(url="http://127.0.0.1:9/"), timeout=1)  # nothing listens: any request would fail
     with pytest.raises(ValueError, match="at most 8"):

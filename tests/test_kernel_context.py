@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from jupyter_llmchat.kernel_context import (
+from jupyter_llmchat.kernel.context import (
     DEFAULT_BUDGET_CHARS,
     MAX_TEXT_CHARS,
     TRACEBACK_FRAMES,
@@ -216,7 +216,7 @@ def test_the_last_error_of_an_ipython_cell(tmp_path):
         config.HistoryManager.enabled = False
         shell = InteractiveShell.instance(config=config)
         shell.run_cell("def mean(xs):\\n    return sum(xs) / len(xs)\\nmean([])")
-        from jupyter_llmchat.kernel_context import describe_last_error
+        from jupyter_llmchat.kernel.context import describe_last_error
         print(json.dumps(describe_last_error()))
         """
     )
@@ -233,7 +233,7 @@ def test_the_last_error_of_an_ipython_cell(tmp_path):
 def test_describing_imports_nothing_heavy():
     code = (
         "import sys\n"
-        "from jupyter_llmchat.kernel_context import describe, describe_all\n"
+        "from jupyter_llmchat.kernel.context import describe, describe_all\n"
         "describe_all([{'a': 1}, 'text', ValueError('x')])\n"
         "heavy = [m for m in ('pandas', 'polars', 'numpy') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -128,9 +128,9 @@ async def test_an_empty_room_is_dropped_after_a_delay_and_comes_back_with_a_new_
     await client.recv_type("Left")
     for _ in range(60):  # the sweep runs every second
         await asyncio.sleep(0.1)
-        if "brief" not in chat_server.service.rooms:
+        if "brief" not in chat_server.service.bus.rooms:
             break
-    assert "brief" not in chat_server.service.rooms
+    assert "brief" not in chat_server.service.bus.rooms
     again = await client.join("brief", since=first["data"]["seq"], epoch=first["data"]["epoch"])
     assert again["data"]["epoch"] != first["data"]["epoch"]
     assert again["data"]["seq"] >= first["data"]["seq"] + 2  # seq continues

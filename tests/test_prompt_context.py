@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from jupyter_llmchat.engine.types import ChatTurn
-from jupyter_llmchat.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_turns
+from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_turns
 from jupyter_llmchat.protocol import Attachment
-from jupyter_llmchat.store import HistoryStore
+from jupyter_llmchat.server.store import HistoryStore
 
 ROOM = "class"
 

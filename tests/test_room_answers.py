@@ -148,7 +148,7 @@ async def test_a_long_conversation_ends_every_answer_at_the_models_turn(chat_ser
     # through the model's own turn markers and junk ("mendatanguser").
     ada = await connect("tok-ada")
     await ada.join("long")
-    markers = [text for text in chat_server.engine._sched._stop_texts if text.startswith("<")]
+    markers = [text for text in chat_server.backend._sched._stop_texts if text.startswith("<")]
     assert "<end_of_turn>" in markers and "<start_of_turn>" in markers
     questions = ["What is 2 + 3?", "What is the capital of France?", "What color is the sky?", "Name a fruit.",
                  "What is Python?", "Who wrote Hamlet?", "What is the opposite of hot?", "Name a planet."]

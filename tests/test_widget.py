@@ -19,11 +19,11 @@ import pytest
 import traitlets
 from kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
-import jupyter_llmchat.client as kernel_client
-from jupyter_llmchat.errors import ModelUnavailable, ServerNotFound
-from jupyter_llmchat.kernel_context import describe_all
-from jupyter_llmchat.kernel_relay import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, KernelRelay
-from jupyter_llmchat.widget import NO_ERROR_NOTICE, ChatWidget
+import jupyter_llmchat.kernel.client as kernel_client
+from jupyter_llmchat.kernel.errors import ModelUnavailable, ServerNotFound
+from jupyter_llmchat.kernel.context import describe_all
+from jupyter_llmchat.kernel.relay import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, KernelRelay
+from jupyter_llmchat.kernel.widget import NO_ERROR_NOTICE, ChatWidget
 
 Sent = list[dict[str, Any]]
 

@@ -171,6 +171,7 @@ class Engine:
                 per_sequence = len(self._steps) / span
             return {
                 "name": self.model_name,
+                "backend": "llama",
                 "loaded": self.loaded,
                 "load_error": self.load_error,
                 "n_ctx": self.n_ctx,

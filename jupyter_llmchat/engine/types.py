@@ -46,7 +46,7 @@ class SamplingConfig:
     top_p: float = 0.95
     top_k: int = 40
     min_p: float = 0.05
-    repeat_penalty: float = 1.0
+    repeat_penalty: float = 1.1
     seed: int | None = None
     stop: tuple[str, ...] = ()
 

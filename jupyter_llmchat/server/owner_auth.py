@@ -16,7 +16,7 @@ from typing import Any
 
 from jupyter_server.auth.identity import User
 
-from .runtime_secret import SCHEME
+from ..runtime_secret import SCHEME
 
 
 class _OwnerIdentity:

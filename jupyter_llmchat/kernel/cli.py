@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from typing import Any, Callable, Sequence, TextIO
 
-from ._version import __version__
+from .._version import __version__
 from .client import ChatClient
 from .discovery import ServerInfo, find_server, running_servers
 from .errors import LLMChatClientError
@@ -204,7 +204,7 @@ def _confirm(question: str, err: TextIO) -> bool:
 
 
 def _config(args: argparse.Namespace, out: TextIO) -> int:
-    from .config_help import format_settings, settings  # imports the server: only for this command
+    from ..server.config_help import format_settings, settings  # imports the server: only for this command
 
     items = settings()
     if args.json:

@@ -29,16 +29,16 @@ from typing import Any, Callable
 import anywidget
 import traitlets
 
-from . import kernel_context
+from . import context as kernel_context
 from .client import ROOM_RE, UNREACHABLE, with_default_client
 from .client import generation_config
 from .errors import LLMChatClientError
-from .kernel_relay import KernelRelay
+from .relay import KernelRelay
 from .streaming import new_id
 
 __all__ = ["ChatWidget"]
 
-_STATIC = pathlib.Path(__file__).parent / "static"
+_STATIC = pathlib.Path(__file__).parent.parent / "static"  # built from js/ into the package
 
 STATUSES = ("connecting", "live", "reconnecting", "via_kernel", "failed")
 
@@ -154,7 +154,7 @@ class ChatWidget(anywidget.AnyWidget):
     def send(self, text: str, buffers: Any = None, *, author_name: str | None = None) -> str | None:  # type: ignore[override]
         """Post ``text`` to the room as a chat message; returns its message id.
 
-        Posted by the kernel itself (``jupyter_llmchat.client.broadcast``, REST), so it works
+        Posted by the kernel itself (``jupyter_llmchat.kernel.client.broadcast``, REST), so it works
         with no view of the widget on screen and is posted once however many views there
         are. Members see it with author kind ``"bot"``, the user the kernel authenticates
         as (the server's owner, through the runtime secret) and the name ``author_name``

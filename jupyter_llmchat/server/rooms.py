@@ -11,7 +11,7 @@ import time
 from collections import deque
 from typing import Any, Iterable
 
-from . import protocol
+from .. import protocol
 from .connection import Connection, Identity
 
 
@@ -98,6 +98,12 @@ class Room:
         if not self.members:
             self.empty_since = time.monotonic()
         return not self.has_user(connection.user.username)
+
+    def answer_ended(self, message_id: str) -> None:
+        """An answer finished: an empty room with no answer left starts its idle clock."""
+        self.active_generations.discard(message_id)
+        if not self.members and not self.active_generations:
+            self.empty_since = time.monotonic()
 
     def idle_for(self, now: float) -> float:
         """Seconds this room has had neither members nor running generations."""

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .engine.types import ChatTurn
-from .protocol import Attachment
+from ..engine.types import ChatTurn
+from ..protocol import Attachment
 from .store import HistoryStore
 
 MESSAGE_CHARS = 2000  # most characters of any one context message (its beginning is kept)

@@ -26,6 +26,37 @@ Installer = Callable[[Any], Any]
 ENTRY_POINT_GROUP = "jupyter_llmchat.hooks"
 
 
+class HookApi:
+    """Hook registration for other extensions, on the `ChatService`; each method returns
+    the hook, so it works as a decorator."""
+
+    hooks: HookRegistry
+
+    # Signatures: on_connect(service, connection), on_disconnect(service, connection),
+    # on_message(service, connection, type, envelope, data) before the message is handled,
+    # on_custom(kind)(service, connection, room | None, kind, payload).
+
+    def on_connect(self, hook: Hook) -> Hook:
+        self.hooks.on_connect.append(hook)
+        return hook
+
+    def on_message(self, hook: Hook) -> Hook:
+        self.hooks.on_message.append(hook)
+        return hook
+
+    def on_disconnect(self, hook: Hook) -> Hook:
+        self.hooks.on_disconnect.append(hook)
+        return hook
+
+    def on_custom(self, kind: str, hook: Hook | None = None) -> Any:
+        """`service.on_custom("poll", fn)` or `@service.on_custom("poll")`."""
+        if hook is None:
+            return lambda fn: self.on_custom(kind, fn)
+        self.hooks.add_custom(kind, hook)
+        return hook
+
+
+
 class HookRegistry:
     """Lists of callables per event; `custom` maps a `Custom` kind to its handlers."""
 

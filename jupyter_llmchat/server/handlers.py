@@ -19,10 +19,10 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from . import protocol
+from .. import protocol
 from .connection import Connection, Identity
 from .owner_auth import OwnerSecretMixin
-from .protocol import ChatError, GenerateConfig, RoomName
+from ..protocol import ChatError, GenerateConfig, RoomName
 from .service import ChatService
 
 AUTH_RESOURCE = "llmchat"
@@ -251,8 +251,7 @@ class RoomHandler(ChatAPIHandler):
         name = self.room_name(room)
         user = self.admitted_poster()
         change = protocol.decode_json(self.request.body, protocol.RoomSettingsData)
-        self.service.room(name, create=True)
-        self.reply(self.service.set_room_settings(name, change, user))
+        self.reply(self.service.settings.change(name, change, user))
 
 
 class GenerateHandler(ChatAPIHandler):

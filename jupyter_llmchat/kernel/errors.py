@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class LLMChatClientError(Exception):
-    """Base of every error raised by `jupyter_llmchat.client` and the CLI."""
+    """Base of every error raised by `jupyter_llmchat.kernel.client` and the CLI."""
 
 
 class ServerNotFound(LLMChatClientError):

@@ -27,7 +27,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from .errors import ServerNotFound
-from .runtime_secret import SCHEME, read_secret
+from ..runtime_secret import SCHEME, read_secret
 
 _INFO_FILE = re.compile(r"^jpserver-(\d+)\.json$")
 _WILDCARD_V4 = {"", "0.0.0.0", "*"}

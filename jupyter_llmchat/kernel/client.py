@@ -23,8 +23,8 @@ from urllib.parse import urlencode, urlsplit
 
 from .discovery import ServerInfo, find_server
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
-from .kernel_context import describe_all
-from .protocol import ROOM_PATTERN
+from .context import describe_all
+from ..protocol import ROOM_PATTERN
 from .streaming import Answer, AsyncAnswer, new_id, open_socket, raise_for_error, read_frame, shutdown_socket
 
 __all__ = [

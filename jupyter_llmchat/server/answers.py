@@ -1,0 +1,249 @@
+"""Answers from the model: from a `Generate` to the stored assistant message.
+
+The life of an answer: admission (idempotent per request id), the question posted into the
+room, the context built by the policy (`prompt_context`), the request handed to the model
+backend, every token fanned out to the room (or to the asker, for a private answer), and
+the finished answer stored. Runs on the event loop thread only, like the service.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import protocol
+from ..engine.types import EngineUnavailable, GenerationRequest, QueueFull, SamplingConfig, TokenEvent
+from ..protocol import ChatError
+from .connection import Connection, Identity
+from .messages import ASSISTANT_USERNAME, new_message_id, now_iso, post_text, question_fields
+from .prompt_context import Question, build_turns
+from .room_bus import RoomBus
+from .room_settings import RoomSettingsBook
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model_backend import ModelBackend
+    from .service import ServiceLimits
+
+_SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries
+_FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
+
+
+@dataclass
+class Generation:
+    """A running answer: who asked, where its tokens go, what it has said so far."""
+
+    message_id: str
+    owner: Identity
+    request_id: str | None
+    room: str | None
+    connection: Connection | None
+    in_reply_to: str | None = None
+    regenerates: str | None = None
+    parts: list[str] = field(default_factory=list)
+    first_seq: int | None = None
+
+
+class Answers:
+    """Every answer of one server, running or recently finished."""
+
+    def __init__(
+        self,
+        bus: RoomBus,
+        settings: RoomSettingsBook,
+        limits: ServiceLimits,
+        backend: Callable[[], ModelBackend | None],
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.limits = limits
+        self._backend = backend  # read at each use: the extension attaches it after start-up
+        self.running: dict[str, Generation] = {}
+        self._acks: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
+
+    # -- asking -------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        *,
+        owner: Identity,
+        request: protocol.GenerateData,
+        room: str | None,
+        connection: Connection | None,
+        request_id: str | None,
+        author: dict[str, str],
+    ) -> dict[str, Any]:
+        """Queue an answer; returns the `Ack` data. A retried request id gets its first Ack."""
+        key = (owner.username, request_id) if request_id else None
+        if key is not None and key in self._acks:
+            return self._acks[key]
+        backend = self._backend()
+        if backend is None or not backend.loaded:
+            reason = getattr(backend, "load_error", None) or "the model is still loading"
+            raise ChatError(503, f"model not available: {reason}")
+        question, asked = self._question(owner, request, room)
+        settings = self.settings.get(room) if room is not None else {}
+        turns = build_turns(
+            self.bus,
+            question,
+            system_prompt=settings.get("system_prompt") or self.limits.system_prompt,
+            context=settings.get("context", "own"),
+            history_messages=self.limits.history_messages,
+        )
+        # Each asker's thread in a room is its own conversation: its own KV prefix to reuse.
+        cache_key = None if room is None else room if settings.get("context") == "shared" else f"{room}\n{owner.username}"
+        message_id = new_message_id()
+        try:
+            position = backend.submit(GenerationRequest(message_id, turns, self.sampling(request.config), cache_key))
+        except QueueFull as error:
+            raise ChatError(429, f"generation queue is full: {error}") from None
+        except EngineUnavailable as error:
+            raise ChatError(503, f"model not available: {error}") from None
+        generation = Generation(message_id, owner, request_id, room, connection, regenerates=request.regenerate)
+        self.running[message_id] = generation
+        ack = {"message_id": message_id, "queue_position": position}
+        if key is not None:
+            self._acks[key] = ack
+            while len(self._acks) > _SEEN_REQUESTS:
+                self._acks.popitem(last=False)
+        if room is not None:
+            self.bus.answer_started(room, message_id)
+            if asked is not None:  # regenerating: the question is in the room already
+                generation.in_reply_to = asked
+            else:
+                generation.in_reply_to, _ = post_text(self.bus, room, request.prompt, author, question_fields(request))
+        return ack
+
+    def _question(
+        self, owner: Identity, request: protocol.GenerateData, room: str | None
+    ) -> tuple[Question, str | None]:
+        """The question to answer, and the id of the stored one when it is asked again."""
+        attachments = tuple(request.attachments or ())
+        if room is None:
+            return Question(None, owner.username, request.prompt, 0, attachments=attachments), None
+        head, _ = self.bus.head(room)
+        if request.regenerate is None:
+            return (
+                Question(room, owner.username, request.prompt, head + 1, request.new_thread, request.reply_to, attachments),
+                None,
+            )
+        found = self.bus.message(room, message_id=request.regenerate)
+        answer = found[1] if found else {}
+        asked = self.bus.message(room, message_id=answer.get("in_reply_to") or "") if answer else None
+        if found is None or (answer.get("author") or {}).get("kind") != "assistant" or asked is None:
+            raise ChatError(404, f"no stored answer {request.regenerate!r} in room {room!r} to regenerate")
+        seq, data = asked
+        if (data.get("author") or {}).get("username") != owner.username:
+            raise ChatError(403, "only the user who asked can regenerate this answer")
+        question = Question(
+            room, owner.username, str(data.get("content", "")), seq,
+            bool(data.get("thread_start")), data.get("reply_to"), attachments,
+        )
+        return question, data["message_id"]
+
+    def sampling(self, config: protocol.GenerateConfig | None) -> SamplingConfig:
+        """The server's defaults overlaid with what the client set; max_tokens is capped."""
+        base = self.limits.sampling
+        values = {name: getattr(base, name) for name in base.__dataclass_fields__}
+        values["max_tokens"] = self.limits.default_max_tokens
+        if config is not None:
+            for name in values:
+                value = getattr(config, name, None)
+                if value is not None:
+                    values[name] = tuple(value) if name == "stop" else value
+        values["max_tokens"] = min(values["max_tokens"], self.limits.max_tokens)
+        return SamplingConfig(**values)
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def cancel(self, user: Identity, message_id: str) -> None:
+        generation = self.running.get(message_id)
+        if generation is None:
+            owner = self._finished.get(message_id)
+            if owner is None:
+                raise ChatError(404, f"unknown message {message_id!r}")
+            if owner != user.username:
+                raise ChatError(403, "only the user who asked can cancel this generation")
+            raise ChatError(409, f"message {message_id!r} has already finished")
+        if generation.owner.username != user.username:
+            raise ChatError(403, "only the user who asked can cancel this generation")
+        self._stop(message_id)
+
+    def cancel_private(self, connection: Connection) -> None:
+        """A closed connection's private answers: nobody could receive them any more."""
+        for generation in list(self.running.values()):
+            if generation.connection is connection:
+                self._stop(generation.message_id)
+
+    def cancel_room(self, room: str) -> None:
+        for message_id in self.bus.running_answers(room):
+            self._stop(message_id)
+
+    def _stop(self, message_id: str) -> None:
+        backend = self._backend()
+        if backend is not None:
+            backend.cancel(message_id)
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    def on_tokens(self, events: list[TokenEvent]) -> None:
+        """Backend sink (loop thread): stream each event to its room or its asker."""
+        for event in events:
+            generation = self.running.get(event.message_id)
+            if generation is None:
+                continue
+            data = token_data(event)
+            if generation.room is not None:
+                seq = self.bus.emit(generation.room, "Token", data)
+                if generation.first_seq is None:
+                    generation.first_seq = seq
+                generation.parts.append(event.text)
+                if event.is_final:
+                    self._store(generation, event, seq)
+            elif generation.connection is not None:
+                generation.connection.send(protocol.encode("Token", data, id=generation.request_id))
+            if event.is_final:
+                self.running.pop(event.message_id, None)
+                self._finished[event.message_id] = generation.owner.username
+                while len(self._finished) > _FINISHED_REMEMBERED:
+                    self._finished.popitem(last=False)
+
+    def _store(self, generation: Generation, event: TokenEvent, seq: int) -> None:
+        """Store a finished answer as an assistant `Text` at the seq of its first token."""
+        room = generation.room or ""
+        self.bus.answer_ended(room, generation.message_id)
+        content = "".join(generation.parts)
+        if not content:
+            self.bus.save_head(room, seq)
+            return
+        backend = self._backend()
+        data = {
+            "message_id": generation.message_id,
+            "content": content,
+            "author": {"username": ASSISTANT_USERNAME, "name": model_name(backend), "kind": "assistant"},
+            "created": now_iso(),
+            "in_reply_to": generation.in_reply_to,
+            "finish_reason": event.finish_reason,
+        }
+        if generation.regenerates:
+            data["regenerates"] = generation.regenerates
+        if event.error:  # why it ended early, e.g. "server shutting down": shown with the answer
+            data["error"] = event.error
+        self.bus.store_message(room, generation.first_seq or seq, data, seq)
+
+
+def token_data(event: TokenEvent) -> dict[str, Any]:
+    """A `Token` frame's data; the final one carries the finish reason and the figures."""
+    data: dict[str, Any] = {"message_id": event.message_id, "index": event.index, "text": event.text, "is_final": event.is_final}
+    if event.is_final:
+        data["finish_reason"] = event.finish_reason
+        data["usage"] = event.usage or {}
+        data["timings"] = event.timings or {}
+        if event.error:
+            data["error"] = event.error
+    return data
+
+
+def model_name(backend: Any) -> str:
+    return getattr(backend, "model_name", "") or "unknown"

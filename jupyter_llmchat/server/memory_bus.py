@@ -1,0 +1,151 @@
+"""The first room bus: rooms live in this process, their history in SQLite.
+
+Live rooms (`rooms.Room`: members, seq, replay window) are kept while they have members or
+recent activity; a room that stayed empty and quiet for `cleanup_delay` seconds is dropped
+and comes back from the store with its head seq and a new epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .connection import Connection, Identity
+from .room_bus import Message, RoomBus
+from .rooms import Room
+from .store import HistoryStore
+
+
+class MemoryRoomBus(RoomBus):
+    """One server's rooms: `Room` objects in memory over a `HistoryStore`."""
+
+    def __init__(self, store: HistoryStore, replay_events: int, cleanup_delay: float) -> None:
+        self.store = store
+        self.replay_events = replay_events
+        self.cleanup_delay = cleanup_delay
+        self.rooms: dict[str, Room] = {}
+
+    def _room(self, name: str) -> Room:
+        """The live room, brought back from the store (new epoch) or created."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = Room(name, self.store.head_seq(name) or 0, self.replay_events)
+            self.rooms[name] = room
+        return room
+
+    # -- membership and fan-out --------------------------------------------------------------
+
+    def join(self, room: str, connection: Connection) -> bool:
+        return self._room(room).add(connection)
+
+    def leave(self, room: str, connection: Connection) -> bool:
+        live = self.rooms.get(room)
+        return live.remove(connection) if live is not None else False
+
+    def is_member(self, room: str, connection: Connection) -> bool:
+        live = self.rooms.get(room)
+        return live is not None and connection.client_id in live.members
+
+    def members(self, room: str) -> list[Identity]:
+        live = self.rooms.get(room)
+        return live.users() if live is not None else []
+
+    def emit(self, room: str, type_: str, data: dict[str, Any]) -> int:
+        return self._room(room).emit(type_, data)
+
+    def deliver(self, room: str, frame: bytes) -> None:
+        live = self.rooms.get(room)
+        for member in list(live.members.values()) if live is not None else []:
+            member.send(frame)
+
+    # -- sequence, replay and epochs -----------------------------------------------------------
+
+    def exists(self, room: str) -> bool:
+        return room in self.rooms or self.store.head_seq(room) is not None
+
+    def head(self, room: str) -> tuple[int, str | None]:
+        live = self.rooms.get(room)
+        if live is not None:
+            return live.head_seq, live.epoch
+        return self.store.head_seq(room) or 0, None
+
+    def catch_up(self, room: str, since: int, epoch: str | None) -> Iterable[bytes] | None:
+        live = self._room(room)
+        return live.events_after(since) if live.can_resume(since, epoch) else None
+
+    def running_answer_frames(self, room: str) -> Iterable[bytes]:
+        return self._room(room).running_answer_tokens()
+
+    def answer_started(self, room: str, message_id: str) -> None:
+        self._room(room).active_generations.add(message_id)
+
+    def answer_ended(self, room: str, message_id: str) -> None:
+        live = self.rooms.get(room)
+        if live is not None:
+            live.answer_ended(message_id)
+
+    def running_answers(self, room: str) -> list[str]:
+        live = self.rooms.get(room)
+        return list(live.active_generations) if live is not None else []
+
+    # -- history -------------------------------------------------------------------------------
+
+    def store_message(self, room: str, seq: int, data: dict[str, Any], head_seq: int) -> None:
+        self.store.add_message(room, seq, data, head_seq)
+
+    def save_head(self, room: str, seq: int) -> None:
+        self.store.save_head(room, seq)
+
+    def messages(
+        self, room: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
+    ) -> list[Message]:
+        return self.store.messages(room, before_seq=before_seq, since=since, limit=limit)
+
+    def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
+        return self.store.message(room, message_id=message_id, seq=seq)
+
+    def exchanges(
+        self, room: str, username: str, *, before_seq: int, limit: int
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return self.store.exchanges(room, username, before_seq=before_seq, limit=limit)
+
+    def clear(self, room: str) -> int:
+        deleted = self.store.delete_messages(room)
+        live = self.rooms.get(room)
+        if live is not None:
+            live.forget_events()
+        return deleted
+
+    def delete_older_than(self, created_before: str) -> int:
+        return self.store.delete_older_than(created_before)
+
+    def settings(self, room: str) -> dict[str, Any]:
+        return self.store.room_settings(room)
+
+    def save_settings(self, room: str, settings: dict[str, Any]) -> None:
+        self.store.save_room_settings(room, settings)
+
+    def room_list(self) -> list[dict[str, Any]]:
+        heads = self.store.rooms()
+        for name, live in self.rooms.items():
+            heads[name] = live.head_seq
+        return [
+            {"room": name, "members": len(self.members(name)), "head_seq": head}
+            for name, head in sorted(heads.items())
+        ]
+
+    def live_rooms(self) -> list[str]:
+        return list(self.rooms)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        for name, live in list(self.rooms.items()):
+            if live.idle_for(now) > self.cleanup_delay:
+                self.store.save_head(name, live.head_seq)
+                del self.rooms[name]
+
+    def close(self) -> None:
+        """Persist every live room's head seq, then close the store."""
+        for name, live in self.rooms.items():
+            self.store.save_head(name, live.head_seq)
+        self.store.close()

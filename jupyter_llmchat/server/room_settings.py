@@ -1,0 +1,50 @@
+"""A room's own settings (its system prompt, its context mode): read, changed, announced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import protocol
+from .connection import Identity
+from .messages import post_text
+from .room_bus import RoomBus
+
+_CACHED = 4096  # rooms whose settings are kept in memory (a cache, not a registry)
+
+
+class RoomSettingsBook:
+    """Every room's settings, stored by the bus, cached here for the answer path."""
+
+    def __init__(self, bus: RoomBus) -> None:
+        self.bus = bus
+        self._cache: dict[str, dict[str, Any]] = {}
+
+    def get(self, room: str) -> dict[str, Any]:
+        """`{system_prompt ("" = the server's), context ("own" or "shared")}`."""
+        settings = self._cache.get(room)
+        if settings is None:
+            stored = self.bus.settings(room)
+            settings = {"system_prompt": stored.get("system_prompt", ""), "context": stored.get("context", "own")}
+            if len(self._cache) >= _CACHED:
+                self._cache.clear()
+            self._cache[room] = settings
+        return settings
+
+    def change(self, room: str, change: protocol.RoomSettingsData, user: Identity) -> dict[str, Any]:
+        """Store the new settings and tell the room's members with a system `Text`."""
+        settings = dict(self.get(room))
+        said: list[str] = []
+        if change.system_prompt is not None:
+            settings["system_prompt"] = change.system_prompt.strip()
+            said.append("set this room's system prompt" if settings["system_prompt"] else "reset this room's system prompt")
+        if change.context is not None:
+            settings["context"] = change.context
+            said.append(
+                "let the model see the whole room" if change.context == "shared" else "let the model see only each asker's own thread"
+            )
+        self.bus.save_settings(room, settings)
+        self._cache[room] = settings
+        if said:
+            author = {"username": user.username, "name": user.name, "kind": "system"}
+            post_text(self.bus, room, f"{user.name} {' and '.join(said)}.", author, {"settings": settings})
+        return settings

@@ -1,0 +1,374 @@
+"""The chat service: what each llmchat.v1 message does (docs/protocol.md).
+
+Transport-free: the WebSocket handler, the REST handlers and other extensions all call
+this one object, on the event loop thread. It talks to rooms only through the room bus
+(`room_bus.RoomBus`) and to the model only through the model backend
+(`model_backend.ModelBackend`, via `answers.Answers`), so no state here needs a lock.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .. import protocol
+from ..engine.primer import DEFAULT_SYSTEM_PROMPT
+from ..engine.types import SamplingConfig, TokenEvent
+from ..protocol import ChatError
+from .answers import Answers
+from .connection import Connection, Identity
+from .hooks import HookApi, HookRegistry
+from .limits import TokenBucket
+from .messages import bot_author, post_text
+from .model_backend import ModelBackend
+from .room_bus import RoomBus
+from .room_settings import RoomSettingsBook
+from .stats import TrafficCounters, model_summary, server_stats
+
+_RETENTION_EVERY = 3600.0  # seconds between two sweeps of the history retention
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """The limits and defaults the service enforces (built from the `LLMChat` traits)."""
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_connections: int = 100
+    message_size_limit: int = 1024 * 1024
+    max_tokens: int = 1024
+    default_max_tokens: int = 256
+    rate_limit: float = 20.0
+    rate_limit_burst: int = 40
+    replay_events: int = 4096
+    send_queue_bytes: int = 8 * 1024 * 1024
+    history_messages: int = 64
+    connection_timeout: float = 300.0
+    max_binary_bytes: int = 512 * 1024
+    cancel_when_room_empty: bool = False
+    history_retention_days: float = 0.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+class ChatService(HookApi):
+    """Connections, rooms and answers of one Jupyter server."""
+
+    def __init__(
+        self,
+        limits: ServiceLimits,
+        bus: RoomBus,
+        backend: ModelBackend | None = None,
+        log: logging.Logger | None = None,
+        version: str = "",
+    ) -> None:
+        self.limits = limits
+        self.bus = bus
+        self.backend = backend
+        self.log = log or logging.getLogger("jupyter_llmchat")
+        self.version = version
+        self.counters = TrafficCounters()
+        self.hooks = HookRegistry(self.log)
+        self.connections: dict[str, Connection] = {}
+        self.settings = RoomSettingsBook(bus)
+        self.answers = Answers(bus, self.settings, limits, lambda: self.backend)
+        self._buckets: dict[str, TokenBucket] = {}
+        self._next_client = 0
+        self._retention_due = 0.0
+
+    # ----------------------------------------------------------------- connections
+
+    def at_capacity(self) -> bool:
+        return len(self.connections) >= self.limits.max_connections
+
+    def connect(self, user: Identity, transport: Any) -> Connection:
+        """Register a new connection and send its `Welcome`."""
+        self._next_client += 1
+        client_id = f"c{self._next_client}-{secrets.token_hex(3)}"
+        connection = Connection(
+            client_id, user, transport, self.counters, self.limits.send_queue_bytes, self.disconnect
+        )
+        self.connections[client_id] = connection
+        connection.send(protocol.encode("Welcome", self.welcome_data(connection)))
+        self.hooks.run(self.hooks.on_connect, self, connection)
+        return connection
+
+    def disconnect(self, connection: Connection) -> None:
+        """Forget a closed connection: leave its rooms, stop its private answers."""
+        if self.connections.pop(connection.client_id, None) is None:
+            return
+        connection.closed = True
+        for name in list(connection.rooms):
+            self._leave(connection, name)
+        self.answers.cancel_private(connection)
+        self.hooks.run(self.hooks.on_disconnect, self, connection)
+
+    def welcome_data(self, connection: Connection) -> dict[str, Any]:
+        limits = self.limits
+        return {
+            "client_id": connection.client_id,
+            "user": connection.user.as_dict(),
+            "protocol": protocol.PROTOCOL,
+            "server": {"version": self.version},
+            "model": model_summary(self.backend),
+            "limits": {
+                "message_size_limit": limits.message_size_limit,
+                "max_tokens": limits.max_tokens,
+                "max_connections": limits.max_connections,
+                "rate_limit": limits.rate_limit,
+                "rate_limit_burst": limits.rate_limit_burst,
+                "replay_events": limits.replay_events,
+                "max_binary_bytes": limits.max_binary_bytes,
+                "connection_timeout": limits.connection_timeout,
+            },
+        }
+
+    # ------------------------------------------------------------------- messages
+
+    def receive(self, connection: Connection, raw: str | bytes) -> None:
+        """Handle one frame from a client; every failure becomes an `Error` frame."""
+        connection.last_seen = time.monotonic()
+        self.counters.messages_received += 1
+        self.counters.bytes_received += len(raw.encode()) if isinstance(raw, str) else len(raw)
+        allowed = self._bucket(connection.user.username).take()  # malformed frames count too
+        _, request_id = protocol.peek(raw)  # so that even an invalid frame's Error carries its id
+        try:
+            envelope = protocol.decode_envelope(raw)
+            request_id = envelope.id
+            if not allowed:
+                raise ChatError(429, "rate limit exceeded; slow down")
+            data = protocol.decode_data(envelope)
+            self.hooks.run(self.hooks.on_message, self, connection, envelope.type, envelope, data)
+            handler = getattr(self, f"_on_{envelope.type.lower()}")
+            handler(connection, envelope, data)
+        except ChatError as error:
+            connection.send(protocol.error_frame(error.code, error.message, id=request_id))
+        except Exception:
+            self.log.exception("llmchat: failed to handle a message")
+            connection.send(protocol.error_frame(500, "internal error", id=request_id))
+
+    def admit_rest_post(self, username: str, size: int) -> None:
+        """A REST post counts like a socket frame: the same size limit and per-user rate."""
+        if size > self.limits.message_size_limit:
+            raise ChatError(413, f"request of {size} bytes is over the {self.limits.message_size_limit}-byte message_size_limit")
+        if not self._bucket(username).take():
+            raise ChatError(429, "rate limit exceeded; slow down")
+
+    def _bucket(self, username: str) -> TokenBucket:
+        bucket = self._buckets.get(username)
+        if bucket is None:
+            bucket = TokenBucket(self.limits.rate_limit, self.limits.rate_limit_burst)
+            self._buckets[username] = bucket
+        return bucket
+
+    def _reply(self, connection: Connection, type_: str, data: Any, envelope: protocol.Envelope) -> None:
+        connection.send(protocol.encode(type_, data, id=envelope.id, room=envelope.room))
+
+    def _require_member(self, connection: Connection, room: str) -> None:
+        if not self.bus.is_member(room, connection):
+            raise ChatError(409, f"not a member of room {room!r}: send Join first")
+
+    def _on_ping(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+        self._reply(connection, "Pong", {}, envelope)
+
+    def _on_stats(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+        self._reply(connection, "Stats", self.stats(), envelope)
+
+    def _on_audio(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+        raise ChatError(501, "Audio is not supported yet")
+
+    def _on_join(self, connection: Connection, envelope: protocol.Envelope, data: protocol.JoinData) -> None:
+        name = envelope.room
+        first = self.bus.join(name, connection)  # nothing is emitted until the replies below are queued
+        head_seq, epoch = self.bus.head(name)
+        joined = {
+            "seq": head_seq,
+            "epoch": epoch,
+            "members": [user.as_dict() for user in self.bus.members(name)],
+            "settings": self.settings.get(name),
+        }
+        self._reply(connection, "Joined", joined, envelope)
+        missed = self.bus.catch_up(name, data.since, data.epoch) if data.since is not None else None
+        if missed is not None:
+            for frame in missed:
+                connection.send(frame)
+        else:
+            if data.since is not None:
+                connection.send(protocol.encode("Reset", {"head_seq": head_seq}, room=name))
+            connection.send(protocol.encode("History", self.history_data(name), room=name))
+            for frame in self.bus.running_answer_frames(name):
+                connection.send(frame)
+        if first:
+            self.bus.emit(name, "Presence", {"joined": connection.user.as_dict(), "members": self._members(name)})
+
+    def _on_leave(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+        name = envelope.room
+        self._leave(connection, name)
+        head_seq, epoch = self.bus.head(name)
+        self._reply(connection, "Left", {"seq": head_seq, "epoch": epoch, "members": self._members(name)}, envelope)
+
+    def _leave(self, connection: Connection, name: str) -> None:
+        if self.bus.leave(name, connection):
+            self.bus.emit(name, "Presence", {"left": connection.user.as_dict(), "members": self._members(name)})
+        if self.limits.cancel_when_room_empty and not self.bus.members(name):
+            self.answers.cancel_room(name)
+
+    def _members(self, name: str) -> list[dict[str, str]]:
+        return [user.as_dict() for user in self.bus.members(name)]
+
+    def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
+        self._require_member(connection, envelope.room)
+        post_text(self.bus, envelope.room, data.content, connection.user.author())
+
+    def _on_generate(self, connection: Connection, envelope: protocol.Envelope, data: protocol.GenerateData) -> None:
+        if envelope.room is not None:
+            self._require_member(connection, envelope.room)
+        ack = self.answers.generate(
+            owner=connection.user,
+            request=data,
+            room=envelope.room,
+            connection=None if envelope.room else connection,
+            request_id=envelope.id,
+            author=connection.user.author(),
+        )
+        self._reply(connection, "Ack", ack, envelope)
+
+    def _on_roomsettings(self, connection: Connection, envelope: protocol.Envelope, data: protocol.RoomSettingsData) -> None:
+        self._require_member(connection, envelope.room)
+        self._reply(connection, "RoomSettings", self.settings.change(envelope.room, data, connection.user), envelope)
+
+    def _on_cancel(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CancelData) -> None:
+        self.answers.cancel(connection.user, data.message_id)
+
+    def _on_history(self, connection: Connection, envelope: protocol.Envelope, data: protocol.HistoryData) -> None:
+        self.require_room(envelope.room)
+        history = self.history_data(envelope.room, before_seq=data.before_seq, limit=data.limit or 50)
+        self._reply(connection, "History", history, envelope)
+
+    def _on_custom(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CustomData) -> None:
+        if envelope.room:
+            self._require_member(connection, envelope.room)
+        self.hooks.run(self.hooks.custom.get(data.kind, []), self, connection, envelope.room, data.kind, data.payload)
+        if envelope.room:
+            author = connection.user.author()
+            self.bus.emit(envelope.room, "Custom", {"kind": data.kind, "payload": data.payload, "author": author})
+
+    def _on_binary(self, connection: Connection, envelope: protocol.Envelope, data: protocol.BinaryData) -> None:
+        self._require_member(connection, envelope.room)
+        try:
+            size = len(binascii.a2b_base64(data.data, strict_mode=True))
+        except (binascii.Error, ValueError):
+            raise ChatError(400, "invalid Binary data: `data` is not valid base64") from None
+        if size > self.limits.max_binary_bytes:
+            raise ChatError(413, f"attachment of {size} bytes is over the {self.limits.max_binary_bytes}-byte limit")
+        author = connection.user.author()
+        self.bus.emit(
+            envelope.room,
+            "Binary",
+            {"data": data.data, "mime_type": data.mime_type or "application/octet-stream", "size": size, "author": author},
+        )
+
+    # ------------------------------------------------------- rooms (REST and extensions)
+
+    def history_data(
+        self, name: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
+    ) -> dict[str, Any]:
+        """`History` data: stored messages as Text room events, oldest first."""
+        messages = [
+            {"type": "Text", "room": name, "seq": seq, "data": data}
+            for seq, data in self.bus.messages(name, before_seq=before_seq, since=since, limit=limit)
+        ]
+        head_seq, epoch = self.bus.head(name)
+        return {"messages": messages, "head_seq": head_seq, "epoch": epoch}
+
+    def require_room(self, name: str) -> None:
+        """ChatError 404 unless the room is live or has ever been used."""
+        if not self.bus.exists(name):
+            raise ChatError(404, f"unknown room {name!r}")
+
+    def room_info(self, name: str) -> dict[str, Any]:
+        """REST `GET rooms/{room}`: head seq, epoch, members and the room's own settings."""
+        head_seq, epoch = self.bus.head(name)
+        members = self._members(name)
+        return {
+            "room": name,
+            "head_seq": head_seq,
+            "epoch": epoch,
+            "count": len(members),
+            "members": members,
+            "settings": self.settings.get(name),
+        }
+
+    def room_list(self) -> list[dict[str, Any]]:
+        return self.bus.room_list()
+
+    def clear_room(self, name: str) -> int:
+        """Delete a room's stored messages; its members reload an empty history (new epoch)."""
+        self.require_room(name)
+        deleted = self.bus.clear(name)
+        head_seq, _ = self.bus.head(name)
+        self.bus.deliver(name, protocol.encode("Reset", {"head_seq": head_seq}, room=name))
+        self.bus.deliver(name, protocol.encode("History", self.history_data(name), room=name))
+        return deleted
+
+    def generate(self, **request: Any) -> dict[str, Any]:
+        """Ask the model (REST, extensions): see `answers.Answers.generate`."""
+        return self.answers.generate(**request)
+
+    def on_tokens(self, events: list[TokenEvent]) -> None:
+        """The model backend's sink (loop thread)."""
+        self.answers.on_tokens(events)
+
+    def broadcast_to_room(self, room: str, content: str, *, username: str, author_name: str | None = None) -> tuple[str, int]:
+        """Post as a bot (REST, kernels, other extensions): docs/protocol.md."""
+        return post_text(self.bus, room, content, bot_author(username, author_name))
+
+    def broadcast(self, content: str, *, username: str, author_name: str | None = None) -> dict[str, tuple[str, int]]:
+        """Post one bot message into every live room (e.g. "restarting in 5 minutes").
+
+        Returns {room: (message_id, seq)}. Rooms only in the store (nobody there since the
+        last restart or cleanup) are left alone: nobody would see it live.
+        """
+        return {
+            name: self.broadcast_to_room(name, content, username=username, author_name=author_name)
+            for name in self.bus.live_rooms()
+        }
+
+    def send_to(self, client_id: str, type_: str, data: Any) -> bool:
+        connection = self.connections.get(client_id)
+        if connection is None:
+            return False
+        connection.send(protocol.encode(type_, data))
+        return True
+
+    def connection_count(self) -> int:
+        return len(self.connections)
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self) -> dict[str, Any]:
+        return server_stats(self.counters, len(self.connections), self.bus, self.backend)
+
+    # --------------------------------------------------------------- housekeeping
+
+    def sweep(self, now: float | None = None) -> None:
+        """Close idle connections, apply the retention, forget quiet rooms (every second)."""
+        now = time.monotonic() if now is None else now
+        timeout = self.limits.connection_timeout
+        if timeout > 0:
+            for connection in list(self.connections.values()):
+                if now - connection.last_seen > timeout:
+                    connection.close(1000, f"idle for more than {timeout:g} s")
+        days = self.limits.history_retention_days
+        if days > 0 and now >= self._retention_due:
+            self._retention_due = now + _RETENTION_EVERY
+            cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+            self.bus.delete_older_than(cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        self.bus.sweep(now)
+
+    def close(self) -> None:
+        """Persist the rooms (the backend is closed by its owner)."""
+        self.bus.close()
