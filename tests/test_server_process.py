@@ -88,3 +88,42 @@ def test_an_answer_cut_by_a_shutdown_is_stored_as_far_as_it_got(tmp_path):
         assert stored["author"]["kind"] == "assistant"
         assert stored["finish_reason"] == "error" and stored["error"] == "server shutting down"
         assert stored["content"].startswith(streamed)
+
+
+def test_a_setting_given_twice_stops_the_extension_and_names_it(tmp_path):
+    # Jupyter itself logs the error and runs the extension on all defaults (writing the
+    # default history file, say): the extension refuses to start instead.
+    history = tmp_path / "never.sqlite"
+    args = [f"--LLMChat.history_path={history}", "--LLMChat.max_tokens=8", "--LLMChat.max_tokens=12"]
+    with running_server(tmp_path, args) as server:
+        try:
+            server.get("llmchat/api/stats")
+        except Exception as error:  # urllib's HTTPError: the extension has no routes
+            assert "404" in str(error), error
+        else:
+            raise AssertionError("the extension started anyway")
+        log = server.log_path.read_text()
+        assert "llmchat is not started: invalid setting: max_tokens only accepts one value" in log, log[-2000:]
+    assert not history.exists()
+
+
+def test_unknown_malformed_and_out_of_range_settings_are_refused_by_name():
+    from traitlets import TraitError
+    from traitlets.config import Config
+
+    from jupyter_llmchat.server.extension import ConfigError, LLMChat
+
+    app = LLMChat(config=Config({"LLMChat": {"max_tokenz": 8, "n_ctx": 2048}}))
+    try:
+        app.check_config()
+    except ConfigError as error:
+        assert "LLMChat.max_tokenz" in str(error) and "n_ctx" not in str(error)
+    else:
+        raise AssertionError("an unknown setting was accepted")
+    for name, value in [("top_p", 2.0), ("n_ctx", 16), ("max_connections", 0), ("n_ctx", "lots")]:
+        try:
+            LLMChat(config=Config({"LLMChat": {name: value}}))
+        except TraitError as error:
+            assert name in str(error)
+        else:
+            raise AssertionError(f"{name}={value!r} was accepted")

