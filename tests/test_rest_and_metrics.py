@@ -107,3 +107,17 @@ async def test_a_cookie_authenticated_post_needs_the_xsrf_token(chat_server, jp_
         headers={"Cookie": "test-login=tok-ada", "Authorization": ""}, raise_error=False,
     )
     assert response.code == 403
+
+
+async def test_rest_history_pages_forward_from_since_through_the_whole_room(chat_server, api):
+    for i in range(12):
+        status, _ = await api("POST", "rooms", "paged", "messages", body={"content": f"m{i}"})
+        assert status == 201
+    seen, since = [], 0
+    while True:
+        status, page = await api("GET", "rooms", "paged", "messages", since=str(since), limit="5")
+        if not page["messages"]:
+            break
+        seen += [m["data"]["content"] for m in page["messages"]]
+        since = page["messages"][-1]["seq"]
+    assert seen == [f"m{i}" for i in range(12)]  # in order, none skipped, none twice

@@ -127,3 +127,24 @@ def test_unknown_malformed_and_out_of_range_settings_are_refused_by_name():
             assert name in str(error)
         else:
             raise AssertionError(f"{name}={value!r} was accepted")
+
+
+def test_a_second_server_on_the_same_history_file_is_refused_and_told_why(tmp_path):
+    # Two servers numbering one room's seqs each on their own lost acknowledged posts.
+    args = [f"--LLMChat.history_path={tmp_path / 'shared.sqlite'}"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with running_server(tmp_path / "a", args) as first, running_server(tmp_path / "b", args) as second:
+        assert first.get("llmchat/api/rooms") == {"rooms": []}
+        try:
+            second.get("llmchat/api/stats")
+        except Exception as error:
+            assert "404" in str(error)
+        else:
+            raise AssertionError("two servers own one history file")
+        log = second.log_path.read_text()
+        assert f"in use by another running Jupyter server (pid {first.process.pid})" in log, log[-2000:]
+        for i in range(20):
+            first.post("llmchat/api/rooms/one/messages", {"content": f"post {i}"})
+        history = first.get("llmchat/api/rooms/one/messages?limit=100")["messages"]
+        assert [m["data"]["content"] for m in history] == [f"post {i}" for i in range(20)]

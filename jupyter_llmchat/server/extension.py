@@ -27,7 +27,7 @@ from ..runtime_secret import owner_username, remove_secret, write_secret
 from .service import ChatService, ServiceLimits
 from .memory_bus import MemoryRoomBus
 from .model_backend import llama_backend
-from .store import HistoryStore
+from .store import HistoryInUse, HistoryStore
 
 T = TypeVar("T")
 
@@ -152,7 +152,11 @@ class LLMChat(ExtensionApp):
         self.check_config()
         sampling = _from_traits(SamplingConfig, self, max_tokens=self.default_max_tokens)
         limits = _from_traits(ServiceLimits, self, sampling=sampling)
-        bus = MemoryRoomBus(HistoryStore(self.history_path), self.replay_events, self.room_cleanup_delay)
+        try:
+            store = HistoryStore(self.history_path)
+        except HistoryInUse as error:
+            raise ConfigError(f"llmchat is not started: {error}") from None
+        bus = MemoryRoomBus(store, self.replay_events, self.room_cleanup_delay)
         self.service = ChatService(limits, bus, log=self.log, version=__version__)
         engine = _from_traits(EngineSettings, self, few_shot=tuple((q, a) for q, a in self.few_shot))
         self.backend = llama_backend(engine, self.service.on_tokens, self.serverapp.io_loop.asyncio_loop, self.log)

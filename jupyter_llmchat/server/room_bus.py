@@ -12,6 +12,10 @@ from __future__ import annotations
 import abc
 from typing import Any, Iterable
 
+import msgspec
+
+from ..protocol import Text
+
 from .connection import Connection, Identity
 
 Message = tuple[int, dict[str, Any]]  # (seq, Text data) of a stored message
@@ -38,7 +42,7 @@ class RoomBus(abc.ABC):
         """Distinct users present (one user with two tabs is one member)."""
 
     @abc.abstractmethod
-    def emit(self, room: str, type_: str, data: dict[str, Any]) -> int:
+    def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
         """Number a room event, keep it for replay, send it to every member; returns its seq."""
 
     @abc.abstractmethod
@@ -75,8 +79,11 @@ class RoomBus(abc.ABC):
     # -- history ----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def store_message(self, room: str, seq: int, data: dict[str, Any], head_seq: int) -> None:
-        """Keep a finished `Text` message (stored at `seq`; the room's head is `head_seq`)."""
+    def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
+        """Keep a finished `Text` message (stored at `seq`; the room's head is `head_seq`).
+
+        It comes back from `messages` and `message` as the JSON dict it was stored as.
+        """
 
     @abc.abstractmethod
     def save_head(self, room: str, seq: int) -> None:
@@ -86,7 +93,8 @@ class RoomBus(abc.ABC):
     def messages(
         self, room: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
     ) -> list[Message]:
-        """Stored messages in a seq range, oldest first (the newest `limit` of them)."""
+        """Stored messages in a seq range, oldest first: the newest `limit` of them, or with
+        `since` alone the oldest `limit` after it (paging forward)."""
 
     @abc.abstractmethod
     def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None: ...

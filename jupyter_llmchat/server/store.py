@@ -2,15 +2,27 @@
 
 Only messages are stored (a user's `Text`, a finished answer as an assistant `Text`), not
 every token: that keeps writes to one per message. Writes happen on the event loop
-thread; each is a small transaction in WAL mode, well under a millisecond.
+thread; each is a small transaction in WAL mode (`synchronous=NORMAL`: a committed
+transaction survives the process being killed; only a power cut may lose the last ones).
+
+One server owns a history file at a time: it holds an exclusive lock on `<file>.lock`, and
+a second server naming the same file is refused with a clear error instead of numbering
+the same rooms' seqs on its own (which lost messages). A row is never replaced by another
+message: only an answer stored in progress is updated, under its own message id.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, one server per file is on the user
+    fcntl = None  # type: ignore[assignment]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -33,12 +45,38 @@ CREATE TABLE IF NOT EXISTS room_settings (
 CONTEXT_SCAN = 1000
 
 
+class HistoryInUse(RuntimeError):
+    """Another running server owns this history file."""
+
+
+def _lock(path: Path) -> IO[str] | None:
+    """Hold `<path>.lock` exclusively for the life of this process (released by the OS on exit)."""
+    if fcntl is None:
+        return None
+    handle = open(f"{path}.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise HistoryInUse(
+            f"the history file {path} is in use by another running Jupyter server (pid {owner}); "
+            "stop it, or give this server its own file with --LLMChat.history_path=…"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 class HistoryStore:
     """One SQLite file per server; rooms' head seqs and their `Text` messages."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.path)
         self._db = sqlite3.connect(str(self.path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -61,7 +99,8 @@ class HistoryStore:
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT OR REPLACE INTO messages (room, seq, message_id, data) VALUES (?, ?, ?, ?)",
+                "INSERT INTO messages (room, seq, message_id, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(message_id) DO UPDATE SET data = excluded.data",
                 (room, seq, data["message_id"], json.dumps(data, ensure_ascii=False)),
             )
             self.save_head(room, head_seq)
@@ -74,7 +113,8 @@ class HistoryStore:
         since: int | None = None,
         limit: int = 50,
     ) -> list[tuple[int, dict[str, Any]]]:
-        """The newest `limit` messages in the given seq range, returned oldest first."""
+        """Messages in the given seq range, oldest first: the newest `limit` of them, or with
+        `since` alone the oldest `limit` after it (paging forward)."""
         clauses, params = ["room = ?"], [room]
         if before_seq is not None:
             clauses.append("seq < ?")
@@ -82,11 +122,16 @@ class HistoryStore:
         if since is not None:
             clauses.append("seq > ?")
             params.append(since)
+        # Paging forward from `since` takes the oldest after it (so the next page starts where
+        # this one ends); otherwise the newest before `before_seq` (or of the room).
+        forward = since is not None and before_seq is None
         rows = self._db.execute(
-            f"SELECT seq, data FROM messages WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?",
+            f"SELECT seq, data FROM messages WHERE {' AND '.join(clauses)} ORDER BY seq {'ASC' if forward else 'DESC'} LIMIT ?",
             (*params, limit),
         ).fetchall()
-        return [(int(seq), json.loads(data)) for seq, data in reversed(rows)]
+        if not forward:
+            rows.reverse()
+        return [(int(seq), json.loads(data)) for seq, data in rows]
 
     def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> tuple[int, dict[str, Any]] | None:
         """One stored message of `room`, by id or by seq."""
@@ -156,3 +201,5 @@ class HistoryStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()
