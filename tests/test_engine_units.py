@@ -18,6 +18,8 @@ from jupyter_llmchat.engine.kvcache import common_prefix
 from jupyter_llmchat.engine.prompt import PromptBuilder
 from jupyter_llmchat.engine.types import ChatTurn
 
+pytestmark = pytest.mark.fast
+
 
 def text_of(fp) -> str:
     return "".join(t for t, _ in fp.segments)
@@ -262,3 +264,51 @@ def test_a_turn_marker_spelled_out_in_pieces_ends_the_text_unseen():
     shown = "".join(stream.push(piece) for piece in [b"Paris.", b"<", b"end", b"_of", b"_turn", b">", b"user"])
     assert stream.stopped
     assert shown + stream.flush() == "Paris."
+
+
+# -- sampling -------------------------------------------------------------------------------
+
+
+def _sampler(**config):
+    from jupyter_llmchat.engine.sampling import SequenceSampler
+    from jupyter_llmchat.engine.types import SamplingConfig
+
+    return SequenceSampler(SamplingConfig(**config), n_vocab=1000)
+
+
+def _row(**logits):
+    import numpy as np
+
+    row = np.full(1000, -30.0, dtype=np.float32)  # far below: never a candidate
+    for token, value in logits.items():
+        row[int(token[1:])] = value
+    return row
+
+
+def test_greedy_takes_the_best_token_after_the_repetition_penalty():
+    sampler = _sampler(temperature=0.0, repeat_penalty=1.5)
+    assert sampler.choose(_row(t7=4.0, t9=3.0)) == 7
+    sampler.accept_prompt([7])
+    assert sampler.choose(_row(t7=4.0, t9=3.0)) == 9  # 4.0 / 1.5 < 3.0
+
+
+def test_top_k_top_p_and_min_p_cut_the_candidates():
+    import collections
+
+    draws = lambda sampler, row: collections.Counter(sampler.choose(row.copy()) for _ in range(2000))  # noqa: E731
+    row = _row(t1=5.0, t2=4.9, t3=4.8, t4=1.0)
+    assert set(draws(_sampler(temperature=1.0, top_k=2, top_p=1.0, min_p=0.0, seed=1), row)) == {1, 2}
+    assert set(draws(_sampler(temperature=1.0, top_k=0, top_p=0.5, min_p=0.0, seed=1), row)) == {1, 2}
+    assert set(draws(_sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=0.5, seed=1), row)) == {1, 2, 3}
+
+
+def test_temperature_draws_follow_the_softmax_and_a_seed_repeats_them():
+    import math
+
+    row = _row(t1=1.0, t2=0.0)
+    sampler = _sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=42)
+    share = sum(sampler.choose(row.copy()) == 1 for _ in range(4000)) / 4000
+    assert abs(share - math.e / (math.e + 1)) < 0.03  # 0.731
+    first = [_sampler(temperature=0.8, seed=7).choose(row.copy()) for _ in range(1)]
+    again = [_sampler(temperature=0.8, seed=7).choose(row.copy()) for _ in range(1)]
+    assert first == again
