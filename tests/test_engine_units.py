@@ -312,3 +312,47 @@ def test_temperature_draws_follow_the_softmax_and_a_seed_repeats_them():
     first = [_sampler(temperature=0.8, seed=7).choose(row.copy()) for _ in range(1)]
     again = [_sampler(temperature=0.8, seed=7).choose(row.copy()) for _ in range(1)]
     assert first == again
+
+
+# -- adaptive threads -------------------------------------------------------------------------
+
+
+class _Machine:
+    """A 2-core machine whose other processes use `others` cores; we use `mine`."""
+
+    def __init__(self) -> None:
+        self.now, self.busy, self.own, self.others, self.mine = 0.0, 0.0, 0.0, 0.0, 1.0
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+        self.busy += (self.others + self.mine) * seconds
+        self.own += self.mine * seconds
+
+
+def _policy(machine: _Machine, fixed: int = 0):
+    from jupyter_llmchat.engine.threads import ThreadPolicy
+
+    return ThreadPolicy(fixed, cores=2, clock=lambda: machine.now, machine=lambda: machine.busy, own=lambda: machine.own)
+
+
+def test_adaptive_threads_use_the_cores_others_leave_free_and_never_more():
+    machine = _Machine()
+    policy = _policy(machine)
+    assert policy.choose() == 1  # no reading yet: one thread
+    machine.tick(1.0)
+    assert policy.choose() == 2  # quiet machine: both cores
+    machine.others, machine.mine = 1.0, 1.0  # a kernel spins one core
+    machine.tick(0.2)
+    assert policy.choose() == 2  # looked less than an interval ago: unchanged
+    machine.tick(1.0)
+    assert policy.choose() == 1 and 0.9 < policy.others < 1.1
+    machine.others = 0.0
+    machine.tick(1.0)
+    assert policy.choose() == 2
+
+
+def test_a_fixed_thread_count_is_kept_whatever_the_machine_does():
+    machine = _Machine()
+    policy = _policy(machine, fixed=1)
+    machine.tick(1.0)
+    assert policy.choose() == 1 and not policy.adaptive

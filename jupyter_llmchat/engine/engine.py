@@ -18,6 +18,7 @@ from typing import Any
 
 from .job import Job
 from .model import LoadedModel, ModelLoadError, load_model
+from .threads import ThreadPolicy
 from .types import (
     EngineSettings,
     EngineUnavailable,
@@ -66,6 +67,7 @@ class Engine:
         self._tokens_generated = 0
         self._prompt_evaluated = 0
         self._prompt_cached = 0
+        self.threads = ThreadPolicy(settings.n_threads)
 
     @staticmethod
     def _guess_name(settings: EngineSettings) -> str:
@@ -184,6 +186,8 @@ class Engine:
                 "tokens_per_second_per_sequence": round(per_sequence, 1),
                 "prompt_tokens_evaluated": self._prompt_evaluated,
                 "prompt_tokens_cached": self._prompt_cached,
+                "n_threads": self.threads.threads,
+                "threads": "adaptive" if self.threads.adaptive else "fixed",
             }
 
     # -- decode thread ----------------------------------------------------------------------
@@ -218,14 +222,15 @@ class Engine:
                 detokenize=model.detokenize,
                 bos_id=model.bos_id,
             )
-            self._sched = Scheduler(model, builder, self.log)
+            self._sched = Scheduler(model, builder, self.log, self.threads)
             self.formatter_kind = formatter.kind
             self.model_name = model.name
             self.n_ctx = model.n_ctx
             self.loaded = True
             self.log.info(
-                "model %s loaded: n_ctx=%d (per sequence %d), parallel=%d, n_threads=%d, format=%s",
-                model.name, model.n_ctx, model.n_ctx_seq, model.n_seq_max, self.settings.n_threads, formatter.kind,
+                "model %s loaded: n_ctx=%d (per sequence %d), parallel=%d, n_threads=%s, format=%s",
+                model.name, model.n_ctx, model.n_ctx_seq, model.n_seq_max,
+                self.settings.n_threads or f"adaptive (1-{self.threads.cores})", formatter.kind,
             )
         if self.load_error is not None:
             self.log.error("model failed to load: %s", self.load_error)

@@ -10,7 +10,12 @@ slots are evicted least-recently-used when a slot or KV cells are needed.
 
 Gemma 3's sliding-window layers: a prefix is only reusable if the SWA cache still holds
 the last `n_swa` positions before the reuse point (`llama_memory_seq_pos_min` guard, as
-llama.cpp's server does); the context is created with `swa_full` so that is the norm.
+llama.cpp's server does). `swa_full` does not make that the norm for long conversations:
+once a sequence is more than `n_swa` positions past a cell, llama.cpp may give that SWA
+cell to another sequence. A donor is therefore only taken if its SWA cells reach back far
+enough, and a copied prefix whose SWA part came out empty (`pos_min == -1`) is not used
+(measured: a private question that borrowed the system prompt from a ~850-token room
+conversation was decoded with no SWA context and echoed the system prompt, 10 of 32).
 """
 
 from __future__ import annotations
@@ -89,13 +94,15 @@ class SlotTable:
             return slot, 0
         limit = len(prompt) - 1  # the last prompt token is always evaluated: we need its logits
         own = min(common_prefix(slot.tokens, prompt), limit)
+        if own > 0 and not self._prefix_usable(slot, own):
+            own = 0
         donor, best = None, own
         if self.model.kv_unified:
             for other in self.slots:
                 if other is slot or not other.tokens:
                     continue
                 c = min(common_prefix(other.tokens, prompt), limit)
-                if c > best:
+                if c > best and self._prefix_usable(other, c):
                     donor, best = other, c
         llama = _llama()
         if donor is not None:
@@ -124,12 +131,15 @@ class SlotTable:
         return min(idle, key=lambda s: s.last_used)
 
     def _prefix_usable(self, slot: Slot, n_past: int) -> bool:
-        """False when sliding-window layers lost positions the next token must attend to."""
+        """False when sliding-window layers lost positions the next token must attend to.
+
+        `pos_min == -1` means the SWA cache holds nothing of the sequence: not usable.
+        """
         n_swa = self.model.n_swa
         if n_swa <= 0:
             return True
         pos_min = _llama().llama_memory_seq_pos_min(self._mem, slot.seq)
-        return pos_min <= max(0, n_past - n_swa)
+        return 0 <= pos_min <= max(0, n_past - n_swa)
 
     # -- KV edits -----------------------------------------------------------------------
 

