@@ -16,7 +16,7 @@ import {
   type Frame,
   type GenerateConfig,
   type GenerateExtras,
-  type RoomSettings,
+  type RoomSettingsChange,
   type TokenData,
   type WelcomeData,
 } from "./protocol";
@@ -144,7 +144,7 @@ export class ChatClient {
   }
 
   /** Change the room's own settings (system prompt, context mode); the reply is a `RoomSettings` frame. */
-  setRoomSettings(settings: Partial<RoomSettings>): string | null {
+  setRoomSettings(settings: RoomSettingsChange): string | null {
     const id = newId("r");
     return this.sendNow({ type: "RoomSettings", id, room: this.room, data: { ...settings } }) ? id : null;
   }

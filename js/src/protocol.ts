@@ -1,18 +1,19 @@
-// Wire types of the llmchat.v1 protocol (SPEC sections 3-5). Field names are normative.
+// Wire types of the llmchat.v1 protocol (docs/protocol.md). The data of every frame is typed
+// in ./wire.ts, generated from the Python structs (scripts/gen_wire_ts.py; a pytest fails
+// when it is stale): this file names those types for the widget and adds what only the
+// front end needs — the generic envelope, parsing, request ids.
 
-export const SUBPROTOCOL = "llmchat.v1";
+import type * as wire from "./wire";
+import { PROTOCOL, ROOM_RE } from "./wire";
 
-export type AuthorKind = "user" | "assistant" | "bot" | "system";
-export type FinishReason = "stop" | "length" | "cancelled" | "error";
+export const SUBPROTOCOL = PROTOCOL;
+/** Room names the server accepts (the server's own pattern). */
+export { ROOM_RE };
 
-export interface Person {
-  username: string;
-  name: string;
-}
-
-export interface Author extends Person {
-  kind: AuthorKind;
-}
+export type AuthorKind = wire.Author["kind"];
+export type FinishReason = NonNullable<wire.Token["finish_reason"]>;
+export type Person = wire.Person;
+export type Author = wire.Author;
 
 /** The envelope every frame shares. */
 export interface Frame<T extends string = string, D = unknown> {
@@ -23,151 +24,58 @@ export interface Frame<T extends string = string, D = unknown> {
   data: D;
 }
 
-export interface GenerateConfig {
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  min_p?: number;
-  repeat_penalty?: number;
-  seed?: number;
-  stop?: string[];
-}
-
-export interface ModelInfo {
-  name?: string;
-  loaded?: boolean;
-  n_ctx?: number;
-  parallel?: number;
-}
-
-export interface WelcomeData {
-  client_id: string;
-  user: Person;
-  protocol: string;
-  server?: { version?: string };
-  model?: ModelInfo;
-  limits?: { message_size_limit?: number; max_tokens?: number; [k: string]: unknown };
-}
-
+export type GenerateConfig = wire.GenerateConfig;
 /** How much of the room the model sees for a question (docs/protocol.md, context policy). */
-export type ContextMode = "own" | "shared";
+export type ContextMode = wire.RoomSettings["context"];
+/** A compact description of a live kernel object sent with a question. */
+export type Attachment = wire.Attachment;
+/** What a stored question shows of its attachments: never the text itself. */
+export type AttachmentSummary = wire.AttachmentSummary;
 
-/** A room's own settings (Joined.settings, the RoomSettings reply, system Texts). */
+/** Generate fields beyond prompt and config (`private` is the widget's: it means no room). */
+export type GenerateExtras = Pick<wire.GenerateData, "new_thread" | "reply_to" | "regenerate" | "attachments"> & {
+  private?: boolean;
+};
+
+/** What the widget knows of the model: nothing before `Welcome`, then more with each `Stats`. */
+export type ModelInfo = Partial<wire.ModelSummary>;
+
+/** What a client sends to change a room's settings (absent: unchanged; "" or null: the server's prompt). */
+export type RoomSettingsChange = wire.RoomSettingsData;
+
+/** A room's settings as the widget shows them: `null` = the server's default. */
 export interface RoomSettings {
-  /** null: the server's default system prompt. */
   system_prompt: string | null;
   context?: ContextMode | null;
 }
 
-export interface JoinedData {
-  seq: number;
-  epoch: string;
-  members: Person[];
-  settings?: RoomSettings;
-}
+/** A room's settings in force, as the server sends them (Joined, the RoomSettings reply, system Texts). */
+export type RoomSettingsData = wire.RoomSettings;
+export type WelcomeData = wire.Welcome;
+export type JoinedData = wire.Joined;
+export type TextData = wire.Text;
+export type Timings = wire.Timings;
+export type TokenData = wire.Token;
+export type AckData = wire.Ack;
+export type PresenceData = wire.Presence;
+export type ResetData = wire.Reset;
+export type ErrorData = wire.Error;
 
-/** A compact description of a live kernel object sent with a question. */
-export interface Attachment {
-  kind: string;
-  label: string;
-  text: string;
-}
-
-/** What a stored question shows of its attachments: never the text itself. */
-export interface AttachmentSummary {
-  kind: string;
-  label: string;
-  chars: number;
-}
-
-/** Generate fields beyond prompt and config (all optional; `private` means: no room). */
-export interface GenerateExtras {
-  new_thread?: boolean;
-  reply_to?: string;
-  regenerate?: string;
-  attachments?: Attachment[];
-  private?: boolean;
-}
-
-export interface TextData {
-  message_id: string;
-  content: string;
-  author: Author;
-  created?: string;
-  /** Stored answers (History): the prompt they answer and how they ended. */
-  in_reply_to?: string;
-  finish_reason?: string;
-  /** Why a stored answer ended with finish_reason "error" (e.g. "server shutting down"). */
-  error?: string;
-  /** A question that starts a new thread for its asker (Generate new_thread). */
-  thread_start?: boolean;
-  /** A question that replies to another room message. */
-  reply_to?: string;
-  /** A regenerated answer: the answer it replaces. */
-  regenerates?: string;
-  /** A question asked with kernel context: what was attached (kinds and sizes). */
-  attachments?: AttachmentSummary[];
-  /** A system message announcing new room settings. */
-  settings?: RoomSettings;
-}
-
-export interface Timings {
-  queue_ms?: number;
-  ttft_ms?: number;
-  tokens_per_second?: number;
-}
-
-export interface TokenData {
-  message_id: string;
-  index: number;
-  text: string;
-  is_final: boolean;
-  finish_reason?: FinishReason;
-  usage?: { prompt_tokens?: number; completion_tokens?: number };
-  timings?: Timings;
-  error?: string;
-  /** The prompt's context was cut to fit. */
-  truncated?: boolean;
-}
-
-export interface AckData {
-  message_id: string;
-  queue_position: number;
-}
-
-export interface PresenceData {
-  joined?: Person;
-  left?: Person;
-  members: Person[];
-}
-
-export interface HistoryData {
+/** History's rows are passed on as the server stored them (see `History` in Python): Text events. */
+export interface HistoryData extends Omit<wire.History, "messages"> {
   messages: Frame<"Text", TextData>[];
-  head_seq: number;
-  epoch?: string;
 }
 
-export interface ResetData {
-  head_seq: number;
-}
-
-export interface ErrorData {
-  message: string;
-  code: number;
-}
-
-export interface StatsData {
-  active_connections?: number;
-  rooms?: { count?: number; members?: Record<string, number> };
-  model?: ModelInfo & {
+/** `Stats.model` is open (whatever the model backend reports); these are the figures the widget reads. */
+export interface StatsData extends Omit<wire.Stats, "model"> {
+  model: ModelInfo & {
     active_sequences?: number;
     queue_depth?: number;
     tokens_per_second?: number;
     tokens_per_second_per_sequence?: number;
     tokens_generated?: number;
+    [figure: string]: unknown;
   };
-  [k: string]: unknown;
 }
 
 /** Room events carry `room` and `seq` and are delivered to every member in order. */
@@ -176,9 +84,6 @@ export const ROOM_EVENT_TYPES: ReadonlySet<string> = new Set(["Text", "Token", "
 export function isRoomEvent(frame: Frame): boolean {
   return ROOM_EVENT_TYPES.has(frame.type) && typeof frame.seq === "number";
 }
-
-/** Room names the server accepts (SPEC section 3). */
-export const ROOM_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 
 /** Parse one text frame; anything that is not an object with a string `type` is dropped. */
 export function parseFrame(raw: unknown): Frame | null {

@@ -16,6 +16,7 @@ import type {
   Person,
   PresenceData,
   RoomSettings,
+  RoomSettingsData,
   StatsData,
   TextData,
   Timings,
@@ -292,7 +293,7 @@ export class RoomStore {
         this.onHistory(f);
         break;
       case "RoomSettings": {
-        this.settings = normaliseSettings(f.data as RoomSettings);
+        this.settings = normaliseSettings(f.data as RoomSettingsData);
         this.emit({ type: "meta" });
         break;
       }
@@ -487,7 +488,7 @@ function applyStoredFields(msg: ChatMessage, d: TextData): void {
   }
 }
 
-function normaliseSettings(s: RoomSettings): RoomSettings {
+function normaliseSettings(s: RoomSettingsData): RoomSettings {
   const prompt = typeof s.system_prompt === "string" && s.system_prompt ? s.system_prompt : null;
   const context = s.context === "own" || s.context === "shared" ? s.context : null;
   return { system_prompt: prompt, context };

@@ -24,6 +24,7 @@ from urllib.parse import urlencode, urlsplit
 from .discovery import ServerInfo, find_server
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
 from .context import describe_all
+from .. import protocol
 from ..protocol import ROOM_PATTERN
 from .streaming import Answer, AsyncAnswer, new_id, open_socket, raise_for_error, read_frame, shutdown_socket
 
@@ -170,9 +171,9 @@ class ChatClient:
         ws = open_socket(self.server, min(self.timeout, 30.0))
         try:
             cancel_id, ping_id = new_id("c"), new_id("p")
-            ws.send(json.dumps({"type": "Cancel", "id": cancel_id, "data": {"message_id": message_id}}))
+            ws.send(protocol.client_frame("Cancel", protocol.CancelData(message_id), id=cancel_id))
             # An accepted Cancel has no reply of its own: the Pong that follows it says "done".
-            ws.send(json.dumps({"type": "Ping", "id": ping_id, "data": {}}))
+            ws.send(protocol.client_frame("Ping", protocol.EmptyData(), id=ping_id))
             while True:
                 frame = read_frame(ws)
                 if frame.get("type") == "Error" and frame.get("id") == cancel_id:

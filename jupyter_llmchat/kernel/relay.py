@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import protocol
 from .client import with_default_client
 from .errors import ConnectionLost, LLMChatClientError
 from .streaming import open_socket, read_frame, shutdown_socket
@@ -122,10 +123,9 @@ class KernelRelay:
         self._widget._send_to_front_end({"kind": "relay_closed", "cid": connection.cid, "code": code, "reason": reason})
 
     def _reply_error(self, frame: dict[str, Any], cid: str | None, code: int, message: str) -> None:
-        reply: dict[str, Any] = {"type": "Error", "data": {"message": message, "code": code}}
-        if isinstance(frame.get("id"), str):
-            reply["id"] = frame["id"]
-        self._deliver(reply, cid)
+        """Answer a frame as the server would have: its `Error`, read back like any server frame."""
+        request_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        self._deliver(json.loads(protocol.error_frame(code, message, id=request_id)), cid)
 
 
 class _RelayConnection:
@@ -205,7 +205,7 @@ class _RelayConnection:
                     return
                 frame = self._outbox.popleft()
             try:
-                ws.send(json.dumps(frame))
+                ws.send(protocol.encode_json(frame))  # as the front end built it: the server validates it
             except Exception:
                 return  # the reader sees the socket die and reports it
 

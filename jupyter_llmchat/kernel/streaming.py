@@ -18,6 +18,7 @@ from typing import Any, Callable, Generator, Iterator
 
 import websocket
 
+from .. import protocol
 from .discovery import ServerInfo
 from .errors import (
     AuthenticationFailed,
@@ -30,13 +31,10 @@ from .errors import (
     request_error,
 )
 
-PROTOCOL = "llmchat.v1"
-
-
 def open_socket(server: ServerInfo, timeout: float) -> websocket.WebSocket:
     """A connected llmchat.v1 socket, its `Welcome` read (kept as `ws.welcome`); clear errors for the usual failures."""
     header = [f"Authorization: {server.authorization}"] if server.authorization else []
-    options: dict[str, Any] = {"header": header, "subprotocols": [PROTOCOL], "timeout": timeout}
+    options: dict[str, Any] = {"header": header, "subprotocols": [protocol.PROTOCOL], "timeout": timeout}
     if server.sock:
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         raw.settimeout(timeout)
@@ -140,7 +138,7 @@ class Answer(Iterator[str]):
             return
         try:
             if not self.done and self.message_id is not None:
-                ws.send(json.dumps({"type": "Cancel", "id": new_id("c"), "data": {"message_id": self.message_id}}))
+                ws.send(protocol.client_frame("Cancel", protocol.CancelData(self.message_id), id=new_id("c")))
         except (OSError, websocket.WebSocketException):
             pass
         finally:
@@ -192,18 +190,15 @@ class Answer(Iterator[str]):
             raise ConnectionLost(None, "answer closed")
         return read_frame(self._ws)
 
-    def _send(self, type_: str, data: dict[str, Any], request_id: str) -> None:
-        frame: dict[str, Any] = {"type": type_, "id": request_id, "data": data}
-        if self.room is not None:
-            frame["room"] = self.room
+    def _send(self, type_: str, data: Any, request_id: str) -> None:
         assert self._ws is not None
-        self._ws.send(json.dumps(frame))
+        self._ws.send(protocol.client_frame(type_, data, id=request_id, room=self.room))
 
     def _start(self, prompt: str, config: dict[str, Any], fields: dict[str, Any]) -> None:
         """Join (room answers need membership), send Generate, wait for its Ack."""
         if self.room is not None:
             join_id = new_id("j")
-            self._send("Join", {}, join_id)
+            self._send("Join", protocol.JoinData(), join_id)
             self._until_reply(join_id, "Joined")
         generate_id = new_id("g")
         data: dict[str, Any] = {"prompt": prompt, **fields}

@@ -12,9 +12,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+import msgspec
+
 from .. import protocol
 from ..engine.types import EngineUnavailable, GenerationRequest, QueueFull, SamplingConfig, TokenEvent
-from ..protocol import ChatError
+from ..protocol import Ack, Author, ChatError, Text, Timings, Token, Usage
 from .connection import Connection, Identity
 from .messages import ASSISTANT_USERNAME, new_message_id, now_iso, post_text, question_fields
 from .prompt_context import Question, build_turns
@@ -59,7 +61,7 @@ class Answers:
         self.limits = limits
         self._backend = backend  # read at each use: the extension attaches it after start-up
         self.running: dict[str, Generation] = {}
-        self._acks: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._acks: OrderedDict[tuple[str, str], Ack] = OrderedDict()
         self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
 
     # -- asking -------------------------------------------------------------------------------
@@ -72,8 +74,8 @@ class Answers:
         room: str | None,
         connection: Connection | None,
         request_id: str | None,
-        author: dict[str, str],
-    ) -> dict[str, Any]:
+        author: Author,
+    ) -> Ack:
         """Queue an answer; returns the `Ack` data. A retried request id gets its first Ack."""
         key = (owner.username, request_id) if request_id else None
         if key is not None and key in self._acks:
@@ -83,16 +85,17 @@ class Answers:
             reason = getattr(backend, "load_error", None) or "the model is still loading"
             raise ChatError(503, f"model not available: {reason}")
         question, asked = self._question(owner, request, room)
-        settings = self.settings.get(room) if room is not None else {}
+        settings = self.settings.get(room) if room is not None else None
         turns = build_turns(
             self.bus,
             question,
-            system_prompt=settings.get("system_prompt") or self.limits.system_prompt,
-            context=settings.get("context", "own"),
+            system_prompt=(settings.system_prompt if settings else "") or self.limits.system_prompt,
+            context=settings.context if settings else "own",
             history_messages=self.limits.history_messages,
         )
         # Each asker's thread in a room is its own conversation: its own KV prefix to reuse.
-        cache_key = None if room is None else room if settings.get("context") == "shared" else f"{room}\n{owner.username}"
+        shared = settings is not None and settings.context == "shared"
+        cache_key = None if room is None else room if shared else f"{room}\n{owner.username}"
         message_id = new_message_id()
         try:
             position = backend.submit(GenerationRequest(message_id, turns, self.sampling(request.config), cache_key))
@@ -102,7 +105,7 @@ class Answers:
             raise ChatError(503, f"model not available: {error}") from None
         generation = Generation(message_id, owner, request_id, room, connection, regenerates=request.regenerate)
         self.running[message_id] = generation
-        ack = {"message_id": message_id, "queue_position": position}
+        ack = Ack(message_id, position)
         if key is not None:
             self._acks[key] = ack
             while len(self._acks) > _SEEN_REQUESTS:
@@ -112,7 +115,7 @@ class Answers:
             if asked is not None:  # regenerating: the question is in the room already
                 generation.in_reply_to = asked
             else:
-                generation.in_reply_to, _ = post_text(self.bus, room, request.prompt, author, question_fields(request))
+                generation.in_reply_to, _ = post_text(self.bus, room, request.prompt, author, **question_fields(request))
         return ack
 
     def _question(
@@ -217,32 +220,33 @@ class Answers:
         if not content:
             self.bus.save_head(room, seq)
             return
-        backend = self._backend()
-        data = {
-            "message_id": generation.message_id,
-            "content": content,
-            "author": {"username": ASSISTANT_USERNAME, "name": model_name(backend), "kind": "assistant"},
-            "created": now_iso(),
-            "in_reply_to": generation.in_reply_to,
-            "finish_reason": event.finish_reason,
-        }
-        if generation.regenerates:
-            data["regenerates"] = generation.regenerates
-        if event.error:  # why it ended early, e.g. "server shutting down": shown with the answer
-            data["error"] = event.error
-        self.bus.store_message(room, generation.first_seq or seq, data, seq)
+        text = Text(
+            message_id=generation.message_id,
+            content=content,
+            author=Author(ASSISTANT_USERNAME, model_name(self._backend()), "assistant"),
+            created=now_iso(),
+            in_reply_to=generation.in_reply_to,
+            finish_reason=event.finish_reason,
+            regenerates=generation.regenerates or None,
+            error=event.error or None,  # why it ended early, e.g. "server shutting down": shown with the answer
+        )
+        self.bus.store_message(room, generation.first_seq or seq, text, seq)
 
 
-def token_data(event: TokenEvent) -> dict[str, Any]:
+def token_data(event: TokenEvent) -> Token:
     """A `Token` frame's data; the final one carries the finish reason and the figures."""
-    data: dict[str, Any] = {"message_id": event.message_id, "index": event.index, "text": event.text, "is_final": event.is_final}
-    if event.is_final:
-        data["finish_reason"] = event.finish_reason
-        data["usage"] = event.usage or {}
-        data["timings"] = event.timings or {}
-        if event.error:
-            data["error"] = event.error
-    return data
+    if not event.is_final:
+        return Token(event.message_id, event.index, event.text, False)
+    return Token(
+        event.message_id,
+        event.index,
+        event.text,
+        True,
+        finish_reason=event.finish_reason,
+        usage=msgspec.convert(event.usage or {}, Usage),
+        timings=msgspec.convert(event.timings or {}, Timings),
+        error=event.error or None,
+    )
 
 
 def model_name(backend: Any) -> str:

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
+from ..protocol import Author, AuthorKind, Person
 from .stats import TrafficCounters
 
 CLOSE_TOO_SLOW = 1008  # policy violation: the client does not read its frames
@@ -28,13 +29,13 @@ class Identity:
 
     username: str
     name: str
-    kind: str = "user"
+    kind: AuthorKind = "user"
 
-    def as_dict(self) -> dict[str, str]:
-        return {"username": self.username, "name": self.name}
+    def person(self) -> Person:
+        return Person(self.username, self.name)
 
-    def author(self) -> dict[str, str]:
-        return {"username": self.username, "name": self.name, "kind": self.kind}
+    def author(self) -> Author:
+        return Author(self.username, self.name, self.kind)
 
 
 class Transport(Protocol):

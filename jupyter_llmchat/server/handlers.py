@@ -21,6 +21,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .. import protocol
 from .connection import Connection, Identity
+from .messages import bot_author
 from .owner_auth import OwnerSecretMixin
 from ..protocol import ChatError, GenerateConfig, RoomName
 from .service import ChatService
@@ -127,7 +128,7 @@ def answers_chat_errors(method: Callable[..., None]) -> Callable[..., None]:
         try:
             method(self, *args, **kwargs)
         except ChatError as error:
-            self.reply({"message": error.message, "code": error.code}, status=error.code)
+            self.reply(protocol.Error(error.message, error.code), status=error.code)
 
     return wrapper
 
@@ -262,14 +263,13 @@ class GenerateHandler(ChatAPIHandler):
         name = self.room_name(room)
         user = self.admitted_poster()
         body = protocol.decode_json(self.request.body, GenerateBody)
-        author = {"username": user.username, "name": body.author_name or "notebook", "kind": "bot"}
         ack = self.service.generate(
             owner=user,
             request=body,
             room=name,
             connection=None,
             request_id=self.request.headers.get("Idempotency-Key"),
-            author=author,
+            author=bot_author(user.username, body.author_name),
         )
         self.reply(ack, status=202)
 

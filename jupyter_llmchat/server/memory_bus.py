@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import msgspec
+
+from ..protocol import Text
 from .connection import Connection, Identity
 from .room_bus import Message, RoomBus
 from .rooms import Room
@@ -49,7 +52,7 @@ class MemoryRoomBus(RoomBus):
         live = self.rooms.get(room)
         return live.users() if live is not None else []
 
-    def emit(self, room: str, type_: str, data: dict[str, Any]) -> int:
+    def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
         return self._room(room).emit(type_, data)
 
     def deliver(self, room: str, frame: bytes) -> None:
@@ -89,8 +92,8 @@ class MemoryRoomBus(RoomBus):
 
     # -- history -------------------------------------------------------------------------------
 
-    def store_message(self, room: str, seq: int, data: dict[str, Any], head_seq: int) -> None:
-        self.store.add_message(room, seq, data, head_seq)
+    def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
+        self.store.add_message(room, seq, msgspec.to_builtins(text), head_seq)
 
     def save_head(self, room: str, seq: int) -> None:
         self.store.save_head(room, seq)

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import protocol
+from ..protocol import Author, AttachmentSummary
 from .room_bus import RoomBus
 
 ASSISTANT_USERNAME = "model"
@@ -20,19 +21,20 @@ def new_message_id() -> str:
     return "m-" + secrets.token_hex(8)
 
 
-def bot_author(username: str, name: str | None) -> dict[str, str]:
+def bot_author(username: str, name: str | None) -> Author:
     """A post from a kernel, REST or another extension: kind "bot", name as given."""
-    return {"username": username, "name": name or "notebook", "kind": "bot"}
+    return Author(username, name or "notebook", "bot")
 
 
-def post_text(
-    bus: RoomBus, room: str, content: str, author: dict[str, str], extra: dict[str, Any] | None = None
-) -> tuple[str, int]:
-    """Post a `Text` into a room (creating it) and store it; returns (message_id, seq)."""
-    data = {"message_id": new_message_id(), "content": content, "author": author, "created": now_iso(), **(extra or {})}
-    seq = bus.emit(room, "Text", data)
-    bus.store_message(room, seq, data, seq)
-    return data["message_id"], seq
+def post_text(bus: RoomBus, room: str, content: str, author: Author, **fields: Any) -> tuple[str, int]:
+    """Post a `Text` into a room (creating it) and store it; returns (message_id, seq).
+
+    `fields`: the optional `protocol.Text` fields of this kind of message.
+    """
+    text = protocol.Text(new_message_id(), content, author, now_iso(), **fields)
+    seq = bus.emit(room, "Text", text)
+    bus.store_message(room, seq, text, seq)
+    return text.message_id, seq
 
 
 def question_fields(request: protocol.GenerateData) -> dict[str, Any]:
@@ -43,5 +45,5 @@ def question_fields(request: protocol.GenerateData) -> dict[str, Any]:
     if request.reply_to:
         fields["reply_to"] = request.reply_to
     if request.attachments:
-        fields["attachments"] = [{"kind": a.kind, "label": a.label, "chars": len(a.text)} for a in request.attachments]
+        fields["attachments"] = [AttachmentSummary(a.kind, a.label, len(a.text)) for a in request.attachments]
     return fields

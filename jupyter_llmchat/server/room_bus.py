@@ -15,7 +15,6 @@ from typing import Any, Iterable
 import msgspec
 
 from ..protocol import Text
-
 from .connection import Connection, Identity
 
 Message = tuple[int, dict[str, Any]]  # (seq, Text data) of a stored message

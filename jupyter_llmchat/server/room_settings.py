@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import msgspec
 
 from .. import protocol
+from ..protocol import Author, RoomSettings
 from .connection import Identity
 from .messages import post_text
 from .room_bus import RoomBus
@@ -17,34 +18,34 @@ class RoomSettingsBook:
 
     def __init__(self, bus: RoomBus) -> None:
         self.bus = bus
-        self._cache: dict[str, dict[str, Any]] = {}
+        self._cache: dict[str, RoomSettings] = {}
 
-    def get(self, room: str) -> dict[str, Any]:
-        """`{system_prompt ("" = the server's), context ("own" or "shared")}`."""
+    def get(self, room: str) -> RoomSettings:
+        """The room's settings in force: system prompt "" means the server's, context "own" by default."""
         settings = self._cache.get(room)
         if settings is None:
             stored = self.bus.settings(room)
-            settings = {"system_prompt": stored.get("system_prompt", ""), "context": stored.get("context", "own")}
+            settings = RoomSettings(stored.get("system_prompt", ""), stored.get("context", "own"))
             if len(self._cache) >= _CACHED:
                 self._cache.clear()
             self._cache[room] = settings
         return settings
 
-    def change(self, room: str, change: protocol.RoomSettingsData, user: Identity) -> dict[str, Any]:
+    def change(self, room: str, change: protocol.RoomSettingsData, user: Identity) -> RoomSettings:
         """Store the new settings and tell the room's members with a system `Text`."""
-        settings = dict(self.get(room))
+        settings = self.get(room)
         said: list[str] = []
         if change.system_prompt is not None:
-            settings["system_prompt"] = change.system_prompt.strip()
-            said.append("set this room's system prompt" if settings["system_prompt"] else "reset this room's system prompt")
+            settings = msgspec.structs.replace(settings, system_prompt=change.system_prompt.strip())
+            said.append("set this room's system prompt" if settings.system_prompt else "reset this room's system prompt")
         if change.context is not None:
-            settings["context"] = change.context
+            settings = msgspec.structs.replace(settings, context=change.context)
             said.append(
                 "let the model see the whole room" if change.context == "shared" else "let the model see only each asker's own thread"
             )
-        self.bus.save_settings(room, settings)
+        self.bus.save_settings(room, msgspec.to_builtins(settings))
         self._cache[room] = settings
         if said:
-            author = {"username": user.username, "name": user.name, "kind": "system"}
-            post_text(self.bus, room, f"{user.name} {' and '.join(said)}.", author, {"settings": settings})
+            author = Author(user.username, user.name, "system")
+            post_text(self.bus, room, f"{user.name} {' and '.join(said)}.", author, settings=settings)
         return settings

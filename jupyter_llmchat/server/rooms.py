@@ -9,7 +9,9 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from typing import Any, Iterable
+from typing import Iterable
+
+import msgspec
 
 from .. import protocol
 from .connection import Connection, Identity
@@ -32,12 +34,12 @@ class Room:
         self.active_generations: set[str] = set()
         self.empty_since: float | None = time.monotonic()
 
-    def emit(self, type_: str, data: dict[str, Any]) -> int:
+    def emit(self, type_: str, data: msgspec.Struct) -> int:
         """Number, remember and send one room event; returns its seq."""
         self.head_seq += 1
         frame = protocol.encode(type_, data, room=self.name, seq=self.head_seq)
         if self.replay.maxlen:
-            answer = data["message_id"] if type_ == "Token" else None
+            answer = data.message_id if isinstance(data, protocol.Token) else None
             self.replay.append((self.head_seq, answer, frame))
         for member in list(self.members.values()):
             member.send(frame)
@@ -72,9 +74,6 @@ class Room:
         for member in self.members.values():
             seen.setdefault(member.user.username, member.user)
         return list(seen.values())
-
-    def members_data(self) -> list[dict[str, str]]:
-        return [user.as_dict() for user in self.users()]
 
     def has_user(self, username: str, *, besides: str | None = None) -> bool:
         return any(

@@ -4,6 +4,8 @@ Transport-free: the WebSocket handler, the REST handlers and other extensions al
 this one object, on the event loop thread. It talks to rooms only through the room bus
 (`room_bus.RoomBus`) and to the model only through the model backend
 (`model_backend.ModelBackend`, via `answers.Answers`), so no state here needs a lock.
+Frames are built from `protocol`'s structs; what the REST handlers and other extensions get
+back from `generate`, `stats` and `room_info` stays plain JSON values (dicts), as it was.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
+
 from .. import protocol
 from ..engine.primer import DEFAULT_SYSTEM_PROMPT
 from ..engine.types import SamplingConfig, TokenEvent
-from ..protocol import ChatError
+from ..protocol import ChatError, Person, Stats
 from .answers import Answers
 from .connection import Connection, Identity
 from .hooks import HookApi, HookRegistry
@@ -106,25 +110,25 @@ class ChatService(HookApi):
         self.answers.cancel_private(connection)
         self.hooks.run(self.hooks.on_disconnect, self, connection)
 
-    def welcome_data(self, connection: Connection) -> dict[str, Any]:
+    def welcome_data(self, connection: Connection) -> protocol.Welcome:
         limits = self.limits
-        return {
-            "client_id": connection.client_id,
-            "user": connection.user.as_dict(),
-            "protocol": protocol.PROTOCOL,
-            "server": {"version": self.version},
-            "model": model_summary(self.backend),
-            "limits": {
-                "message_size_limit": limits.message_size_limit,
-                "max_tokens": limits.max_tokens,
-                "max_connections": limits.max_connections,
-                "rate_limit": limits.rate_limit,
-                "rate_limit_burst": limits.rate_limit_burst,
-                "replay_events": limits.replay_events,
-                "max_binary_bytes": limits.max_binary_bytes,
-                "connection_timeout": limits.connection_timeout,
-            },
-        }
+        return protocol.Welcome(
+            client_id=connection.client_id,
+            user=connection.user.person(),
+            protocol=protocol.PROTOCOL,
+            server=protocol.ServerVersion(self.version),
+            model=model_summary(self.backend),
+            limits=protocol.Limits(
+                message_size_limit=limits.message_size_limit,
+                max_tokens=limits.max_tokens,
+                max_connections=limits.max_connections,
+                rate_limit=limits.rate_limit,
+                rate_limit_burst=limits.rate_limit_burst,
+                replay_events=limits.replay_events,
+                max_binary_bytes=limits.max_binary_bytes,
+                connection_timeout=limits.connection_timeout,
+            ),
+        )
 
     # ------------------------------------------------------------------- messages
 
@@ -164,7 +168,7 @@ class ChatService(HookApi):
             self._buckets[username] = bucket
         return bucket
 
-    def _reply(self, connection: Connection, type_: str, data: Any, envelope: protocol.Envelope) -> None:
+    def _reply(self, connection: Connection, type_: str, data: msgspec.Struct, envelope: protocol.Envelope) -> None:
         connection.send(protocol.encode(type_, data, id=envelope.id, room=envelope.room))
 
     def _require_member(self, connection: Connection, room: str) -> None:
@@ -172,10 +176,10 @@ class ChatService(HookApi):
             raise ChatError(409, f"not a member of room {room!r}: send Join first")
 
     def _on_ping(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
-        self._reply(connection, "Pong", {}, envelope)
+        self._reply(connection, "Pong", protocol.Pong(), envelope)
 
     def _on_stats(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
-        self._reply(connection, "Stats", self.stats(), envelope)
+        self._reply(connection, "Stats", self.stats_data(), envelope)
 
     def _on_audio(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
         raise ChatError(501, "Audio is not supported yet")
@@ -184,12 +188,7 @@ class ChatService(HookApi):
         name = envelope.room
         first = self.bus.join(name, connection)  # nothing is emitted until the replies below are queued
         head_seq, epoch = self.bus.head(name)
-        joined = {
-            "seq": head_seq,
-            "epoch": epoch,
-            "members": [user.as_dict() for user in self.bus.members(name)],
-            "settings": self.settings.get(name),
-        }
+        joined = protocol.Joined(head_seq, epoch, self._members(name), self.settings.get(name))
         self._reply(connection, "Joined", joined, envelope)
         missed = self.bus.catch_up(name, data.since, data.epoch) if data.since is not None else None
         if missed is not None:
@@ -197,27 +196,27 @@ class ChatService(HookApi):
                 connection.send(frame)
         else:
             if data.since is not None:
-                connection.send(protocol.encode("Reset", {"head_seq": head_seq}, room=name))
+                connection.send(protocol.encode("Reset", protocol.Reset(head_seq), room=name))
             connection.send(protocol.encode("History", self.history_data(name), room=name))
             for frame in self.bus.running_answer_frames(name):
                 connection.send(frame)
         if first:
-            self.bus.emit(name, "Presence", {"joined": connection.user.as_dict(), "members": self._members(name)})
+            self.bus.emit(name, "Presence", protocol.Presence(joined=connection.user.person(), members=self._members(name)))
 
     def _on_leave(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
         name = envelope.room
         self._leave(connection, name)
         head_seq, epoch = self.bus.head(name)
-        self._reply(connection, "Left", {"seq": head_seq, "epoch": epoch, "members": self._members(name)}, envelope)
+        self._reply(connection, "Left", protocol.Left(head_seq, epoch, self._members(name)), envelope)
 
     def _leave(self, connection: Connection, name: str) -> None:
         if self.bus.leave(name, connection):
-            self.bus.emit(name, "Presence", {"left": connection.user.as_dict(), "members": self._members(name)})
+            self.bus.emit(name, "Presence", protocol.Presence(left=connection.user.person(), members=self._members(name)))
         if self.limits.cancel_when_room_empty and not self.bus.members(name):
             self.answers.cancel_room(name)
 
-    def _members(self, name: str) -> list[dict[str, str]]:
-        return [user.as_dict() for user in self.bus.members(name)]
+    def _members(self, name: str) -> list[Person]:
+        return [user.person() for user in self.bus.members(name)]
 
     def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
         self._require_member(connection, envelope.room)
@@ -253,8 +252,7 @@ class ChatService(HookApi):
             self._require_member(connection, envelope.room)
         self.hooks.run(self.hooks.custom.get(data.kind, []), self, connection, envelope.room, data.kind, data.payload)
         if envelope.room:
-            author = connection.user.author()
-            self.bus.emit(envelope.room, "Custom", {"kind": data.kind, "payload": data.payload, "author": author})
+            self.bus.emit(envelope.room, "Custom", protocol.Custom(data.kind, data.payload, connection.user.author()))
 
     def _on_binary(self, connection: Connection, envelope: protocol.Envelope, data: protocol.BinaryData) -> None:
         self._require_member(connection, envelope.room)
@@ -264,25 +262,21 @@ class ChatService(HookApi):
             raise ChatError(400, "invalid Binary data: `data` is not valid base64") from None
         if size > self.limits.max_binary_bytes:
             raise ChatError(413, f"attachment of {size} bytes is over the {self.limits.max_binary_bytes}-byte limit")
-        author = connection.user.author()
-        self.bus.emit(
-            envelope.room,
-            "Binary",
-            {"data": data.data, "mime_type": data.mime_type or "application/octet-stream", "size": size, "author": author},
-        )
+        mime_type = data.mime_type or "application/octet-stream"
+        self.bus.emit(envelope.room, "Binary", protocol.Binary(data.data, mime_type, size, connection.user.author()))
 
     # ------------------------------------------------------- rooms (REST and extensions)
 
     def history_data(
         self, name: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
-    ) -> dict[str, Any]:
-        """`History` data: stored messages as Text room events, oldest first."""
+    ) -> protocol.History:
+        """`History` data: stored messages as Text room events, oldest first (rows as stored)."""
         messages = [
             {"type": "Text", "room": name, "seq": seq, "data": data}
             for seq, data in self.bus.messages(name, before_seq=before_seq, since=since, limit=limit)
         ]
         head_seq, epoch = self.bus.head(name)
-        return {"messages": messages, "head_seq": head_seq, "epoch": epoch}
+        return protocol.History(messages, head_seq, epoch)
 
     def require_room(self, name: str) -> None:
         """ChatError 404 unless the room is live or has ever been used."""
@@ -293,7 +287,7 @@ class ChatService(HookApi):
         """REST `GET rooms/{room}`: head seq, epoch, members and the room's own settings."""
         head_seq, epoch = self.bus.head(name)
         members = self._members(name)
-        return {
+        info = {
             "room": name,
             "head_seq": head_seq,
             "epoch": epoch,
@@ -301,6 +295,7 @@ class ChatService(HookApi):
             "members": members,
             "settings": self.settings.get(name),
         }
+        return msgspec.to_builtins(info)
 
     def room_list(self) -> list[dict[str, Any]]:
         return self.bus.room_list()
@@ -310,13 +305,13 @@ class ChatService(HookApi):
         self.require_room(name)
         deleted = self.bus.clear(name)
         head_seq, _ = self.bus.head(name)
-        self.bus.deliver(name, protocol.encode("Reset", {"head_seq": head_seq}, room=name))
+        self.bus.deliver(name, protocol.encode("Reset", protocol.Reset(head_seq), room=name))
         self.bus.deliver(name, protocol.encode("History", self.history_data(name), room=name))
         return deleted
 
     def generate(self, **request: Any) -> dict[str, Any]:
-        """Ask the model (REST, extensions): see `answers.Answers.generate`."""
-        return self.answers.generate(**request)
+        """Ask the model (REST, extensions): see `answers.Answers.generate`; the `Ack` data as a dict."""
+        return msgspec.to_builtins(self.answers.generate(**request))
 
     def on_tokens(self, events: list[TokenEvent]) -> None:
         """The model backend's sink (loop thread)."""
@@ -350,6 +345,10 @@ class ChatService(HookApi):
     # ------------------------------------------------------------------ stats
 
     def stats(self) -> dict[str, Any]:
+        """The `Stats` data as a dict (REST, /metrics, extensions)."""
+        return msgspec.to_builtins(self.stats_data())
+
+    def stats_data(self) -> Stats:
         return server_stats(self.counters, len(self.connections), self.bus, self.backend)
 
     # --------------------------------------------------------------- housekeeping

@@ -6,6 +6,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from ..protocol import ModelSummary, RoomCounts, Stats
+
 
 @dataclass
 class TrafficCounters:
@@ -22,29 +26,28 @@ class TrafficCounters:
         return round(time.monotonic() - self.started, 3)
 
 
-def model_summary(backend: Any) -> dict[str, Any]:
+def model_summary(backend: Any) -> ModelSummary:
     """`Welcome.model`: the model's name, whether it is loaded, its size."""
-    summary = {
-        "name": getattr(backend, "model_name", "") or "unknown",
-        "loaded": bool(backend and backend.loaded),
-        "n_ctx": getattr(backend, "n_ctx", 0),
-        "parallel": getattr(backend, "parallel", 0),
-    }
-    if backend is not None and backend.load_error:
-        summary["error"] = backend.load_error
-    return summary
+    return ModelSummary(
+        name=getattr(backend, "model_name", "") or "unknown",
+        loaded=bool(backend and backend.loaded),
+        n_ctx=getattr(backend, "n_ctx", 0),
+        parallel=getattr(backend, "parallel", 0),
+        error=backend.load_error if backend is not None and backend.load_error else None,
+    )
 
 
-def server_stats(counters: TrafficCounters, connections: int, bus: Any, backend: Any) -> dict[str, Any]:
+def server_stats(counters: TrafficCounters, connections: int, bus: Any, backend: Any) -> Stats:
     """The whole `Stats` reply: traffic, rooms on this server, and the model backend's figures."""
     live = bus.live_rooms()
-    return {
-        "active_connections": connections,
-        "messages_received": counters.messages_received,
-        "messages_sent": counters.messages_sent,
-        "bytes_received": counters.bytes_received,
-        "bytes_sent": counters.bytes_sent,
-        "uptime_seconds": counters.uptime_seconds,
-        "rooms": {"count": len(live), "members": {name: len(bus.members(name)) for name in live}},
-        "model": {**model_summary(backend), **(backend.stats() if backend is not None else {})},
-    }
+    return Stats(
+        active_connections=connections,
+        messages_received=counters.messages_received,
+        messages_sent=counters.messages_sent,
+        bytes_received=counters.bytes_received,
+        bytes_sent=counters.bytes_sent,
+        uptime_seconds=counters.uptime_seconds,
+        rooms=RoomCounts(count=len(live), members={name: len(bus.members(name)) for name in live}),
+        # The summary, then whatever the backend reports (open: another backend has other figures).
+        model={**msgspec.to_builtins(model_summary(backend)), **(backend.stats() if backend is not None else {})},
+    )
