@@ -1,8 +1,11 @@
-"""A real Jupyter server with the extension and the real model, and small socket clients.
+"""Shared fixtures: the tiers, a real Jupyter server with the extension, small socket clients.
 
-`chat_server` starts pytest-jupyter's server in-process; `ChatClient` speaks llmchat.v1
-over Tornado's WebSocket client. Several users are simulated with an identity provider
-that maps tokens to users, the way JupyterHub maps its tokens to users.
+Two tiers (docs/architecture.md, "How it is tested"): a test marked `fast` runs without the
+model, in milliseconds; every other test is marked `integration` here and uses the real
+model and real servers. `chat_server` starts pytest-jupyter's server in-process with the
+real model, or, for a `fast` test, with the stand-in backend (tests/standin.py).
+`ChatClient` speaks llmchat.v1 over Tornado's WebSocket client. Several users are
+simulated with an identity provider that maps tokens to users, as JupyterHub does.
 """
 
 from __future__ import annotations
@@ -18,7 +21,33 @@ import tornado.httpclient
 import tornado.websocket
 from jupyter_server.auth.identity import IdentityProvider, User
 
+from standin import StandIn
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test not marked `fast` is `integration`, before `-m` selects (`pytest -m fast` is
+    the fast tier alone, `-m integration` the rest), and a whole run does the fast tier
+    first: a broken room or protocol shows in seconds."""
+    for item in items:
+        if item.get_closest_marker("fast") is None:
+            item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.get_closest_marker("fast") is None)  # stable: files keep their order
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_load_no_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `fast` test that would load the real model fails instead of silently becoming slow."""
+    if request.node.get_closest_marker("fast") is not None:
+        from jupyter_llmchat.engine.engine import Engine
+
+        def refuse(engine: Engine) -> None:
+            raise AssertionError("a fast test must not load the model: use the stand-in (tests/standin.py)")
+
+        monkeypatch.setattr(Engine, "start", refuse)
+
 
 def _real_history() -> Path:
     from jupyter_core.paths import jupyter_data_dir
@@ -81,6 +110,9 @@ BASE_CONFIG: dict[str, Any] = {
     "default_max_tokens": 8,
     "temperature": 0.0,
     "ping_interval": 0,
+    # Greedy answers compared across requests must not change with the thread count, which
+    # adaptive threads pick from the machine's load (tests/engine covers that policy).
+    "n_threads": 1,
 }
 
 
@@ -97,10 +129,36 @@ def jp_server_config_extra() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(llmchat_config: dict[str, Any], jp_server_config_extra: dict[str, Any], tmp_path: Any) -> dict[str, Any]:
+def standin_options() -> dict[str, Any]:
+    """Keyword arguments of the stand-in backend of a `fast` test's server (e.g. `delay`)."""
+    return {}
+
+
+@pytest.fixture
+def model_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, standin_options: dict[str, Any]) -> str:
+    """The server's model: the real engine, or the stand-in for a `fast` test.
+
+    The extension builds its backend with `model_backend.llama_backend`; a fast test's
+    server gets a `StandIn` from the same call, so the rest of the extension runs as it is.
+    """
+    if request.node.get_closest_marker("fast") is None:
+        return "llama"
+
+    def standin_backend(settings: Any, sink: Any, loop: Any, log: Any) -> StandIn:
+        return StandIn(settings, sink, loop, log, **standin_options)
+
+    monkeypatch.setattr("jupyter_llmchat.server.extension.llama_backend", standin_backend)
+    return "stand-in"
+
+
+@pytest.fixture
+def jp_server_config(
+    llmchat_config: dict[str, Any], jp_server_config_extra: dict[str, Any], tmp_path: Any, model_backend: str
+) -> dict[str, Any]:
     return {
         "ServerApp": {
-            "jpserver_extensions": {"jupyter_llmchat": True},
+            # the terminals extension pytest-jupyter adds by default is of no use here
+            "jpserver_extensions": {"jupyter_llmchat": True, "jupyter_server_terminals": False},
             "identity_provider_class": TokenUsers,
             **jp_server_config_extra,
         },
@@ -109,8 +167,13 @@ def jp_server_config(llmchat_config: dict[str, Any], jp_server_config_extra: dic
 
 
 @pytest.fixture
+def jp_nbconvert_templates() -> None:
+    """pytest-jupyter copies nbconvert's templates for every server; no test here converts."""
+
+
+@pytest.fixture
 def chat_server(jp_serverapp: Any, http_server_client: Any, jp_asyncio_loop: Any) -> Any:
-    """The running server's LLMChat extension, once its model is loaded (or failed)."""
+    """The running server's LLMChat extension, once its model (or stand-in) is loaded or failed."""
     (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_llmchat"]
     jp_asyncio_loop.run_until_complete(app.backend.wait_loaded(timeout=TIMEOUT))
     return app

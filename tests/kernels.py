@@ -28,6 +28,7 @@ SERVER_ARGS = [
     "--LLMChat.default_max_tokens=8",
     "--LLMChat.max_tokens=8",
     "--LLMChat.ping_interval=0",
+    "--LLMChat.n_threads=1",  # reproducible greedy answers (see conftest.BASE_CONFIG)
 ]
 NO_CLIENT_ENV = {"LLMCHAT_URL": "", "LLMCHAT_TOKEN": ""}  # the test runner's own settings must not leak in
 

@@ -67,9 +67,9 @@ def test_optional_fields_are_left_out_and_required_ones_written_even_when_null()
         b'{"type":"Text","room":"r","seq":1,"data":{"message_id":"m-1","content":"hi",'
         b'"author":{"username":"ada","name":"Ada","kind":"user"},"created":"T"}}'
     )
-    gone = protocol.Presence(left=Person("ada", "Ada"), members=[])
+    gone = protocol.Presence([], [Person("ada", "Ada")], 0)
     assert protocol.encode("Presence", gone, room="r", seq=0) == (
-        b'{"type":"Presence","room":"r","seq":0,"data":{"left":{"username":"ada","name":"Ada"},"members":[]}}'
+        b'{"type":"Presence","room":"r","seq":0,"data":{"joined":[],"left":[{"username":"ada","name":"Ada"}],"count":0}}'
     )
     assert protocol.encode("History", protocol.History([], 0, None)) == (
         b'{"type":"History","data":{"messages":[],"head_seq":0,"epoch":null}}'

@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.fast
+
 KERNEL_MODULES = ["client", "streaming", "discovery", "relay", "cli", "errors", "context", "widget"]
 
 

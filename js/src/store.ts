@@ -74,12 +74,19 @@ export interface Notice {
   level: "info" | "error";
 }
 
+/** Members a view keeps by name: a room of 1,000 shows its count, and names this many. */
+export const MEMBERS_KNOWN = 200;
+
 export class RoomStore {
   readonly messages: ChatMessage[] = [];
   readonly privateMessages: ChatMessage[] = [];
   private readonly byKey = new Map<string, ChatMessage>();
   private readonly privateByKey = new Map<string, ChatMessage>();
+  /** People known to be here (the first ones `Joined` listed, then every `Presence` delta),
+   *  at most MEMBERS_KNOWN of them; `memberCount` is the server's true count. */
   members: Person[] = [];
+  memberCount = 0;
+  private readonly known = new Map<string, Person>();
   status: StatusInfo;
   welcome: WelcomeData | null = null;
   model: ModelInfo = {};
@@ -259,6 +266,11 @@ export class RoomStore {
     }
   }
 
+  private addMembers(people: Person[]): void {
+    for (const p of people) if (this.known.size < MEMBERS_KNOWN || this.known.has(p.username)) this.known.set(p.username, p);
+    this.members = [...this.known.values()];
+  }
+
   /** Apply one accepted frame from the client. */
   apply(f: Frame): void {
     switch (f.type) {
@@ -270,14 +282,19 @@ export class RoomStore {
       }
       case "Joined": {
         const d = f.data as JoinedData;
-        this.members = d.members ?? this.members;
+        this.known.clear();
+        this.addMembers(d.members ?? []);
+        this.memberCount = typeof d.count === "number" ? d.count : this.known.size;
         if (d.settings && typeof d.settings === "object") this.settings = normaliseSettings(d.settings);
         this.error = "";
         this.emit({ type: "meta" });
         break;
       }
       case "Presence": {
-        this.members = (f.data as PresenceData).members ?? this.members;
+        const d = f.data as PresenceData;
+        for (const gone of d.left ?? []) this.known.delete(gone.username);
+        this.addMembers(d.joined ?? []);
+        this.memberCount = typeof d.count === "number" ? d.count : this.known.size;
         this.emit({ type: "meta" });
         break;
       }

@@ -395,9 +395,10 @@ export class ChatView {
     this.root.dataset.highlighter = highlighterState();
 
     const names = s.members.map((m) => m.name || m.username);
-    const shown = names.slice(0, 4).join(", ") + (names.length > 4 ? ` +${names.length - 4}` : "");
-    this.membersEl.textContent = names.length ? `${names.length} here: ${shown}` : "";
-    this.membersEl.title = names.join(", ");
+    const count = Math.max(s.memberCount, names.length);
+    const shown = names.slice(0, 4).join(", ") + (count > 4 ? ` +${count - 4}` : "");
+    this.membersEl.textContent = count ? `${count} here: ${shown}` : "";
+    this.membersEl.title = names.join(", ") + (count > names.length ? ` and ${count - names.length} more` : "");
 
     this.paintNotice();
     this.pendingThread.hidden = !s.pendingNewThread;

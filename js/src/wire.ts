@@ -154,9 +154,11 @@ export interface JoinData {
   epoch?: string;
 }
 
+/** `members`: the first MEMBERS_SHOWN distinct users (REST pages through the rest). */
 export interface Joined {
   seq: number;
   epoch: string | null;
+  count: number;
   members: Person[];
   settings: RoomSettings;
 }
@@ -164,6 +166,7 @@ export interface Joined {
 export interface Left {
   seq: number;
   epoch: string | null;
+  count: number;
   members: Person[];
 }
 
@@ -196,11 +199,14 @@ export interface Person {
 
 export type Pong = Record<string, never>;
 
-/** A user arrived (`joined`) or went (`left`); `members` is who is there now. */
+/**
+ * Who arrived and who went since the last `Presence`, never the whole list: a room
+ * of N members joining must not cost N^3 bytes. `count`: distinct users present now.
+ */
 export interface Presence {
-  joined?: Person;
-  left?: Person;
-  members: Person[];
+  joined: Person[];
+  left: Person[];
+  count: number;
 }
 
 export interface Reset {

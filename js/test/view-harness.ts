@@ -74,7 +74,7 @@ export function setup(opts: SetupOptions = {}) {
   const sock = FakeSocket.last;
   sock.open();
   if (opts.welcome !== false) sock.receive(WELCOME);
-  sock.receive({ type: "Joined", room: "general", data: { seq: 41, epoch: "e", members: [{ username: "ada", name: "Ada" }, { username: "bob", name: "Bob" }] } });
+  sock.receive({ type: "Joined", room: "general", data: { seq: 41, epoch: "e", count: 2, members: [{ username: "ada", name: "Ada" }, { username: "bob", name: "Bob" }] } });
   frames.run();
   return { client, store, view, host, sock, frames, sent, cancelled, errorAsks };
 }

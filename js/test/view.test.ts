@@ -188,6 +188,20 @@ describe("joining mid-answer", () => {
 });
 
 describe("chrome", () => {
+  it("keeps a 1,000-member room to its count and a bounded list of names", () => {
+    const t = setup();
+    const people = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ username: `u${from + i}`, name: `U${from + i}` }));
+    for (let i = 0; i < 10; i++) {
+      t.sock.receive({ type: "Presence", room: "general", seq: 42 + i, data: { joined: people(i * 100, 100), left: [], count: 2 + (i + 1) * 100 } });
+    }
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-members")?.textContent).toBe("1002 here: Ada, Bob, U0, U1 +998");
+    expect(t.store.members.length).toBeLessThanOrEqual(200);
+    t.sock.receive({ type: "Presence", room: "general", seq: 52, data: { joined: [], left: [{ username: "bob", name: "Bob" }], count: 1001 } });
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-members")?.textContent).toBe("1001 here: Ada, U0, U1, U2 +997");
+  });
+
   it("shows authors, kinds, members and the connection state", () => {
     const t = setup();
     t.sock.receive(text(42, "m1", "hello", "user"));
@@ -200,7 +214,7 @@ describe("chrome", () => {
     expect(t.host.querySelector(".llmchat-members")?.textContent).toBe("2 here: Ada, Bob");
     expect(t.host.querySelector(".llmchat")?.getAttribute("data-status")).toBe("live");
     expect(t.host.querySelector(".llmchat-status-text")?.textContent).toBe("live");
-    t.sock.receive({ type: "Presence", room: "general", seq: 44, data: { left: { username: "bob", name: "Bob" }, members: [{ username: "ada", name: "Ada" }] } });
+    t.sock.receive({ type: "Presence", room: "general", seq: 44, data: { joined: [], left: [{ username: "bob", name: "Bob" }], count: 1 } });
     t.frames.run();
     expect(t.host.querySelector(".llmchat-members")?.textContent).toBe("1 here: Ada");
   });

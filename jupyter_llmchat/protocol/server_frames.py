@@ -15,7 +15,7 @@ from .client_frames import ContextMode
 
 __all__ = [
     "AuthorKind", "FinishReason", "Person", "Author", "RoomSettings", "ServerVersion", "ModelSummary",
-    "Limits", "Welcome", "Joined", "Left", "Presence", "AttachmentSummary", "Text", "Usage", "Timings",
+    "MEMBERS_SHOWN", "Limits", "Welcome", "Joined", "Left", "Presence", "AttachmentSummary", "Text", "Usage", "Timings",
     "Token", "Ack", "History", "Reset", "RoomCounts", "Stats", "Pong", "Error", "Custom", "Binary",
     "SERVER_TYPES",
 ]
@@ -80,9 +80,15 @@ class Welcome(msgspec.Struct):
     limits: Limits
 
 
+MEMBERS_SHOWN = 100  # members listed in `Joined` / `Left`; `count` is the true number
+
+
 class Joined(msgspec.Struct):
+    """`members`: the first MEMBERS_SHOWN distinct users (REST pages through the rest)."""
+
     seq: int
     epoch: str | None
+    count: int
     members: list[Person]
     settings: RoomSettings
 
@@ -90,15 +96,17 @@ class Joined(msgspec.Struct):
 class Left(msgspec.Struct):
     seq: int
     epoch: str | None
+    count: int
     members: list[Person]
 
 
-class Presence(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A user arrived (`joined`) or went (`left`); `members` is who is there now."""
+class Presence(msgspec.Struct):
+    """Who arrived and who went since the last `Presence`, never the whole list: a room
+    of N members joining must not cost N^3 bytes. `count`: distinct users present now."""
 
-    joined: Person | None = None
-    left: Person | None = None
-    members: list[Person]
+    joined: list[Person]
+    left: list[Person]
+    count: int
 
 
 class AttachmentSummary(msgspec.Struct):

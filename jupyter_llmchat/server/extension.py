@@ -99,6 +99,15 @@ class LLMChat(ExtensionApp):
     # --- rooms and history
     history_path = Unicode(config=True, help="SQLite file of room history.")
     replay_events = Int(_default(ServiceLimits, "replay_events"), min=0, config=True, help="Events per room a reconnecting client can resume from.")
+    replay_bytes = Int(_default(ServiceLimits, "replay_bytes"), min=0, config=True, help="Bytes of events per room a reconnecting client can resume from.")
+    replay_memory = Int(
+        _default(ServiceLimits, "replay_memory"), min=0, config=True,
+        help="Bytes all rooms' replay buffers may hold together; past it the least recently active rooms' buffers shrink.",
+    )
+    max_rooms = Int(_default(ServiceLimits, "max_rooms"), min=1, config=True, help="Rooms open at once on this server (any Join may open one); more get Error 503.")
+    max_rooms_per_connection = Int(
+        _default(ServiceLimits, "max_rooms_per_connection"), min=1, config=True, help="Rooms one socket may be in at once; more get Error 429."
+    )
     history_messages = Int(
         _default(ServiceLimits, "history_messages"), min=0, config=True,
         help="Most room messages (or own exchanges, counted as two) given to the model as context.",
@@ -156,7 +165,9 @@ class LLMChat(ExtensionApp):
             store = HistoryStore(self.history_path)
         except HistoryInUse as error:
             raise ConfigError(f"llmchat is not started: {error}") from None
-        bus = MemoryRoomBus(store, self.replay_events, self.room_cleanup_delay)
+        bus = MemoryRoomBus(
+            store, self.replay_events, self.room_cleanup_delay, self.replay_bytes, self.replay_memory, self.max_rooms
+        )
         self.service = ChatService(limits, bus, log=self.log, version=__version__)
         engine = _from_traits(EngineSettings, self, few_shot=tuple((q, a) for q, a in self.few_shot))
         self.backend = llama_backend(engine, self.service.on_tokens, self.serverapp.io_loop.asyncio_loop, self.log)

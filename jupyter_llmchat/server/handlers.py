@@ -243,7 +243,9 @@ class RoomHandler(ChatAPIHandler):
     def get(self, room: str) -> None:
         name = self.room_name(room)
         self.service.require_room(name)
-        self.reply(self.service.room_info(name))
+        offset = self.int_argument("offset", 0, 0, 2**31)
+        limit = self.int_argument("limit", protocol.MEMBERS_SHOWN, 1, 1000)
+        self.reply(self.service.room_info(name, offset, limit))
 
     @web.authenticated
     @authorized

@@ -7,31 +7,46 @@ and comes back from the store with its head seq and a new epoch.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Iterable
 
 import msgspec
 
 from ..protocol import Text
+from ..protocol import ChatError
 from .connection import Connection, Identity
 from .room_bus import Message, RoomBus
-from .rooms import Room
+from .rooms import ReplayBudget, Room
 from .store import HistoryStore
 
 
 class MemoryRoomBus(RoomBus):
     """One server's rooms: `Room` objects in memory over a `HistoryStore`."""
 
-    def __init__(self, store: HistoryStore, replay_events: int, cleanup_delay: float) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        replay_events: int,
+        cleanup_delay: float,
+        replay_bytes: int | None = None,
+        replay_memory: int | None = None,
+        max_rooms: int | None = None,
+    ) -> None:
         self.store = store
         self.replay_events = replay_events
+        self.replay_bytes = replay_bytes
         self.cleanup_delay = cleanup_delay
-        self.rooms: dict[str, Room] = {}
+        self.max_rooms = max_rooms
+        self.budget = ReplayBudget(replay_memory if replay_memory is not None else 2**62)
+        self.rooms: OrderedDict[str, Room] = OrderedDict()  # least recently active first
 
     def _room(self, name: str) -> Room:
         """The live room, brought back from the store (new epoch) or created."""
         room = self.rooms.get(name)
         if room is None:
-            room = Room(name, self.store.head_seq(name) or 0, self.replay_events)
+            if self.max_rooms is not None and len(self.rooms) >= self.max_rooms:
+                raise ChatError(503, f"this server has {len(self.rooms)} rooms open (max_rooms); try again later")
+            room = Room(name, self.store.head_seq(name) or 0, self.replay_events, self.replay_bytes, self.budget)
             self.rooms[name] = room
         return room
 
@@ -48,12 +63,29 @@ class MemoryRoomBus(RoomBus):
         live = self.rooms.get(room)
         return live is not None and connection.client_id in live.members
 
-    def members(self, room: str) -> list[Identity]:
+    def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
         live = self.rooms.get(room)
-        return live.users() if live is not None else []
+        return live.users(offset, limit) if live is not None else []
+
+    def member_count(self, room: str) -> int:
+        live = self.rooms.get(room)
+        return len(live.identities) if live is not None else 0
 
     def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
-        return self._room(room).emit(type_, data)
+        live = self._room(room)
+        seq = live.emit(type_, data)
+        self.rooms.move_to_end(room)
+        if self.budget.over:
+            self._shrink_quiet_rooms()
+        return seq
+
+    def _shrink_quiet_rooms(self) -> None:
+        """Over `replay_memory`: the least recently active rooms' buffers go first (their
+        resuming clients get `Reset`), each down to what still fits."""
+        for live in self.rooms.values():
+            if not self.budget.over:
+                return
+            live.trim(max(0, live.replay_size - (self.budget.used - self.budget.limit)))
 
     def deliver(self, room: str, frame: bytes) -> None:
         live = self.rooms.get(room)
@@ -132,7 +164,7 @@ class MemoryRoomBus(RoomBus):
         for name, live in self.rooms.items():
             heads[name] = live.head_seq
         return [
-            {"room": name, "members": len(self.members(name)), "head_seq": head}
+            {"room": name, "members": self.member_count(name), "head_seq": head}
             for name, head in sorted(heads.items())
         ]
 
@@ -145,6 +177,7 @@ class MemoryRoomBus(RoomBus):
         for name, live in list(self.rooms.items()):
             if live.idle_for(now) > self.cleanup_delay:
                 self.store.save_head(name, live.head_seq)
+                live.forget_events()  # its bytes leave the server-wide budget
                 del self.rooms[name]
 
     def close(self) -> None:

@@ -37,8 +37,12 @@ class RoomBus(abc.ABC):
     def is_member(self, room: str, connection: Connection) -> bool: ...
 
     @abc.abstractmethod
-    def members(self, room: str) -> list[Identity]:
-        """Distinct users present (one user with two tabs is one member)."""
+    def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
+        """Distinct users present (one user with two tabs is one member), a page of them."""
+
+    @abc.abstractmethod
+    def member_count(self, room: str) -> int:
+        """How many distinct users are present."""
 
     @abc.abstractmethod
     def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:

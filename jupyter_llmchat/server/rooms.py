@@ -6,6 +6,7 @@ each member's queue in one synchronous step, so all members see the same order.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections import deque
@@ -21,16 +22,43 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-class Room:
-    """A named channel; `head_seq` is the seq of its last event."""
+class ReplayBudget:
+    """The bytes every room's replay buffer holds together (`replay_memory` bounds them)."""
 
-    def __init__(self, name: str, head_seq: int, replay_events: int) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def over(self) -> bool:
+        return self.used > self.limit
+
+
+class Room:
+    """A named channel; `head_seq` is the seq of its last event.
+
+    Its replay buffer keeps the newest events within `replay_events` events and
+    `replay_bytes` bytes; the server-wide `budget` may shrink it further (`trim`). A client
+    resuming from before the oldest event kept gets `Reset`.
+    """
+
+    def __init__(
+        self, name: str, head_seq: int, replay_events: int, replay_bytes: int | None = None, budget: ReplayBudget | None = None
+    ) -> None:
         self.name = name
         self.epoch = new_epoch()  # new per process: older events cannot be replayed
         self.head_seq = head_seq
+        self.replay_events = max(replay_events, 0)
+        self.replay_bytes = replay_bytes
+        self.replay_size = 0  # bytes in `replay`
+        self.budget = budget or ReplayBudget(2**62)
         self.members: dict[str, Connection] = {}
+        # Distinct users, in order of arrival, and how many connections each has here:
+        # presence is O(1) per join or leave, whatever the size of the room.
+        self.identities: dict[str, Identity] = {}
+        self._connections_of: dict[str, int] = {}
         # (seq, message_id of the answer for Token events else None, encoded frame)
-        self.replay: deque[tuple[int, str | None, bytes]] = deque(maxlen=max(replay_events, 0))
+        self.replay: deque[tuple[int, str | None, bytes]] = deque()
         self.active_generations: set[str] = set()
         self.empty_since: float | None = time.monotonic()
 
@@ -38,17 +66,33 @@ class Room:
         """Number, remember and send one room event; returns its seq."""
         self.head_seq += 1
         frame = protocol.encode(type_, data, room=self.name, seq=self.head_seq)
-        if self.replay.maxlen:
+        if self.replay_events:
             answer = data.message_id if isinstance(data, protocol.Token) else None
             self.replay.append((self.head_seq, answer, frame))
+            self.replay_size += len(frame)
+            self.budget.used += len(frame)
+            limit = self.replay_bytes if self.replay_bytes is not None else 2**62
+            while self.replay and (len(self.replay) > self.replay_events or self.replay_size > limit):
+                self._drop_oldest()
         for member in list(self.members.values()):
             member.send(frame)
         return self.head_seq
 
+    def _drop_oldest(self) -> None:
+        size = len(self.replay.popleft()[2])
+        self.replay_size -= size
+        self.budget.used -= size
+
+    def trim(self, keep_bytes: int) -> None:
+        """Shrink the replay buffer to at most `keep_bytes` (the server is over its budget)."""
+        while self.replay and self.replay_size > keep_bytes:
+            self._drop_oldest()
+
     def forget_events(self) -> None:
-        """After the room's history was cleared: nothing before now can be replayed."""
+        """After the room's history was cleared (or the room is dropped): nothing before
+        now can be replayed."""
         self.epoch = new_epoch()
-        self.replay.clear()
+        self.trim(0)
 
     def can_resume(self, since: int, epoch: str | None) -> bool:
         """True when every event after `since` is still in the replay buffer."""
@@ -68,26 +112,24 @@ class Room:
         running = self.active_generations
         return (frame for _, answer, frame in self.replay if answer in running)
 
-    def users(self) -> list[Identity]:
-        """Distinct users present (one user with two tabs is one member)."""
-        seen: dict[str, Identity] = {}
-        for member in self.members.values():
-            seen.setdefault(member.user.username, member.user)
-        return list(seen.values())
-
-    def has_user(self, username: str, *, besides: str | None = None) -> bool:
-        return any(
-            member.user.username == username and client_id != besides
-            for client_id, member in self.members.items()
-        )
+    def users(self, offset: int = 0, limit: int | None = None) -> list[Identity]:
+        """Distinct users present (one user with two tabs is one member), in order of arrival."""
+        stop = None if limit is None else offset + limit
+        return list(itertools.islice(self.identities.values(), offset, stop))
 
     def add(self, connection: Connection) -> bool:
         """Add a member; True when its user was not present before (a Presence is due)."""
-        first = not self.has_user(connection.user.username, besides=connection.client_id)
+        if connection.client_id in self.members:
+            return False
+        username = connection.user.username
         self.members[connection.client_id] = connection
+        count = self._connections_of.get(username, 0)
+        self._connections_of[username] = count + 1
+        if count == 0:
+            self.identities[username] = connection.user
         connection.rooms.add(self.name)
         self.empty_since = None
-        return first
+        return count == 0
 
     def remove(self, connection: Connection) -> bool:
         """Remove a member; True when that was its user's last connection here."""
@@ -96,7 +138,14 @@ class Room:
         connection.rooms.discard(self.name)
         if not self.members:
             self.empty_since = time.monotonic()
-        return not self.has_user(connection.user.username)
+        username = connection.user.username
+        left = self._connections_of[username] - 1
+        if left:
+            self._connections_of[username] = left
+            return False
+        del self._connections_of[username]
+        del self.identities[username]
+        return True
 
     def answer_ended(self, message_id: str) -> None:
         """An answer finished: an empty room with no answer left starts its idle clock."""

@@ -49,6 +49,10 @@ class ServiceLimits:
     rate_limit: float = 20.0
     rate_limit_burst: int = 40
     replay_events: int = 4096
+    replay_bytes: int = 4 * 1024 * 1024
+    replay_memory: int = 64 * 1024 * 1024
+    max_rooms: int = 10_000
+    max_rooms_per_connection: int = 64
     send_queue_bytes: int = 8 * 1024 * 1024
     history_messages: int = 64
     connection_timeout: float = 300.0
@@ -56,6 +60,18 @@ class ServiceLimits:
     cancel_when_room_empty: bool = False
     history_retention_days: float = 0.0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+def _within(rows: list[tuple[int, Any]], max_bytes: int, *, newest: bool) -> list[tuple[int, Any]]:
+    """As many rows as fit in `max_bytes` (JSON), at least one: the newest or the oldest."""
+    ordered = reversed(rows) if newest else iter(rows)
+    kept, size = [], 0
+    for row in ordered:
+        size += len(msgspec.json.encode(row[1]))
+        if kept and size > max_bytes:
+            break
+        kept.append(row)
+    return kept[::-1] if newest else kept
 
 
 class ChatService(HookApi):
@@ -186,37 +202,58 @@ class ChatService(HookApi):
 
     def _on_join(self, connection: Connection, envelope: protocol.Envelope, data: protocol.JoinData) -> None:
         name = envelope.room
+        if name not in connection.rooms and len(connection.rooms) >= self.limits.max_rooms_per_connection:
+            raise ChatError(429, f"this connection is in {len(connection.rooms)} rooms (max_rooms_per_connection); leave one first")
         first = self.bus.join(name, connection)  # nothing is emitted until the replies below are queued
         head_seq, epoch = self.bus.head(name)
-        joined = protocol.Joined(head_seq, epoch, self._members(name), self.settings.get(name))
+        joined = protocol.Joined(head_seq, epoch, self.bus.member_count(name), self._members(name), self.settings.get(name))
         self._reply(connection, "Joined", joined, envelope)
-        missed = self.bus.catch_up(name, data.since, data.epoch) if data.since is not None else None
+        # What a Join queues at once stays within half the socket's send queue: a room
+        # holding huge messages is still joined, resumed and paged, never closed (1008).
+        budget = self.limits.send_queue_bytes // 2
+        missed = self._missed(name, data, budget)
         if missed is not None:
             for frame in missed:
                 connection.send(frame)
         else:
             if data.since is not None:
                 connection.send(protocol.encode("Reset", protocol.Reset(head_seq), room=name))
-            connection.send(protocol.encode("History", self.history_data(name), room=name))
+            connection.send(protocol.encode("History", self.history_data(name, max_bytes=budget), room=name))
             for frame in self.bus.running_answer_frames(name):
                 connection.send(frame)
         if first:
-            self.bus.emit(name, "Presence", protocol.Presence(joined=connection.user.person(), members=self._members(name)))
+            self.bus.emit(name, "Presence", protocol.Presence([connection.user.person()], [], self.bus.member_count(name)))
+
+    def _missed(self, name: str, data: protocol.JoinData, budget: int) -> list[bytes] | None:
+        """The events after `since` to replay, or None (Reset) when they cannot all be
+        replayed or would not fit in `budget` bytes."""
+        if data.since is None:
+            return None
+        frames = self.bus.catch_up(name, data.since, data.epoch)
+        if frames is None:
+            return None
+        kept, size = [], 0
+        for frame in frames:
+            size += len(frame)
+            if size > budget:
+                return None
+            kept.append(frame)
+        return kept
 
     def _on_leave(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
         name = envelope.room
         self._leave(connection, name)
         head_seq, epoch = self.bus.head(name)
-        self._reply(connection, "Left", protocol.Left(head_seq, epoch, self._members(name)), envelope)
+        self._reply(connection, "Left", protocol.Left(head_seq, epoch, self.bus.member_count(name), self._members(name)), envelope)
 
     def _leave(self, connection: Connection, name: str) -> None:
         if self.bus.leave(name, connection):
-            self.bus.emit(name, "Presence", protocol.Presence(left=connection.user.person(), members=self._members(name)))
-        if self.limits.cancel_when_room_empty and not self.bus.members(name):
+            self.bus.emit(name, "Presence", protocol.Presence([], [connection.user.person()], self.bus.member_count(name)))
+        if self.limits.cancel_when_room_empty and not self.bus.member_count(name):
             self.answers.cancel_room(name)
 
-    def _members(self, name: str) -> list[Person]:
-        return [user.person() for user in self.bus.members(name)]
+    def _members(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> list[Person]:
+        return [user.person() for user in self.bus.members(name, offset, limit)]
 
     def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
         self._require_member(connection, envelope.room)
@@ -268,13 +305,22 @@ class ChatService(HookApi):
     # ------------------------------------------------------- rooms (REST and extensions)
 
     def history_data(
-        self, name: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
+        self,
+        name: str,
+        *,
+        before_seq: int | None = None,
+        since: int | None = None,
+        limit: int = 50,
+        max_bytes: int | None = None,
     ) -> protocol.History:
-        """`History` data: stored messages as Text room events, oldest first (rows as stored)."""
-        messages = [
-            {"type": "Text", "room": name, "seq": seq, "data": data}
-            for seq, data in self.bus.messages(name, before_seq=before_seq, since=since, limit=limit)
-        ]
+        """`History` data: stored messages as Text room events, oldest first (rows as stored).
+
+        With `max_bytes`, a page holds fewer messages when they are large (at least one):
+        the newest ones, or from `since` on the oldest ones."""
+        rows = self.bus.messages(name, before_seq=before_seq, since=since, limit=limit)
+        if max_bytes is not None:
+            rows = _within(rows, max_bytes, newest=since is None or before_seq is not None)
+        messages = [{"type": "Text", "room": name, "seq": seq, "data": data} for seq, data in rows]
         head_seq, epoch = self.bus.head(name)
         return protocol.History(messages, head_seq, epoch)
 
@@ -283,16 +329,16 @@ class ChatService(HookApi):
         if not self.bus.exists(name):
             raise ChatError(404, f"unknown room {name!r}")
 
-    def room_info(self, name: str) -> dict[str, Any]:
-        """REST `GET rooms/{room}`: head seq, epoch, members and the room's own settings."""
+    def room_info(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> dict[str, Any]:
+        """REST `GET rooms/{room}`: head seq, epoch, a page of members, the room's own settings."""
         head_seq, epoch = self.bus.head(name)
-        members = self._members(name)
         info = {
             "room": name,
             "head_seq": head_seq,
             "epoch": epoch,
-            "count": len(members),
-            "members": members,
+            "count": self.bus.member_count(name),
+            "offset": offset,
+            "members": self._members(name, offset, limit),
             "settings": self.settings.get(name),
         }
         return msgspec.to_builtins(info)

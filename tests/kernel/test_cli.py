@@ -142,6 +142,7 @@ def test_clear_asks_first_then_deletes_the_rooms_messages(cli, monkeypatch):
     assert status == 0 and json.loads(out)["deleted"] == 1
 
 
+@pytest.mark.fast
 def test_config_lists_every_setting_without_a_server(tmp_path, monkeypatch):
     from jupyter_llmchat.server.extension import LLMChat
 

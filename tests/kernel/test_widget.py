@@ -1,14 +1,16 @@
 """ChatWidget's Python side: traits, validation, send/ask/cancel through the kernel's own
 client (and the front-end fallback), and the kernel relay.
 
-The first tests need no server; the last ones use real `jupyter server` processes: a kernel
-started by a server posts with no front end at all, and the relay carries a (simulated)
-front end's frames to a real server and back. (Front-end behaviour is covered by js/test
-and js/e2e.)
+The first tests need no server (fast tier); the last ones use real `jupyter server`
+processes: a kernel started by a server posts with no front end at all, and the relay
+carries a (simulated) front end's frames to a real server and back. (Front-end behaviour
+is covered by js/test and js/e2e.)
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import threading
 import time
@@ -23,6 +25,7 @@ import jupyter_llmchat.kernel.client as kernel_client
 from jupyter_llmchat.kernel.errors import ModelUnavailable, ServerNotFound
 from jupyter_llmchat.kernel.context import describe_all
 from jupyter_llmchat.kernel.relay import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, KernelRelay
+from jupyter_llmchat.kernel.widget import _STATIC as STATIC
 from jupyter_llmchat.kernel.widget import NO_ERROR_NOTICE, ChatWidget
 
 Sent = list[dict[str, Any]]
@@ -97,6 +100,7 @@ def relay(widget: ChatWidget, cid: str, frame: dict[str, Any]) -> None:
 # ---- traits -------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_defaults_and_read_only_state() -> None:
     w = ChatWidget()
     assert w.room == "general"
@@ -109,12 +113,30 @@ def test_defaults_and_read_only_state() -> None:
     assert ChatWidget()._uid != w._uid  # initialize() and render() meet through it
 
 
-def test_front_end_bundle_is_wired() -> None:
-    w = ChatWidget()
-    esm = str(w._esm)
-    assert "initialize" in esm and "render" in esm
+@pytest.mark.fast
+def test_front_end_bundle_is_the_built_module_anywidget_can_run(tmp_path: Path) -> None:
+    """The widget ships the bundle built from js/ (not the "not built" notice), and that ES
+    module, run by Node, default-exports what anywidget calls: a factory giving each widget
+    model its own `initialize` and `render`."""
+    esm = str(ChatWidget()._esm)
+    built = STATIC / "widget.js"
+    assert built.is_file() and esm == built.read_text(encoding="utf-8")
+    module = tmp_path / "widget.mjs"
+    module.write_text(esm, encoding="utf-8")
+    probe = (
+        "const { default: factory } = await import(process.argv[1]);"
+        "const [one, two] = [factory(), factory()];"
+        "console.log(JSON.stringify({ factory: typeof factory, apart: one !== two,"
+        " initialize: typeof one.initialize, render: typeof one.render }));"
+    )
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", probe, module.as_uri()], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"factory": "function", "apart": True, "initialize": "function", "render": "function"}
 
 
+@pytest.mark.fast
 def test_highlighter_ships_beside_the_widget_not_inside_it() -> None:
     """The front end imports it only when a code block appears (docs/widget.md)."""
     w = ChatWidget()
@@ -123,6 +145,7 @@ def test_highlighter_ships_beside_the_widget_not_inside_it() -> None:
     assert "_highlighter_esm" in w.keys  # synced with the model, as a string
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bad", ["", "-x", "has space", "x" * 129, "é"])
 def test_room_names_are_validated(bad: str) -> None:
     with pytest.raises(traitlets.TraitError):
@@ -136,6 +159,7 @@ def test_room_names_are_validated(bad: str) -> None:
 # ---- send / ask / cancel ------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_send_and_ask_post_through_the_kernel_client(capture: Sent, fake_client: FakeClient) -> None:
     w = ChatWidget(room="general", config={"max_tokens": 32, "temperature": 0.5})
     assert w.send("hello") == "m-1"
@@ -150,6 +174,7 @@ def test_send_and_ask_post_through_the_kernel_client(capture: Sent, fake_client:
     assert w.fallback_reason == ""
 
 
+@pytest.mark.fast
 def test_without_a_reachable_server_send_and_ask_fall_back_to_the_front_end(capture: Sent, no_server: None) -> None:
     w = ChatWidget(room="general")
     tid = w.send("hello")
@@ -168,6 +193,7 @@ def test_without_a_reachable_server_send_and_ask_fall_back_to_the_front_end(capt
     assert all("name" not in m and "author" not in m for m in capture)
 
 
+@pytest.mark.fast
 def test_bad_requests_are_refused_before_anything_is_sent(capture: Sent, fake_client: FakeClient) -> None:
     w = ChatWidget(room="general")
     with pytest.raises(ValueError):
@@ -214,6 +240,7 @@ def press_ask_error(w: ChatWidget) -> None:
     w._on_front_end_msg(w, {"kind": "ask_error", "id": "e-1"}, [])
 
 
+@pytest.mark.fast
 def test_ask_about_the_last_error_sends_it_as_an_attachment(capture: Sent, fake_client: FakeClient, fail_a_cell: Callable[[], ZeroDivisionError]) -> None:
     last_error = fail_a_cell()
     w = ChatWidget(room="general", config={"max_tokens": 64})
@@ -229,6 +256,7 @@ def test_ask_about_the_last_error_sends_it_as_an_attachment(capture: Sent, fake_
     assert capture == [{"kind": "ask_error_done"}]  # the button is usable again; nothing else to say
 
 
+@pytest.mark.fast
 def test_ask_about_the_last_error_without_one_says_so(capture: Sent, fake_client: FakeClient, no_last_error: None) -> None:
     w = ChatWidget(room="general")
     assert w.ask_about_last_error() is None
@@ -237,6 +265,7 @@ def test_ask_about_the_last_error_without_one_says_so(capture: Sent, fake_client
     assert capture == [{"kind": "notice", "text": NO_ERROR_NOTICE, "level": "info"}, {"kind": "ask_error_done"}]
 
 
+@pytest.mark.fast
 def test_ask_about_the_last_error_reports_a_refusal_in_the_widget(capture: Sent, fake_client: FakeClient, fail_a_cell: Callable[[], Any]) -> None:
     fail_a_cell()
     fake_client.refuse = ModelUnavailable(503, "model not available: loading")
@@ -249,6 +278,7 @@ def test_ask_about_the_last_error_reports_a_refusal_in_the_widget(capture: Sent,
         w.ask_about_last_error()  # from Python, the refusal is raised like ask()'s
 
 
+@pytest.mark.fast
 def test_ask_about_the_last_error_falls_back_to_the_front_end(capture: Sent, no_server: None, fail_a_cell: Callable[[], Any]) -> None:
     fail_a_cell()
     w = ChatWidget(room="general")
@@ -261,6 +291,7 @@ def test_ask_about_the_last_error_falls_back_to_the_front_end(capture: Sent, no_
     assert capture[-1] == {"kind": "ask_error_done"}
 
 
+@pytest.mark.fast
 def test_ask_passes_context_and_new_thread_to_the_kernel_client(capture: Sent, fake_client: FakeClient) -> None:
     w = ChatWidget(room="general")
     table = {"a": [1, 2]}
@@ -274,6 +305,7 @@ def test_ask_passes_context_and_new_thread_to_the_kernel_client(capture: Sent, f
     ]
 
 
+@pytest.mark.fast
 def test_widget_send_still_accepts_ipywidgets_content(capture: Sent, fake_client: FakeClient) -> None:
     w = ChatWidget()
     assert w.send({"kind": "anything"}) is None
@@ -284,6 +316,7 @@ def test_widget_send_still_accepts_ipywidgets_content(capture: Sent, fake_client
 # ---- the kernel relay, without a server -----------------------------------------------------
 
 
+@pytest.mark.fast
 def test_kernel_relay_handler_is_pluggable(capture: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[dict[str, Any]] = []
 
@@ -299,6 +332,7 @@ def test_kernel_relay_handler_is_pluggable(capture: Sent, monkeypatch: pytest.Mo
     assert w._relay is None  # the kernel relay is never started
 
 
+@pytest.mark.fast
 def test_kernel_relay_without_a_server_answers_503(capture: Sent, no_server: None) -> None:
     w = ChatWidget(room="general")
     relay(w, "k1", {"type": "Join", "id": "j1", "room": "general", "data": {}})
@@ -314,6 +348,7 @@ def test_kernel_relay_without_a_server_answers_503(capture: Sent, no_server: Non
     w.close()
 
 
+@pytest.mark.fast
 def test_kernel_relay_queue_is_bounded(capture: Sent) -> None:
     release = threading.Event()
 

@@ -1,8 +1,11 @@
-"""REST API (SPEC section 7) and Prometheus metrics (section 6) on a real server."""
+"""REST API (SPEC section 7) and Prometheus metrics (section 6) on a real server, whose
+model is the stand-in (fast tier)."""
 
 from __future__ import annotations
 
 import pytest
+
+pytestmark = pytest.mark.fast
 
 
 async def test_rest_broadcast_reaches_socket_members_as_a_bot(chat_server, connect, api):

@@ -239,14 +239,19 @@ def test_sampling_settings_and_seeds(h):
 
 
 def test_max_tokens_gives_length_and_is_capped(h):
+    # Both caps are far below the length of any answer (answers are tuned to be brief), so
+    # each must be what ends the answer: "length", at exactly the cap.
     turns = chat("Write the numbers from 1 to 100 in a row.", system=None)
-    text, final = h.generate(turns, max_tokens=3, **GREEDY)
-    assert final.finish_reason == "length"
-    assert final.usage["completion_tokens"] == 3
-    # The engine's own cap (EngineSettings.max_tokens = 24), whatever the request says: this
-    # answer would run far longer, so it must end at exactly 24 tokens, by "length".
-    text, final = h.generate(turns, max_tokens=100_000, **GREEDY)
-    assert (final.finish_reason, final.usage["completion_tokens"]) == ("length", 24)
+    text, final = h.generate(turns, max_tokens=2, **GREEDY)
+    assert (final.finish_reason, final.usage["completion_tokens"]) == ("length", 2)
+    # The engine's own cap (EngineSettings.max_tokens), whatever the request asks for.
+    capped = Harness(EngineSettings(n_ctx=1024, parallel=1, max_tokens=2, n_threads=1))
+    try:
+        assert capped.start(), capped.engine.load_error
+        text, final = capped.generate(turns, max_tokens=100_000, **GREEDY)
+        assert (final.finish_reason, final.usage["completion_tokens"]) == ("length", 2)
+    finally:
+        capped.close()
 
 
 def test_queue_positions_and_queue_full(h):

@@ -24,6 +24,7 @@ from jupyter_llmchat.kernel.context import (
     describe_last_error,
 )
 
+pytestmark = pytest.mark.fast
 pd = pytest.importorskip("pandas")
 TRUNCATED = re.compile(r"… \[truncated: ([\d,]+) more characters\]")
 

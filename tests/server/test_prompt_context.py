@@ -11,6 +11,8 @@ from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, 
 from jupyter_llmchat.protocol import Attachment
 from jupyter_llmchat.server.store import HistoryStore
 
+pytestmark = pytest.mark.fast
+
 ROOM = "class"
 
 

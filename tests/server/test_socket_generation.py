@@ -8,6 +8,8 @@ import pytest
 
 async def test_generate_in_a_room_streams_to_every_member_and_is_stored(chat_server, connect):
     ada, bob = await connect("tok-ada"), await connect("tok-bob")
+    model = ada.welcome["data"]["model"]  # the real one (the fast tier's servers have the stand-in)
+    assert model["loaded"] is True and model["name"].startswith("gemma-3-270m")
     await ada.join("general")
     await bob.join("general")
     request = await ada.send("Generate", {"prompt": "What is Jupyter?", "config": {"max_tokens": 6}}, room="general")

@@ -199,6 +199,7 @@ def test_a_password_only_server_is_reached_with_the_runtime_secret(tmp_path):
     assert not path.exists(), "the secret is removed when the server stops"
 
 
+@pytest.mark.fast
 def test_importing_the_package_stays_cheap():
     code = (
         "import sys, jupyter_llmchat as chat\n"
@@ -211,6 +212,7 @@ def test_importing_the_package_stays_cheap():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+@pytest.mark.fast
 def test_no_server_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     monkeypatch.delenv("LLMCHAT_URL", raising=False)
@@ -241,6 +243,7 @@ def test_an_answer_closed_early_is_cancelled(servers):
     assert answer.done is False  # closed before its end: it never saw the final token
 
 
+@pytest.mark.fast
 async def test_the_runtime_secret_authenticates_as_the_server_owner(chat_server, jp_fetch, connect, jp_runtime_dir):
     """In-process server whose identity provider knows only test tokens: the secret still
     names the server's OS user, counts as a token (no XSRF), and opens llmchat only."""
@@ -409,6 +412,7 @@ def test_a_room_prompt_and_clearing_from_a_cell(servers, kernel_a):
     assert server.get("llmchat/api/rooms/prompt-room/messages")["messages"] == []
 
 
+@pytest.mark.fast
 def test_question_options_are_checked_before_anything_is_sent():
     from jupyter_llmchat.kernel.discovery import ServerInfo
 
