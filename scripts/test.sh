@@ -2,7 +2,8 @@
 # Install everything, then run every test:
 #   1. the widget's unit tests (vitest),
 #   2. the widget in a real browser (Debian's Chromium driven by playwright-core),
-#   3. the Python suite against real Jupyter servers and the real model.
+#   3. the Python suite: the fast tier (a stand-in model, no server process), then the
+#      integration tier against real Jupyter servers and the real model.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -277,7 +277,7 @@ test("two users in one room see each other and each other's messages", { server:
   await waitFor(async () => (await a.textContent(".llmchat-log")).includes("hi from the second user"), { what: "message on A" });
   // B saw the backlog (History) too, and marks only its own message as own.
   assert.ok((await b.textContent(".llmchat-log")).includes("missed while away"));
-  assert.equal(await b.locator(".llmchat-msg.llmchat-own").count(), 1);
+  await waitFor(async () => (await b.locator(".llmchat-msg.llmchat-own").count()) === 1, { what: "B's own message marked own" });
   await b.context().close();
   ctx.pages.pop();
   await waitFor(async () => /1 here/.test(await a.textContent(".llmchat-members")), { what: "B left", timeout: 60_000 });
@@ -549,10 +549,15 @@ async function renderedText(browser, sources) {
  * answers in a few words). Returns its key.
  */
 async function askUntilStreaming(page, also = []) {
-  await kernelExec(page, 'chat.config = {"max_tokens": 1000}');
-  for (let attempt = 1; attempt <= 3; attempt++) {
+  // A base model primed for brief answers: sample warmly, and ask for a story or a long list
+  // by turns, until one answer is long enough to be watched streaming.
+  await kernelExec(page, 'chat.config = {"max_tokens": 1000, "temperature": 1.0}');
+  for (let attempt = 1; attempt <= 8; attempt++) {
     const before = new Set(await assistantKeys(page));
-    await typeAndSend(page, `Tell me a long story about a dragon who learns to program in Python (take ${attempt}).`);
+    const prompt = attempt % 2
+      ? `Tell me a long story about a dragon who learns to program in Python (take ${attempt}).`
+      : `List fifty animals, one per line (take ${attempt}).`;
+    await typeAndSend(page, prompt);
     const key = await waitFor(async () => (await assistantKeys(page)).find((k) => !before.has(k)), { timeout: 60_000, what: "answer starts" });
     const lengths = new Set();
     const state = await waitFor(async () => {
