@@ -49,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp.llama_cpp as L  # noqa: E402
+from raw_decode import model_params  # noqa: E402
 
 PROMPT = (
     "<start_of_turn>user\nCount from 1 to 500, separated by commas.<end_of_turn>\n"
@@ -96,7 +97,7 @@ def raw_batched_tokens_per_second(
     L.llama_log_set(_quiet_log, ctypes.c_void_p(0))
     L.llama_backend_init()
     path = model_path or str(default_model_path())
-    model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
+    model = L.llama_model_load_from_file(path.encode(), model_params())
     cparams = L.llama_context_default_params()
     cparams.n_ctx = 8192
     cparams.n_batch = cparams.n_ubatch = 512

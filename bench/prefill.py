@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_batch import L, _quiet_log, busy_core  # noqa: E402
+from engine_batch import L, _quiet_log, busy_core, model_params  # noqa: E402
 
 TEXT = (
     "The quiet river near the old bridge carried forty lanterns before the golden winter. "
@@ -49,7 +49,7 @@ def measure(
 
     L.llama_log_set(_quiet_log, ctypes.c_void_p(0))
     L.llama_backend_init()
-    model = L.llama_model_load_from_file(str(default_model_path()).encode(), L.llama_model_default_params())
+    model = L.llama_model_load_from_file(str(default_model_path()).encode(), model_params())
     cp = L.llama_context_default_params()
     cp.n_ctx = 8192
     cp.n_batch = cp.n_ubatch = 512

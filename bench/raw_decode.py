@@ -42,6 +42,19 @@ def _model_path(model_path: str | Path | None) -> Path:
     return Path(assemble())
 
 
+def model_params() -> object:
+    """llama.cpp's default model parameters, with AMX buffers off where the engine turns them off.
+
+    Their matmul crashes (SIGSEGV) on the AMX virtual machines we run on (engine/model.py).
+    """
+    from jupyter_llmchat.engine.model import _cpu_has_amx
+
+    mparams = L.llama_model_default_params()
+    if hasattr(mparams, "use_extra_bufts") and _cpu_has_amx():
+        mparams.use_extra_bufts = False
+    return mparams
+
+
 def raw_tokens_per_second(
     prompt: str = DEFAULT_PROMPT,
     n_tokens: int = 128,
@@ -58,8 +71,7 @@ def raw_tokens_per_second(
         L.llama_log_set(_quiet_log, ctypes.c_void_p(0))
         L.llama_backend_init()
         _backend_ready = True
-    mparams = L.llama_model_default_params()
-    model = L.llama_model_load_from_file(str(_model_path(model_path)).encode(), mparams)
+    model = L.llama_model_load_from_file(str(_model_path(model_path)).encode(), model_params())
     if not model:
         raise RuntimeError("failed to load model")
     cparams = L.llama_context_default_params()

@@ -11,6 +11,7 @@ from __future__ import annotations
 # format is Gemma's turn format around ONE user turn holding the system prompt, the examples
 # and the conversation as plain lines, then the model's turn (docs/context.md).
 DEFAULT_SYSTEM_PROMPT = "A chat between a user and a helpful assistant (the model). The model answers briefly and accurately."
+# Variants of both, scored with bench/answers.py: docs/performance.md, "Answer quality".
 DEFAULT_FEW_SHOT: tuple[tuple[str, str], ...] = (
     ("Hi! Who are you?", "I am a helpful assistant. Ask me anything."),
     ("What is the capital of Italy?", "The capital of Italy is Rome."),
