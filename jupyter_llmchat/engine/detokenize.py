@@ -16,11 +16,12 @@ from typing import Sequence
 class TextStream:
     """Per-sequence text state; `push` is called once per generated token."""
 
-    __slots__ = ("_decoder", "_stops", "_held", "_max_hold", "stopped")
+    __slots__ = ("_decoder", "_stops", "_hidden", "_held", "_max_hold", "stopped")
 
-    def __init__(self, stops: Sequence[str] = ()):
+    def __init__(self, stops: Sequence[str] = (), hidden: Sequence[str] = ()):
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._stops = tuple(s for s in stops if s)
+        self._stops = tuple(s for s in (*stops, *hidden) if s)
+        self._hidden = tuple(s for s in hidden if s)
         self._held = ""
         self._max_hold = max((len(s) for s in self._stops), default=0)
         self.stopped = False
@@ -60,11 +61,20 @@ class TextStream:
         return text[: len(text) - hold]
 
     def flush(self) -> str:
-        """At the end of generation: release held text and any trailing partial character."""
+        """At the end of generation: release any trailing partial character.
+
+        Held text (the start of a stop string that had not completed) is released, unless
+        it could begin one of the `hidden` stops (the prompt format's own markers): an
+        answer cut by the token cap in the middle of the format's next "\n\nuser" line must
+        not show "\n\nuser".
+        """
         if self.stopped:
             return ""
         tail = self._decoder.decode(b"", final=True)
-        text = self._held + tail
+        held = self._held
+        if held and any(stop.startswith(held) for stop in self._hidden):
+            held = ""
+        text = held + tail
         self._held = ""
         if self._stops and tail:
             for stop in self._stops:

@@ -102,7 +102,7 @@ class Scheduler:
         job.sampler = SequenceSampler(cfg, self.model.n_vocab)
         if cfg.repeat_penalty != 1.0:
             job.sampler.accept_prompt(job.prompt)
-        job.stream = TextStream(tuple(cfg.stop) + self._stop_texts)
+        job.stream = TextStream(tuple(cfg.stop), hidden=self._stop_texts)
         self.jobs.append(job)
 
     # -- the step -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ broadcasts repeated until the token cap). So by default an answer sees only:
 4. the question, with any attached descriptions of kernel objects.
 
 A room set to `context: "shared"` shows the model every recent message instead of (2),
-each with its speaker's name. Everything is cut by characters before any tokenizing, so a
+each with its speaker's name, as a block after the system prompt. Everything is cut by characters before any tokenizing, so a
 room full of huge messages costs the model no more than a room of short ones.
 """
 
@@ -77,19 +77,23 @@ def build_turns(
     history_messages: int,
 ) -> list[ChatTurn]:
     """The chat turns for `question`, oldest first, the system prompt leading."""
+    if context == "shared" and question.room is not None:
+        # The room goes with the system prompt, as a block the model reads before its
+        # examples: merged into the asker's turn, a small base model restarts the document
+        # and echoes the system prompt (bench/answers.py, shared context: 48 of 48).
+        room = _shared_block(store, question, history_messages)
+        system_prompt = f"{system_prompt}\n\nRecent messages in this room:\n{room}" if room else system_prompt
     turns: list[ChatTurn] = [ChatTurn("system", system_prompt)] if system_prompt else []
     if question.room is None:
         return turns + [ChatTurn("user", question_text(question))]
     if context == "shared":
-        history = _shared_turns(store, question, history_messages)
+        history = []
     elif question.new_thread:
         history = []
     else:
         history = _own_turns(store, question, history_messages)
     quoted = _quoted(store, question)
     text = question_text(question)
-    if context == "shared":
-        text = f"{question.username}: {text}"
     if quoted:
         text = "\n".join(quoted) + "\n\n" + text
     return turns + history + [ChatTurn("user", text)]
@@ -116,21 +120,20 @@ def _own_turns(store: HistoryStore, question: Question, limit: int) -> list[Chat
     return turns
 
 
-def _shared_turns(store: HistoryStore, question: Question, limit: int) -> list[ChatTurn]:
-    """Every recent message of the room, people's with their names, within CONTEXT_CHARS."""
-    turns: list[ChatTurn] = []
+def _shared_block(store: HistoryStore, question: Question, limit: int) -> str:
+    """Every recent message of the room as "Name: text" lines, within CONTEXT_CHARS."""
+    lines: list[str] = []
     budget = CONTEXT_CHARS
     for _, data in reversed(store.messages(question.room or "", before_seq=question.before_seq, limit=limit)):
         kind = (data.get("author") or {}).get("kind")
         if kind == "system" or data.get("message_id") == question.exclude:
             continue
-        content = clip(str(data.get("content", "")), MESSAGE_CHARS)
-        turn = ChatTurn("assistant", content) if kind == "assistant" else ChatTurn("user", f"{speaker(data)}: {content}")
-        budget -= len(turn.content)
+        line = f"{'model' if kind == 'assistant' else speaker(data)}: {clip(str(data.get('content', '')), MESSAGE_CHARS)}"
+        budget -= len(line)
         if budget < 0:
             break
-        turns.insert(0, turn)
-    return turns
+        lines.insert(0, line)
+    return "\n".join(lines)
 
 
 def _quoted(store: HistoryStore, question: Question) -> list[str]:

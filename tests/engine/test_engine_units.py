@@ -260,7 +260,7 @@ def test_output_grouping_can_be_turned_off(k):
 
 
 def test_a_turn_marker_spelled_out_in_pieces_ends_the_text_unseen():
-    stream = TextStream(("<end_of_turn>",))
+    stream = TextStream(hidden=("<end_of_turn>",))
     shown = "".join(stream.push(piece) for piece in [b"Paris.", b"<", b"end", b"_of", b"_turn", b">", b"user"])
     assert stream.stopped
     assert shown + stream.flush() == "Paris."
@@ -356,3 +356,10 @@ def test_a_fixed_thread_count_is_kept_whatever_the_machine_does():
     policy = _policy(machine, fixed=1)
     machine.tick(1.0)
     assert policy.choose() == 1 and not policy.adaptive
+
+
+def test_an_answer_cut_in_the_middle_of_a_stop_string_does_not_show_its_start():
+    # "…1609.\n\nuser" was shown when the token cap fell inside the format's next user line.
+    stream = TextStream(("END",), hidden=("\n\nuser\n", "\nuser\n"))
+    shown = "".join(stream.push(piece) for piece in [b"in 1609.", b"\n\n", b"user"])
+    assert shown + stream.flush() == "in 1609."

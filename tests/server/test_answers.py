@@ -206,13 +206,13 @@ async def test_a_rooms_settings_decide_the_system_prompt_and_what_the_model_read
     ada.send("RoomSettings", {"system_prompt": "Be brief.", "context": "shared"}, room="team")
     await ada.ask("team", "Summarise.")
     turns = chat.backend.requests[-1].turns
-    assert turns[0] == ChatTurn("system", "Be brief.")
-    assert ChatTurn("user", "Bob: The deadline moved to Friday.") in turns
-    assert turns[-1] == ChatTurn("user", "ada: Summarise.")
+    assert turns[0] == ChatTurn("system", "Be brief.\n\nRecent messages in this room:\nBob: The deadline moved to Friday.")
+    assert turns[-1] == ChatTurn("user", "Summarise.")
     assert chat.backend.requests[-1].cache_key == "team"  # one shared conversation
     ada.send("RoomSettings", {"system_prompt": ""}, room="team")
     await ada.ask("team", "Again.")
-    assert chat.backend.requests[-1].turns[0] == ChatTurn("system", "SYS")  # back to the server's
+    system = chat.backend.requests[-1].turns[0]
+    assert system.content.startswith("SYS\n\nRecent messages in this room:\n")  # back to the server's prompt
 
 
 async def test_attachments_reach_the_model_but_only_their_summary_is_stored(chat):

@@ -88,12 +88,11 @@ def test_shared_context_shows_everyone_with_names_but_no_system_notes(room):
     room.post("ada", "Ada set this room's system prompt.", kind="system")
     room.exchange("ada", "What is 2 + 2?", "4.")
     turns = room.ask("ada", "And 3 + 3?", context="shared")
+    # The room is a block after the system prompt: merged into the asker's turn, the base
+    # model echoed the system prompt instead of answering (bench/answers.py).
     assert turns == [
-        ChatTurn("system", "SYS"),
-        ChatTurn("user", "Bob: Anyone up for lunch?"),
-        ChatTurn("user", "Ada: What is 2 + 2?"),
-        ChatTurn("assistant", "4."),
-        ChatTurn("user", "ada: And 3 + 3?"),
+        ChatTurn("system", "SYS\n\nRecent messages in this room:\nBob: Anyone up for lunch?\nAda: What is 2 + 2?\nmodel: 4."),
+        ChatTurn("user", "And 3 + 3?"),
     ]
 
 
