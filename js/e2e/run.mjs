@@ -549,14 +549,19 @@ async function renderedText(browser, sources) {
  * answers in a few words). Returns its key.
  */
 async function askUntilStreaming(page, also = []) {
-  // A base model primed for brief answers: sample warmly, and ask for a story or a long list
-  // by turns, until one answer is long enough to be watched streaming.
-  await kernelExec(page, 'chat.config = {"max_tokens": 1000, "temperature": 1.0}');
+  // A base model primed for brief answers: the first prompt is one it answers at length
+  // (at temperature 0 it writes number after number until the cap); if that is somehow
+  // short, sample warmly and ask for a story or a long list by turns.
+  const prompts = [
+    "Write the numbers from 1 to 100 in a row.",
+    "Tell me a long story about a dragon who learns to program in Python.",
+    "List fifty animals, one per line.",
+  ];
   for (let attempt = 1; attempt <= 8; attempt++) {
+    const temperature = attempt === 1 ? 0 : 1.0;
+    await kernelExec(page, `chat.config = {"max_tokens": 1000, "temperature": ${temperature}}`);
     const before = new Set(await assistantKeys(page));
-    const prompt = attempt % 2
-      ? `Tell me a long story about a dragon who learns to program in Python (take ${attempt}).`
-      : `List fifty animals, one per line (take ${attempt}).`;
+    const prompt = `/new ${prompts[(attempt - 1) % prompts.length]}${attempt > 1 ? ` (take ${attempt})` : ""}`;
     await typeAndSend(page, prompt);
     const key = await waitFor(async () => (await assistantKeys(page)).find((k) => !before.has(k)), { timeout: 60_000, what: "answer starts" });
     const lengths = new Set();
