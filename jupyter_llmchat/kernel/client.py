@@ -222,7 +222,7 @@ class ChatClient:
         return self._request("GET", f"rooms/{_room(room)}/messages", params=params)["messages"]
 
     def stats(self) -> dict[str, Any]:
-        """The server's live figures (SPEC section 6)."""
+        """The server's live figures (docs/protocol.md, "Stats")."""
         return self._request("GET", "stats")
 
     # -- questions
