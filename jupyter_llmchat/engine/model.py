@@ -272,10 +272,6 @@ def load_model(
 
     vocab = llama.llama_model_get_vocab(model)
     n_vocab = llama.llama_vocab_n_tokens(vocab)
-    stop_ids: set[int] = set()
-    for tid in (llama.llama_vocab_eos(vocab), llama.llama_vocab_eot(vocab)):
-        if tid >= 0:
-            stop_ids.add(tid)
     loaded = LoadedModel(
         path=path,
         name=path.name.removesuffix(".gguf"),
@@ -303,6 +299,7 @@ def load_model(
     # vocabulary says which: <eos>, <end_of_turn>, <start_of_turn>, <|im_end|>, …). None of
     # them is ever text for a reader, and a model that writes one has left its turn.
     is_eog, is_control = llama.llama_vocab_is_eog, llama.llama_vocab_is_control
+    stop_ids: set[int] = set()  # eos and eot are end-of-generation tokens: found by the scan
     control_texts: dict[str, int] = {}
     for tid in range(n_vocab):
         if is_eog(vocab, tid) or is_control(vocab, tid):

@@ -18,14 +18,14 @@ import re
 import socket
 import ssl
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, get_args
 from urllib.parse import urlencode, urlsplit
 
 from .discovery import ServerInfo, find_server
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
 from .context import describe_all
 from .. import protocol
-from ..protocol import ROOM_PATTERN
+from ..protocol import ROOM_PATTERN, ContextMode
 from .streaming import Answer, AsyncAnswer, new_id, open_socket, raise_for_error, read_frame, shutdown_socket
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
 
 ROOM_RE = re.compile(ROOM_PATTERN)
 CONFIG_KEYS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop"})
-CONTEXT_MODES = ("own", "shared")
+CONTEXT_MODES = get_args(ContextMode)  # declared once, in the protocol
 T = TypeVar("T")
 # The server cannot be used at all (nothing was done): callers may rediscover or fall back.
 UNREACHABLE = (ServerNotFound, ExtensionNotEnabled, AuthenticationFailed)

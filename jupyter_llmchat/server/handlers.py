@@ -23,7 +23,7 @@ from .. import protocol
 from .connection import Connection, Identity
 from .messages import bot_author
 from .owner_auth import OwnerSecretMixin
-from ..protocol import ChatError, GenerateConfig, RoomName
+from ..protocol import ChatError, RoomName
 from .service import ChatService
 
 AUTH_RESOURCE = "llmchat"
