@@ -6,6 +6,7 @@ kernels, browsers. Bounded: every wait has a deadline, and the process is always
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,6 +93,20 @@ class ServerProcess:
                 return model
             time.sleep(0.2)
         raise TimeoutError("model did not load")
+
+    def login(self) -> dict[str, str]:
+        """Log in with the token like a browser: headers (cookie, XSRF) of a NEW user.
+
+        Jupyter gives every login session its own anonymous identity, so N logins are N
+        distinct users (a class in one room) while token-header requests are one user.
+        Send the headers with REST calls and WebSocket upgrades alike."""
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener.open(self.url + "login", timeout=10).read()
+        xsrf = next(cookie.value for cookie in jar if cookie.name == "_xsrf")
+        form = urllib.parse.urlencode({"password": self.token, "_xsrf": xsrf}).encode()
+        opener.open(self.url + "login", data=form, timeout=10).read()
+        return {"Cookie": "; ".join(f"{c.name}={c.value}" for c in jar), "X-XSRFToken": xsrf}
 
     @property
     def ws_url(self) -> str:
