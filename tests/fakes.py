@@ -5,7 +5,8 @@ over a `MemoryRoomBus` and a SQLite `HistoryStore`, with the stand-in backend
 (tests/standin.py) in place of the engine.
 `chat.client(user)` connects through a fake transport (`server.connection.Transport`): it
 sends frames as JSON text, as a socket would, and keeps every frame it was sent, decoded.
-Tests are `async`: connections write through the running event loop.
+Tests are `async`: connections write through the running event loop. A frame is handled at
+once (`run_now`): the memory bus never suspends, and `run_now` fails if it ever did.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine, TypeVar
 
 from standin import StandIn
 
@@ -22,6 +23,20 @@ from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.server.memory_bus import MemoryRoomBus
 from jupyter_llmchat.server.service import ChatService, ServiceLimits
 from jupyter_llmchat.server.store import HistoryStore
+
+T = TypeVar("T")
+
+
+def run_now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine of the service over the memory bus to its end in this step; it must
+    not suspend (the memory bus's async methods complete without waiting)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise AssertionError("the coroutine suspended: the memory bus must complete without waiting")
+
 
 ADA = Identity("ada", "Ada Lovelace")
 BOB = Identity("bob", "Bob")
@@ -55,7 +70,7 @@ class FakeClient:
         self._ids += 1
         request_id = envelope.pop("id", None) or f"{type_.lower()}-{self._ids}"
         frame = {"type": type_, "id": request_id, **envelope, "data": data if data is not None else {}}
-        self.chat.service.receive(self.connection, json.dumps(frame))
+        run_now(self.chat.service.receive(self.connection, json.dumps(frame)))
         return request_id
 
     def take(self, *types: str) -> list[dict[str, Any]]:
@@ -98,7 +113,7 @@ class FakeClient:
 
     def drop(self) -> None:
         """The socket closes under the client (what the handler's on_close does)."""
-        self.chat.service.disconnect(self.connection)
+        run_now(self.chat.service.disconnect(self.connection))
 
 
 class Chat:
@@ -140,11 +155,11 @@ class Chat:
 
     def stored(self, room: str) -> list[dict[str, Any]]:
         """The room's stored messages' data, oldest first."""
-        return [data for _, data in self.bus.messages(room, limit=500)]
+        return [data for _, data in run_now(self.bus.messages(room, limit=500))]
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.backend.close()
-        self.service.close()
+        await self.service.close()
 
 
 # Small and quick, as the integration tests' BASE_CONFIG; tests override what they are about.

@@ -4,11 +4,17 @@ The life of an answer: admission (idempotent per request id), the question poste
 room, the context built by the policy (`prompt_context`), the request handed to the model
 backend, every token fanned out to the room (or to the asker, for a private answer), and
 the finished answer stored. Runs on the event loop thread only, like the service.
+
+Tokens arrive from the backend in steps (one decode step's events, `on_tokens`); one task
+emits the steps in the order they came, each step's tokens of a room in one `emit_many`
+(one round trip on a shared bus), and an answer's tokens only after its question is posted.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import asyncio
+import logging
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -44,6 +50,7 @@ class Generation:
     regenerates: str | None = None
     parts: list[str] = field(default_factory=list)
     first_seq: int | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the question is in the room
 
 
 class Answers:
@@ -63,10 +70,13 @@ class Answers:
         self.running: dict[str, Generation] = {}
         self._acks: OrderedDict[tuple[str, str], Ack] = OrderedDict()
         self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
+        self._steps: deque[list[TokenEvent]] = deque()  # token steps not emitted yet, oldest first
+        self._emitter: asyncio.Task[None] | None = None
+        self.log = logging.getLogger("jupyter_llmchat")
 
     # -- asking -------------------------------------------------------------------------------
 
-    def generate(
+    async def generate(
         self,
         *,
         owner: Identity,
@@ -84,9 +94,9 @@ class Answers:
         if backend is None or not backend.loaded:
             reason = getattr(backend, "load_error", None) or "the model is still loading"
             raise ChatError(503, f"model not available: {reason}")
-        question, asked = self._question(owner, request, room)
-        settings = self.settings.get(room) if room is not None else None
-        turns = build_turns(
+        question, asked = await self._question(owner, request, room)
+        settings = await self.settings.get(room) if room is not None else None
+        turns = await build_turns(
             self.bus,
             question,
             system_prompt=(settings.system_prompt if settings else "") or self.limits.system_prompt,
@@ -111,29 +121,38 @@ class Answers:
             while len(self._acks) > _SEEN_REQUESTS:
                 self._acks.popitem(last=False)
         if room is not None:
-            self.bus.answer_started(room, message_id)
-            if asked is not None:  # regenerating: the question is in the room already
-                generation.in_reply_to = asked
-            else:
-                generation.in_reply_to, _ = post_text(self.bus, room, request.prompt, author, **question_fields(request))
+            try:
+                if asked is not None:  # regenerating: the question is in the room already
+                    generation.in_reply_to = asked
+                else:
+                    generation.in_reply_to, _ = await post_text(self.bus, room, request.prompt, author, **question_fields(request))
+                await self.bus.answer_started(room, message_id, self._answer_text(generation, ""))
+            except Exception:  # the room bus failed: nobody could see this answer
+                self.running.pop(message_id, None)
+                self._stop(message_id)
+                raise
+            finally:
+                generation.ready.set()
+        else:
+            generation.ready.set()
         return ack
 
-    def _question(
+    async def _question(
         self, owner: Identity, request: protocol.GenerateData, room: str | None
     ) -> tuple[Question, str | None]:
         """The question to answer, and the id of the stored one when it is asked again."""
         attachments = tuple(request.attachments or ())
         if room is None:
             return Question(None, owner.username, request.prompt, 0, attachments=attachments), None
-        head, _ = self.bus.head(room)
+        head, _ = await self.bus.head(room)
         if request.regenerate is None:
             return (
                 Question(room, owner.username, request.prompt, head + 1, request.new_thread, request.reply_to, attachments),
                 None,
             )
-        found = self.bus.message(room, message_id=request.regenerate)
+        found = await self.bus.message(room, message_id=request.regenerate)
         answer = found[1] if found else {}
-        asked = self.bus.message(room, message_id=answer.get("in_reply_to") or "") if answer else None
+        asked = await self.bus.message(room, message_id=answer.get("in_reply_to") or "") if answer else None
         if found is None or (answer.get("author") or {}).get("kind") != "assistant" or asked is None:
             raise ChatError(404, f"no stored answer {request.regenerate!r} in room {room!r} to regenerate")
         seq, data = asked
@@ -179,8 +198,8 @@ class Answers:
             if generation.connection is connection:
                 self._stop(generation.message_id)
 
-    def cancel_room(self, room: str) -> None:
-        for message_id in self.bus.running_answers(room):
+    async def cancel_room(self, room: str) -> None:
+        for message_id in await self.bus.running_answers(room):
             self._stop(message_id)
 
     def _stop(self, message_id: str) -> None:
@@ -191,19 +210,34 @@ class Answers:
     # -- tokens ----------------------------------------------------------------------------------
 
     def on_tokens(self, events: list[TokenEvent]) -> None:
-        """Backend sink (loop thread): stream each event to its room or its asker."""
+        """Backend sink (loop thread): queue one step's events; they are emitted in order."""
+        self._steps.append(events)
+        if self._emitter is None:
+            self._emitter = asyncio.ensure_future(self._emit_steps())
+
+    async def _emit_steps(self) -> None:
+        try:
+            while self._steps:
+                await self._emit_step(self._steps.popleft())
+        finally:
+            self._emitter = None
+
+    async def drained(self) -> None:
+        """Wait until every token step received so far is emitted (shutdown)."""
+        while self._emitter is not None:
+            await asyncio.shield(self._emitter)
+
+    async def _emit_step(self, events: list[TokenEvent]) -> None:
+        """Stream each event to its room or its asker: a room's tokens in one `emit_many`."""
+        by_room: dict[str, list[tuple[Generation, TokenEvent, Token]]] = {}
         for event in events:
             generation = self.running.get(event.message_id)
             if generation is None:
                 continue
+            await generation.ready.wait()
             data = token_data(event)
             if generation.room is not None:
-                seq = self.bus.emit(generation.room, "Token", data)
-                if generation.first_seq is None:
-                    generation.first_seq = seq
-                generation.parts.append(event.text)
-                if event.is_final:
-                    self._store(generation, event, seq)
+                by_room.setdefault(generation.room, []).append((generation, event, data))
             elif generation.connection is not None:
                 generation.connection.send(protocol.encode("Token", data, id=generation.request_id))
             if event.is_final:
@@ -211,26 +245,44 @@ class Answers:
                 self._finished[event.message_id] = generation.owner.username
                 while len(self._finished) > _FINISHED_REMEMBERED:
                     self._finished.popitem(last=False)
+        for room, tokens in by_room.items():
+            try:
+                seqs = await self.bus.emit_many(room, [("Token", data) for _, _, data in tokens])
+            except Exception:  # the room bus failed: these answers can reach nobody
+                self.log.exception("llmchat: tokens of room %r could not be emitted; stopping its answers", room)
+                for generation, _, _ in tokens:
+                    self._stop(generation.message_id)
+                continue
+            for (generation, event, _), seq in zip(tokens, seqs):
+                if generation.first_seq is None:
+                    generation.first_seq = seq
+                generation.parts.append(event.text)
+                if event.is_final:
+                    await self._store(generation, event, seq)
 
-    def _store(self, generation: Generation, event: TokenEvent, seq: int) -> None:
-        """Store a finished answer as an assistant `Text` at the seq of its first token."""
-        room = generation.room or ""
-        self.bus.answer_ended(room, generation.message_id)
-        content = "".join(generation.parts)
-        if not content:
-            self.bus.save_head(room, seq)
-            return
-        text = Text(
+    def _answer_text(self, generation: Generation, content: str, event: TokenEvent | None = None) -> Text:
+        """The assistant `Text` an answer is stored as."""
+        return Text(
             message_id=generation.message_id,
             content=content,
             author=Author(ASSISTANT_USERNAME, model_name(self._backend()), "assistant"),
             created=now_iso(),
             in_reply_to=generation.in_reply_to,
-            finish_reason=event.finish_reason,
+            finish_reason=event.finish_reason if event is not None else None,
             regenerates=generation.regenerates or None,
-            error=event.error or None,  # why it ended early, e.g. "server shutting down": shown with the answer
+            error=(event.error or None) if event is not None else None,  # why it ended early, e.g. "server shutting down": shown with the answer
         )
-        self.bus.store_message(room, generation.first_seq or seq, text, seq)
+
+    async def _store(self, generation: Generation, event: TokenEvent, seq: int) -> None:
+        """Store a finished answer as an assistant `Text` at the seq of its first token."""
+        room = generation.room or ""
+        await self.bus.answer_ended(room, generation.message_id)
+        content = "".join(generation.parts)
+        if not content:
+            await self.bus.save_head(room, seq)
+            return
+        text = self._answer_text(generation, content, event)
+        await self.bus.store_message(room, generation.first_seq or seq, text, seq)
 
 
 def token_data(event: TokenEvent) -> Token:

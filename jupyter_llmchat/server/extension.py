@@ -208,4 +208,4 @@ class LLMChat(ExtensionApp):
         await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
         for _ in range(3):  # let the final Token events queued by close() reach the service
             await asyncio.sleep(0)
-        self.service.close()
+        await self.service.close()

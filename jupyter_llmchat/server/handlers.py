@@ -86,7 +86,9 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
             return
         self.connection = self.service.connect(identity_of(self), self)
 
-    def on_message(self, message: str | bytes) -> None:
+    async def on_message(self, message: str | bytes) -> None:
+        """Tornado awaits this before reading the socket's next frame: one client's frames
+        are handled one at a time, in order, even when the room bus does I/O."""
         connection = self.connection
         if connection is None:
             return
@@ -99,7 +101,7 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         ):
             connection.send(protocol.error_frame(403, f"not authorized to send {kind}", id=request_id))
             return
-        self.service.receive(connection, message)
+        await self.service.receive(connection, message)
 
     def on_pong(self, data: bytes) -> None:
         if self.connection is not None:
@@ -107,7 +109,7 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
 
     def on_close(self) -> None:
         if self.connection is not None:
-            self.service.disconnect(self.connection)
+            self.service.disconnect_soon(self.connection)
 
     # Transport, for Connection
     def write_frame(self, frame: bytes) -> Awaitable[None]:
@@ -120,13 +122,13 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
             pass
 
 
-def answers_chat_errors(method: Callable[..., None]) -> Callable[..., None]:
+def answers_chat_errors(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """Turn a `ChatError` raised by a REST method into its JSON error reply."""
 
     @functools.wraps(method)
-    def wrapper(self: ChatAPIHandler, *args: Any, **kwargs: Any) -> None:
+    async def wrapper(self: ChatAPIHandler, *args: Any, **kwargs: Any) -> None:
         try:
-            method(self, *args, **kwargs)
+            await method(self, *args, **kwargs)
         except ChatError as error:
             self.reply(protocol.Error(error.message, error.code), status=error.code)
 
@@ -182,8 +184,8 @@ class StatsHandler(ChatAPIHandler):
 class RoomsHandler(ChatAPIHandler):
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        self.reply({"rooms": self.service.room_list()})
+    async def get(self) -> None:
+        self.reply({"rooms": await self.service.room_list()})
 
 
 AuthorName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -204,23 +206,23 @@ class MessagesHandler(ChatAPIHandler):
     @web.authenticated
     @authorized
     @answers_chat_errors
-    def get(self, room: str) -> None:
+    async def get(self, room: str) -> None:
         name = self.room_name(room)
         since = self.int_argument("since", None, 0, 2**62)
         limit = self.int_argument("limit", 50, 1, 500)
-        self.service.require_room(name)
-        self.reply(self.service.history_data(name, since=since, limit=limit))
+        await self.service.require_room(name)
+        self.reply(await self.service.history_data(name, since=since, limit=limit))
 
     @web.authenticated
     @authorized
     @answers_chat_errors
-    def post(self, room: str) -> None:
+    async def post(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
         body = protocol.decode_json(self.request.body, MessageBody)
         if not body.content:
             raise ChatError(400, "`content` must not be empty")
-        message_id, seq = self.service.broadcast_to_room(
+        message_id, seq = await self.service.broadcast_to_room(
             name, body.content, username=user.username, author_name=body.author_name
         )
         self.reply({"message_id": message_id, "seq": seq}, status=201)
@@ -228,10 +230,10 @@ class MessagesHandler(ChatAPIHandler):
     @web.authenticated
     @authorized
     @answers_chat_errors
-    def delete(self, room: str) -> None:
+    async def delete(self, room: str) -> None:
         """Clear the room's history (needs the authorizer's "write" on llmchat)."""
         name = self.room_name(room)
-        self.reply({"deleted": self.service.clear_room(name)})
+        self.reply({"deleted": await self.service.clear_room(name)})
 
 
 class RoomHandler(ChatAPIHandler):
@@ -240,32 +242,32 @@ class RoomHandler(ChatAPIHandler):
     @web.authenticated
     @authorized
     @answers_chat_errors
-    def get(self, room: str) -> None:
+    async def get(self, room: str) -> None:
         name = self.room_name(room)
-        self.service.require_room(name)
+        await self.service.require_room(name)
         offset = self.int_argument("offset", 0, 0, 2**31)
         limit = self.int_argument("limit", protocol.MEMBERS_SHOWN, 1, 1000)
-        self.reply(self.service.room_info(name, offset, limit))
+        self.reply(await self.service.room_info(name, offset, limit))
 
     @web.authenticated
     @authorized
     @answers_chat_errors
-    def put(self, room: str) -> None:
+    async def put(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
         change = protocol.decode_json(self.request.body, protocol.RoomSettingsData)
-        self.reply(self.service.settings.change(name, change, user))
+        self.reply(await self.service.settings.change(name, change, user))
 
 
 class GenerateHandler(ChatAPIHandler):
     @web.authenticated
     @authorized
     @answers_chat_errors
-    def post(self, room: str) -> None:
+    async def post(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
         body = protocol.decode_json(self.request.body, GenerateBody)
-        ack = self.service.generate(
+        ack = await self.service.generate(
             owner=user,
             request=body,
             room=name,

@@ -80,6 +80,17 @@ class HookRegistry:
             except Exception:
                 self.log.exception("llmchat hook %r failed; ignoring it", hook)
 
+    async def run_awaited(self, hooks: list[Hook], *args: Any) -> None:
+        """Like `run`, but an async hook is awaited: what it posts comes before what follows
+        (a `Custom` is relayed after its hooks, and a hook's posts are coroutines)."""
+        for hook in list(hooks):
+            try:
+                result = hook(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.log.exception("llmchat hook %r failed; ignoring it", hook)
+
     def _watch(self, hook: Hook, awaitable: Any) -> None:
         """Run an async hook in the background; keep a reference so it is not collected."""
         task = asyncio.ensure_future(awaitable)

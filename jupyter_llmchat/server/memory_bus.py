@@ -52,10 +52,10 @@ class MemoryRoomBus(RoomBus):
 
     # -- membership and fan-out --------------------------------------------------------------
 
-    def join(self, room: str, connection: Connection) -> bool:
+    async def join(self, room: str, connection: Connection) -> bool:
         return self._room(room).add(connection)
 
-    def leave(self, room: str, connection: Connection) -> bool:
+    async def leave(self, room: str, connection: Connection) -> bool:
         live = self.rooms.get(room)
         return live.remove(connection) if live is not None else False
 
@@ -63,15 +63,18 @@ class MemoryRoomBus(RoomBus):
         live = self.rooms.get(room)
         return live is not None and connection.client_id in live.members
 
-    def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
+    async def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
         live = self.rooms.get(room)
         return live.users(offset, limit) if live is not None else []
 
-    def member_count(self, room: str) -> int:
+    async def member_count(self, room: str) -> int:
+        return self.local_member_count(room)
+
+    def local_member_count(self, room: str) -> int:
         live = self.rooms.get(room)
         return len(live.identities) if live is not None else 0
 
-    def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
+    async def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
         live = self._room(room)
         seq = live.emit(type_, data)
         self.rooms.move_to_end(room)
@@ -87,84 +90,84 @@ class MemoryRoomBus(RoomBus):
                 return
             live.trim(max(0, live.replay_size - (self.budget.used - self.budget.limit)))
 
-    def deliver(self, room: str, frame: bytes) -> None:
+    async def deliver(self, room: str, frame: bytes) -> None:
         live = self.rooms.get(room)
         for member in list(live.members.values()) if live is not None else []:
             member.send(frame)
 
     # -- sequence, replay and epochs -----------------------------------------------------------
 
-    def exists(self, room: str) -> bool:
+    async def exists(self, room: str) -> bool:
         return room in self.rooms or self.store.head_seq(room) is not None
 
-    def head(self, room: str) -> tuple[int, str | None]:
+    async def head(self, room: str) -> tuple[int, str | None]:
         live = self.rooms.get(room)
         if live is not None:
             return live.head_seq, live.epoch
         return self.store.head_seq(room) or 0, None
 
-    def catch_up(self, room: str, since: int, epoch: str | None) -> Iterable[bytes] | None:
+    async def catch_up(self, room: str, since: int, epoch: str | None) -> Iterable[bytes] | None:
         live = self._room(room)
         return live.events_after(since) if live.can_resume(since, epoch) else None
 
-    def running_answer_frames(self, room: str) -> Iterable[bytes]:
+    async def running_answer_frames(self, room: str) -> Iterable[bytes]:
         return self._room(room).running_answer_tokens()
 
-    def answer_started(self, room: str, message_id: str) -> None:
+    async def answer_started(self, room: str, message_id: str, stub: Text) -> None:
         self._room(room).active_generations.add(message_id)
 
-    def answer_ended(self, room: str, message_id: str) -> None:
+    async def answer_ended(self, room: str, message_id: str) -> None:
         live = self.rooms.get(room)
         if live is not None:
             live.answer_ended(message_id)
 
-    def running_answers(self, room: str) -> list[str]:
+    async def running_answers(self, room: str) -> list[str]:
         live = self.rooms.get(room)
         return list(live.active_generations) if live is not None else []
 
     # -- history -------------------------------------------------------------------------------
 
-    def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
+    async def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
         self.store.add_message(room, seq, msgspec.to_builtins(text), head_seq)
 
-    def save_head(self, room: str, seq: int) -> None:
+    async def save_head(self, room: str, seq: int) -> None:
         self.store.save_head(room, seq)
 
-    def messages(
+    async def messages(
         self, room: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
     ) -> list[Message]:
         return self.store.messages(room, before_seq=before_seq, since=since, limit=limit)
 
-    def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
+    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
         return self.store.message(room, message_id=message_id, seq=seq)
 
-    def exchanges(
+    async def exchanges(
         self, room: str, username: str, *, before_seq: int, limit: int
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         return self.store.exchanges(room, username, before_seq=before_seq, limit=limit)
 
-    def clear(self, room: str) -> int:
+    async def clear(self, room: str) -> int:
         deleted = self.store.delete_messages(room)
         live = self.rooms.get(room)
         if live is not None:
             live.forget_events()
         return deleted
 
-    def delete_older_than(self, created_before: str) -> int:
+    async def delete_older_than(self, created_before: str) -> int:
         return self.store.delete_older_than(created_before)
 
-    def settings(self, room: str) -> dict[str, Any]:
+    async def settings(self, room: str) -> dict[str, Any]:
         return self.store.room_settings(room)
 
-    def save_settings(self, room: str, settings: dict[str, Any]) -> None:
+    async def save_settings(self, room: str, settings: dict[str, Any]) -> None:
         self.store.save_room_settings(room, settings)
 
-    def room_list(self) -> list[dict[str, Any]]:
+    async def room_list(self) -> list[dict[str, Any]]:
         heads = self.store.rooms()
         for name, live in self.rooms.items():
             heads[name] = live.head_seq
         return [
-            {"room": name, "members": self.member_count(name), "head_seq": head}
+            {"room": name, "members": self.local_member_count(name), "head_seq": head}
             for name, head in sorted(heads.items())
         ]
 
@@ -173,14 +176,14 @@ class MemoryRoomBus(RoomBus):
 
     # -- lifetime ------------------------------------------------------------------------------
 
-    def sweep(self, now: float) -> None:
+    async def sweep(self, now: float) -> None:
         for name, live in list(self.rooms.items()):
             if live.idle_for(now) > self.cleanup_delay:
                 self.store.save_head(name, live.head_seq)
                 live.forget_events()  # its bytes leave the server-wide budget
                 del self.rooms[name]
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Persist every live room's head seq, then close the store."""
         for name, live in self.rooms.items():
             self.store.save_head(name, live.head_seq)

@@ -26,14 +26,14 @@ def bot_author(username: str, name: str | None) -> Author:
     return Author(username, name or "notebook", "bot")
 
 
-def post_text(bus: RoomBus, room: str, content: str, author: Author, **fields: Any) -> tuple[str, int]:
+async def post_text(bus: RoomBus, room: str, content: str, author: Author, **fields: Any) -> tuple[str, int]:
     """Post a `Text` into a room (creating it) and store it; returns (message_id, seq).
 
     `fields`: the optional `protocol.Text` fields of this kind of message.
     """
     text = protocol.Text(new_message_id(), content, author, now_iso(), **fields)
-    seq = bus.emit(room, "Text", text)
-    bus.store_message(room, seq, text, seq)
+    seq = await bus.emit(room, "Text", text)
+    await bus.store_message(room, seq, text, seq)
     return text.message_id, seq
 
 

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from ..engine.types import ChatTurn
 from ..protocol import Attachment
-from .store import HistoryStore
+from .room_bus import RoomBus
 
 MESSAGE_CHARS = 2000  # most characters of any one context message (its beginning is kept)
 QUESTION_CHARS = 8000  # most characters of the question itself (its end is kept)
@@ -68,8 +68,8 @@ def question_text(question: Question) -> str:
     return text
 
 
-def build_turns(
-    store: HistoryStore,
+async def build_turns(
+    store: RoomBus,
     question: Question,
     *,
     system_prompt: str,
@@ -81,7 +81,7 @@ def build_turns(
         # The room goes with the system prompt, as a block the model reads before its
         # examples: merged into the asker's turn, a small base model restarts the document
         # and echoes the system prompt (bench/answers.py, shared context: 48 of 48).
-        room = _shared_block(store, question, history_messages)
+        room = await _shared_block(store, question, history_messages)
         system_prompt = f"{system_prompt}\n\nRecent messages in this room:\n{room}" if room else system_prompt
     turns: list[ChatTurn] = [ChatTurn("system", system_prompt)] if system_prompt else []
     if question.room is None:
@@ -91,19 +91,19 @@ def build_turns(
     elif question.new_thread:
         history = []
     else:
-        history = _own_turns(store, question, history_messages)
-    quoted = _quoted(store, question)
+        history = await _own_turns(store, question, history_messages)
+    quoted = await _quoted(store, question)
     text = question_text(question)
     if quoted:
         text = "\n".join(quoted) + "\n\n" + text
     return turns + history + [ChatTurn("user", text)]
 
 
-def _own_turns(store: HistoryStore, question: Question, limit: int) -> list[ChatTurn]:
+async def _own_turns(store: RoomBus, question: Question, limit: int) -> list[ChatTurn]:
     """The asker's recent exchanges, back to their thread's start, within CONTEXT_CHARS."""
     turns: list[ChatTurn] = []
     budget = CONTEXT_CHARS
-    pairs = store.exchanges(question.room or "", question.username, before_seq=question.before_seq, limit=max(1, limit // 2))
+    pairs = await store.exchanges(question.room or "", question.username, before_seq=question.before_seq, limit=max(1, limit // 2))
     for asked, answer in pairs:  # newest first
         if asked.get("message_id") == question.exclude:
             if asked.get("thread_start"):
@@ -120,11 +120,11 @@ def _own_turns(store: HistoryStore, question: Question, limit: int) -> list[Chat
     return turns
 
 
-def _shared_block(store: HistoryStore, question: Question, limit: int) -> str:
+async def _shared_block(store: RoomBus, question: Question, limit: int) -> str:
     """Every recent message of the room as "Name: text" lines, within CONTEXT_CHARS."""
     lines: list[str] = []
     budget = CONTEXT_CHARS
-    for _, data in reversed(store.messages(question.room or "", before_seq=question.before_seq, limit=limit)):
+    for _, data in reversed(await store.messages(question.room or "", before_seq=question.before_seq, limit=limit)):
         kind = (data.get("author") or {}).get("kind")
         if kind == "system" or data.get("message_id") == question.exclude:
             continue
@@ -136,16 +136,16 @@ def _shared_block(store: HistoryStore, question: Question, limit: int) -> str:
     return "\n".join(lines)
 
 
-def _quoted(store: HistoryStore, question: Question) -> list[str]:
+async def _quoted(store: RoomBus, question: Question) -> list[str]:
     """The messages the question replies to or mentions, as lines the model can read."""
     room = question.room or ""
     found: list[dict[str, Any]] = []
     if question.reply_to:
-        hit = store.message(room, message_id=question.reply_to)
+        hit = await store.message(room, message_id=question.reply_to)
         if hit is not None:
             found.append(hit[1])
     for match in _MENTION_RE.findall(question.prompt)[:MENTIONS]:
-        hit = store.message(room, seq=int(match))
+        hit = await store.message(room, seq=int(match))
         if hit is not None and hit[1] not in found:
             found.append(hit[1])
     return [f'{speaker(data)} wrote: "{clip(str(data.get("content", "")), MESSAGE_CHARS)}"' for data in found]

@@ -20,20 +20,20 @@ class RoomSettingsBook:
         self.bus = bus
         self._cache: dict[str, RoomSettings] = {}
 
-    def get(self, room: str) -> RoomSettings:
+    async def get(self, room: str) -> RoomSettings:
         """The room's settings in force: system prompt "" means the server's, context "own" by default."""
         settings = self._cache.get(room)
         if settings is None:
-            stored = self.bus.settings(room)
+            stored = await self.bus.settings(room)
             settings = RoomSettings(stored.get("system_prompt", ""), stored.get("context", "own"))
             if len(self._cache) >= _CACHED:
                 self._cache.clear()
             self._cache[room] = settings
         return settings
 
-    def change(self, room: str, change: protocol.RoomSettingsData, user: Identity) -> RoomSettings:
+    async def change(self, room: str, change: protocol.RoomSettingsData, user: Identity) -> RoomSettings:
         """Store the new settings and tell the room's members with a system `Text`."""
-        settings = self.get(room)
+        settings = await self.get(room)
         said: list[str] = []
         if change.system_prompt is not None:
             settings = msgspec.structs.replace(settings, system_prompt=change.system_prompt.strip())
@@ -43,9 +43,9 @@ class RoomSettingsBook:
             said.append(
                 "let the model see the whole room" if change.context == "shared" else "let the model see only each asker's own thread"
             )
-        self.bus.save_settings(room, msgspec.to_builtins(settings))
+        await self.bus.save_settings(room, msgspec.to_builtins(settings))
         self._cache[room] = settings
         if said:
             author = Author(user.username, user.name, "system")
-            post_text(self.bus, room, f"{user.name} {' and '.join(said)}.", author, settings=settings)
+            await post_text(self.bus, room, f"{user.name} {' and '.join(said)}.", author, settings=settings)
         return settings

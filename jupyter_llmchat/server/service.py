@@ -1,7 +1,8 @@
 """The chat service: what each llmchat.v1 message does (docs/protocol.md).
 
 Transport-free: the WebSocket handler, the REST handlers and other extensions all call
-this one object, on the event loop thread. It talks to rooms only through the room bus
+this one object, on the event loop thread; its entry points are coroutines because the room
+bus may do I/O (a frame's handling is awaited before the socket's next frame is read). It talks to rooms only through the room bus
 (`room_bus.RoomBus`) and to the model only through the model backend
 (`model_backend.ModelBackend`, via `answers.Answers`), so no state here needs a lock.
 Frames are built from `protocol`'s structs; what the REST handlers and other extensions get
@@ -10,6 +11,7 @@ back from `generate`, `stats` and `room_info` stays plain JSON values (dicts), a
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import logging
 import secrets
@@ -98,6 +100,7 @@ class ChatService(HookApi):
         self._buckets: dict[str, TokenBucket] = {}
         self._next_client = 0
         self._retention_due = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()  # disconnects under way
 
     # ----------------------------------------------------------------- connections
 
@@ -109,20 +112,29 @@ class ChatService(HookApi):
         self._next_client += 1
         client_id = f"c{self._next_client}-{secrets.token_hex(3)}"
         connection = Connection(
-            client_id, user, transport, self.counters, self.limits.send_queue_bytes, self.disconnect
+            client_id, user, transport, self.counters, self.limits.send_queue_bytes, self.disconnect_soon
         )
         self.connections[client_id] = connection
         connection.send(protocol.encode("Welcome", self.welcome_data(connection)))
         self.hooks.run(self.hooks.on_connect, self, connection)
         return connection
 
-    def disconnect(self, connection: Connection) -> None:
+    def disconnect_soon(self, connection: Connection) -> None:
+        """`disconnect` from synchronous code (a socket's close callback)."""
+        task = asyncio.ensure_future(self.disconnect(connection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def disconnect(self, connection: Connection) -> None:
         """Forget a closed connection: leave its rooms, stop its private answers."""
         if self.connections.pop(connection.client_id, None) is None:
             return
         connection.closed = True
         for name in list(connection.rooms):
-            self._leave(connection, name)
+            try:
+                await self._leave(connection, name)
+            except Exception:  # e.g. the room bus is away: its presence expires on its own
+                self.log.warning("llmchat: leaving room %r failed", name, exc_info=True)
         self.answers.cancel_private(connection)
         self.hooks.run(self.hooks.on_disconnect, self, connection)
 
@@ -148,7 +160,7 @@ class ChatService(HookApi):
 
     # ------------------------------------------------------------------- messages
 
-    def receive(self, connection: Connection, raw: str | bytes) -> None:
+    async def receive(self, connection: Connection, raw: str | bytes) -> None:
         """Handle one frame from a client; every failure becomes an `Error` frame."""
         connection.last_seen = time.monotonic()
         self.counters.messages_received += 1
@@ -163,7 +175,7 @@ class ChatService(HookApi):
             data = protocol.decode_data(envelope)
             self.hooks.run(self.hooks.on_message, self, connection, envelope.type, envelope, data)
             handler = getattr(self, f"_on_{envelope.type.lower()}")
-            handler(connection, envelope, data)
+            await handler(connection, envelope, data)
         except ChatError as error:
             connection.send(protocol.error_frame(error.code, error.message, id=request_id))
         except Exception:
@@ -191,45 +203,49 @@ class ChatService(HookApi):
         if not self.bus.is_member(room, connection):
             raise ChatError(409, f"not a member of room {room!r}: send Join first")
 
-    def _on_ping(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+    async def _on_ping(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
         self._reply(connection, "Pong", protocol.Pong(), envelope)
 
-    def _on_stats(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+    async def _on_stats(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
         self._reply(connection, "Stats", self.stats_data(), envelope)
 
-    def _on_audio(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+    async def _on_audio(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
         raise ChatError(501, "Audio is not supported yet")
 
-    def _on_join(self, connection: Connection, envelope: protocol.Envelope, data: protocol.JoinData) -> None:
+    async def _on_join(self, connection: Connection, envelope: protocol.Envelope, data: protocol.JoinData) -> None:
         name = envelope.room
         if name not in connection.rooms and len(connection.rooms) >= self.limits.max_rooms_per_connection:
             raise ChatError(429, f"this connection is in {len(connection.rooms)} rooms (max_rooms_per_connection); leave one first")
-        first = self.bus.join(name, connection)  # nothing is emitted until the replies below are queued
-        head_seq, epoch = self.bus.head(name)
-        joined = protocol.Joined(head_seq, epoch, self.bus.member_count(name), self._members(name), self.settings.get(name))
-        self._reply(connection, "Joined", joined, envelope)
-        # What a Join queues at once stays within half the socket's send queue: a room
-        # holding huge messages is still joined, resumed and paged, never closed (1008).
-        budget = self.limits.send_queue_bytes // 2
-        missed = self._missed(name, data, budget)
-        if missed is not None:
-            for frame in missed:
-                connection.send(frame)
-        else:
-            if data.since is not None:
-                connection.send(protocol.encode("Reset", protocol.Reset(head_seq), room=name))
-            connection.send(protocol.encode("History", self.history_data(name, max_bytes=budget), room=name))
-            for frame in self.bus.running_answer_frames(name):
-                connection.send(frame)
-        if first:
-            self.bus.emit(name, "Presence", protocol.Presence([connection.user.person()], [], self.bus.member_count(name)))
+        async with self.bus.holding(name):  # no live event reaches the member before these replies
+            first = await self.bus.join(name, connection)
+            head_seq, epoch = await self.bus.head(name)
+            joined = protocol.Joined(
+                head_seq, epoch, await self.bus.member_count(name), await self._members(name), await self.settings.get(name)
+            )
+            self._reply(connection, "Joined", joined, envelope)
+            # What a Join queues at once stays within half the socket's send queue: a room
+            # holding huge messages is still joined, resumed and paged, never closed (1008).
+            budget = self.limits.send_queue_bytes // 2
+            missed = await self._missed(name, data, budget)
+            if missed is not None:
+                for frame in missed:
+                    connection.send(frame)
+            else:
+                if data.since is not None:
+                    connection.send(protocol.encode("Reset", protocol.Reset(head_seq), room=name))
+                connection.send(protocol.encode("History", await self.history_data(name, max_bytes=budget), room=name))
+                for frame in await self.bus.running_answer_frames(name):
+                    connection.send(frame)
+            if first:
+                presence = protocol.Presence([connection.user.person()], [], await self.bus.member_count(name))
+                await self.bus.emit(name, "Presence", presence)
 
-    def _missed(self, name: str, data: protocol.JoinData, budget: int) -> list[bytes] | None:
+    async def _missed(self, name: str, data: protocol.JoinData, budget: int) -> list[bytes] | None:
         """The events after `since` to replay, or None (Reset) when they cannot all be
         replayed or would not fit in `budget` bytes."""
         if data.since is None:
             return None
-        frames = self.bus.catch_up(name, data.since, data.epoch)
+        frames = await self.bus.catch_up(name, data.since, data.epoch)
         if frames is None:
             return None
         kept, size = [], 0
@@ -240,29 +256,30 @@ class ChatService(HookApi):
             kept.append(frame)
         return kept
 
-    def _on_leave(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
+    async def _on_leave(self, connection: Connection, envelope: protocol.Envelope, data: Any) -> None:
         name = envelope.room
-        self._leave(connection, name)
-        head_seq, epoch = self.bus.head(name)
-        self._reply(connection, "Left", protocol.Left(head_seq, epoch, self.bus.member_count(name), self._members(name)), envelope)
+        await self._leave(connection, name)
+        head_seq, epoch = await self.bus.head(name)
+        left = protocol.Left(head_seq, epoch, await self.bus.member_count(name), await self._members(name))
+        self._reply(connection, "Left", left, envelope)
 
-    def _leave(self, connection: Connection, name: str) -> None:
-        if self.bus.leave(name, connection):
-            self.bus.emit(name, "Presence", protocol.Presence([], [connection.user.person()], self.bus.member_count(name)))
-        if self.limits.cancel_when_room_empty and not self.bus.member_count(name):
-            self.answers.cancel_room(name)
+    async def _leave(self, connection: Connection, name: str) -> None:
+        if await self.bus.leave(name, connection):
+            await self.bus.emit(name, "Presence", protocol.Presence([], [connection.user.person()], await self.bus.member_count(name)))
+        if self.limits.cancel_when_room_empty and not await self.bus.member_count(name):
+            await self.answers.cancel_room(name)
 
-    def _members(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> list[Person]:
-        return [user.person() for user in self.bus.members(name, offset, limit)]
+    async def _members(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> list[Person]:
+        return [user.person() for user in await self.bus.members(name, offset, limit)]
 
-    def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
+    async def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
         self._require_member(connection, envelope.room)
-        post_text(self.bus, envelope.room, data.content, connection.user.author())
+        await post_text(self.bus, envelope.room, data.content, connection.user.author())
 
-    def _on_generate(self, connection: Connection, envelope: protocol.Envelope, data: protocol.GenerateData) -> None:
+    async def _on_generate(self, connection: Connection, envelope: protocol.Envelope, data: protocol.GenerateData) -> None:
         if envelope.room is not None:
             self._require_member(connection, envelope.room)
-        ack = self.answers.generate(
+        ack = await self.answers.generate(
             owner=connection.user,
             request=data,
             room=envelope.room,
@@ -272,26 +289,26 @@ class ChatService(HookApi):
         )
         self._reply(connection, "Ack", ack, envelope)
 
-    def _on_roomsettings(self, connection: Connection, envelope: protocol.Envelope, data: protocol.RoomSettingsData) -> None:
+    async def _on_roomsettings(self, connection: Connection, envelope: protocol.Envelope, data: protocol.RoomSettingsData) -> None:
         self._require_member(connection, envelope.room)
-        self._reply(connection, "RoomSettings", self.settings.change(envelope.room, data, connection.user), envelope)
+        self._reply(connection, "RoomSettings", await self.settings.change(envelope.room, data, connection.user), envelope)
 
-    def _on_cancel(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CancelData) -> None:
+    async def _on_cancel(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CancelData) -> None:
         self.answers.cancel(connection.user, data.message_id)
 
-    def _on_history(self, connection: Connection, envelope: protocol.Envelope, data: protocol.HistoryData) -> None:
-        self.require_room(envelope.room)
-        history = self.history_data(envelope.room, before_seq=data.before_seq, limit=data.limit or 50)
+    async def _on_history(self, connection: Connection, envelope: protocol.Envelope, data: protocol.HistoryData) -> None:
+        await self.require_room(envelope.room)
+        history = await self.history_data(envelope.room, before_seq=data.before_seq, limit=data.limit or 50)
         self._reply(connection, "History", history, envelope)
 
-    def _on_custom(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CustomData) -> None:
+    async def _on_custom(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CustomData) -> None:
         if envelope.room:
             self._require_member(connection, envelope.room)
-        self.hooks.run(self.hooks.custom.get(data.kind, []), self, connection, envelope.room, data.kind, data.payload)
+        await self.hooks.run_awaited(self.hooks.custom.get(data.kind, []), self, connection, envelope.room, data.kind, data.payload)
         if envelope.room:
-            self.bus.emit(envelope.room, "Custom", protocol.Custom(data.kind, data.payload, connection.user.author()))
+            await self.bus.emit(envelope.room, "Custom", protocol.Custom(data.kind, data.payload, connection.user.author()))
 
-    def _on_binary(self, connection: Connection, envelope: protocol.Envelope, data: protocol.BinaryData) -> None:
+    async def _on_binary(self, connection: Connection, envelope: protocol.Envelope, data: protocol.BinaryData) -> None:
         self._require_member(connection, envelope.room)
         try:
             size = len(binascii.a2b_base64(data.data, strict_mode=True))
@@ -300,11 +317,11 @@ class ChatService(HookApi):
         if size > self.limits.max_binary_bytes:
             raise ChatError(413, f"attachment of {size} bytes is over the {self.limits.max_binary_bytes}-byte limit")
         mime_type = data.mime_type or "application/octet-stream"
-        self.bus.emit(envelope.room, "Binary", protocol.Binary(data.data, mime_type, size, connection.user.author()))
+        await self.bus.emit(envelope.room, "Binary", protocol.Binary(data.data, mime_type, size, connection.user.author()))
 
     # ------------------------------------------------------- rooms (REST and extensions)
 
-    def history_data(
+    async def history_data(
         self,
         name: str,
         *,
@@ -317,64 +334,64 @@ class ChatService(HookApi):
 
         With `max_bytes`, a page holds fewer messages when they are large (at least one):
         the newest ones, or from `since` on the oldest ones."""
-        rows = self.bus.messages(name, before_seq=before_seq, since=since, limit=limit)
+        rows = await self.bus.messages(name, before_seq=before_seq, since=since, limit=limit)
         if max_bytes is not None:
             rows = _within(rows, max_bytes, newest=since is None or before_seq is not None)
         messages = [{"type": "Text", "room": name, "seq": seq, "data": data} for seq, data in rows]
-        head_seq, epoch = self.bus.head(name)
+        head_seq, epoch = await self.bus.head(name)
         return protocol.History(messages, head_seq, epoch)
 
-    def require_room(self, name: str) -> None:
+    async def require_room(self, name: str) -> None:
         """ChatError 404 unless the room is live or has ever been used."""
-        if not self.bus.exists(name):
+        if not await self.bus.exists(name):
             raise ChatError(404, f"unknown room {name!r}")
 
-    def room_info(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> dict[str, Any]:
+    async def room_info(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> dict[str, Any]:
         """REST `GET rooms/{room}`: head seq, epoch, a page of members, the room's own settings."""
-        head_seq, epoch = self.bus.head(name)
+        head_seq, epoch = await self.bus.head(name)
         info = {
             "room": name,
             "head_seq": head_seq,
             "epoch": epoch,
-            "count": self.bus.member_count(name),
+            "count": await self.bus.member_count(name),
             "offset": offset,
-            "members": self._members(name, offset, limit),
-            "settings": self.settings.get(name),
+            "members": await self._members(name, offset, limit),
+            "settings": await self.settings.get(name),
         }
         return msgspec.to_builtins(info)
 
-    def room_list(self) -> list[dict[str, Any]]:
-        return self.bus.room_list()
+    async def room_list(self) -> list[dict[str, Any]]:
+        return await self.bus.room_list()
 
-    def clear_room(self, name: str) -> int:
+    async def clear_room(self, name: str) -> int:
         """Delete a room's stored messages; its members reload an empty history (new epoch)."""
-        self.require_room(name)
-        deleted = self.bus.clear(name)
-        head_seq, _ = self.bus.head(name)
-        self.bus.deliver(name, protocol.encode("Reset", protocol.Reset(head_seq), room=name))
-        self.bus.deliver(name, protocol.encode("History", self.history_data(name), room=name))
+        await self.require_room(name)
+        deleted = await self.bus.clear(name)
+        head_seq, _ = await self.bus.head(name)
+        await self.bus.deliver(name, protocol.encode("Reset", protocol.Reset(head_seq), room=name))
+        await self.bus.deliver(name, protocol.encode("History", await self.history_data(name), room=name))
         return deleted
 
-    def generate(self, **request: Any) -> dict[str, Any]:
+    async def generate(self, **request: Any) -> dict[str, Any]:
         """Ask the model (REST, extensions): see `answers.Answers.generate`; the `Ack` data as a dict."""
-        return msgspec.to_builtins(self.answers.generate(**request))
+        return msgspec.to_builtins(await self.answers.generate(**request))
 
     def on_tokens(self, events: list[TokenEvent]) -> None:
         """The model backend's sink (loop thread)."""
         self.answers.on_tokens(events)
 
-    def broadcast_to_room(self, room: str, content: str, *, username: str, author_name: str | None = None) -> tuple[str, int]:
+    async def broadcast_to_room(self, room: str, content: str, *, username: str, author_name: str | None = None) -> tuple[str, int]:
         """Post as a bot (REST, kernels, other extensions): docs/protocol.md."""
-        return post_text(self.bus, room, content, bot_author(username, author_name))
+        return await post_text(self.bus, room, content, bot_author(username, author_name))
 
-    def broadcast(self, content: str, *, username: str, author_name: str | None = None) -> dict[str, tuple[str, int]]:
+    async def broadcast(self, content: str, *, username: str, author_name: str | None = None) -> dict[str, tuple[str, int]]:
         """Post one bot message into every live room (e.g. "restarting in 5 minutes").
 
         Returns {room: (message_id, seq)}. Rooms only in the store (nobody there since the
         last restart or cleanup) are left alone: nobody would see it live.
         """
         return {
-            name: self.broadcast_to_room(name, content, username=username, author_name=author_name)
+            name: await self.broadcast_to_room(name, content, username=username, author_name=author_name)
             for name in self.bus.live_rooms()
         }
 
@@ -399,7 +416,7 @@ class ChatService(HookApi):
 
     # --------------------------------------------------------------- housekeeping
 
-    def sweep(self, now: float | None = None) -> None:
+    async def sweep(self, now: float | None = None) -> None:
         """Close idle connections, apply the retention, forget quiet rooms (every second)."""
         now = time.monotonic() if now is None else now
         timeout = self.limits.connection_timeout
@@ -411,9 +428,10 @@ class ChatService(HookApi):
         if days > 0 and now >= self._retention_due:
             self._retention_due = now + _RETENTION_EVERY
             cutoff = datetime.now(timezone.utc) - timedelta(days=days)
-            self.bus.delete_older_than(cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-        self.bus.sweep(now)
+            await self.bus.delete_older_than(cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        await self.bus.sweep(now)
 
-    def close(self) -> None:
-        """Persist the rooms (the backend is closed by its owner)."""
-        self.bus.close()
+    async def close(self) -> None:
+        """Emit the tokens still queued, then persist the rooms (the backend is closed by its owner)."""
+        await self.answers.drained()
+        await self.bus.close()

@@ -38,7 +38,7 @@ def model_summary(backend: Any) -> ModelSummary:
 
 
 def server_stats(counters: TrafficCounters, connections: int, bus: Any, backend: Any) -> Stats:
-    """The whole `Stats` reply: traffic, rooms on this server, and the model backend's figures."""
+    """The whole `Stats` reply: traffic, rooms on this server (members connected here), and the model backend's figures."""
     live = bus.live_rooms()
     return Stats(
         active_connections=connections,
@@ -47,7 +47,7 @@ def server_stats(counters: TrafficCounters, connections: int, bus: Any, backend:
         bytes_received=counters.bytes_received,
         bytes_sent=counters.bytes_sent,
         uptime_seconds=counters.uptime_seconds,
-        rooms=RoomCounts(count=len(live), members={name: bus.member_count(name) for name in live}),
+        rooms=RoomCounts(count=len(live), members={name: bus.local_member_count(name) for name in live}),
         # The summary, then whatever the backend reports (open: another backend has other figures).
         model={**msgspec.to_builtins(model_summary(backend)), **(backend.stats() if backend is not None else {})},
     )

@@ -42,7 +42,7 @@ async def test_a_room_answer_follows_its_question_reaches_every_member_and_is_st
     assert stored_answer["author"] == {"username": "model", "name": "stand-in", "kind": "assistant"}
     assert stored_answer["in_reply_to"] == question["data"]["message_id"]
     assert stored_answer["finish_reason"] == "stop"
-    assert chat.bus.message("general", message_id=message_id)[0] == tokens[0]["seq"]  # stored at its first token
+    assert (await chat.bus.message("general", message_id=message_id))[0] == tokens[0]["seq"]  # stored at its first token
 
 
 async def test_a_private_answer_reaches_only_its_asker_and_is_not_stored(chat):
@@ -54,7 +54,7 @@ async def test_a_private_answer_reaches_only_its_asker_and_is_not_stored(chat):
     message_id = ada.one("Ack")["data"]["message_id"]
     tokens = ada.answer(message_id)
     assert len(tokens) == 6 and all(t["id"] == request and "seq" not in t and "room" not in t for t in tokens)
-    assert bob.inbox == [] and chat.bus.room_list() == [{"room": "general", "members": 1, "head_seq": 1}]
+    assert bob.inbox == [] and await chat.bus.room_list() == [{"room": "general", "members": 1, "head_seq": 1}]
     (asked,) = chat.backend.requests
     assert asked.turns == [ChatTurn("system", "SYS"), ChatTurn("user", "Just me")] and asked.cache_key is None
 
@@ -263,7 +263,7 @@ async def test_a_shutdown_ends_running_answers_and_stores_what_they_said(make_ch
     await chat.settle()
     final = ada.inbox[-1]["data"]
     assert final["finish_reason"] == "error" and final["error"] == "server shutting down"
-    chat.service.close()
+    await chat.service.close()
     stored = make_chat().stored("cut")[-1]
     assert (stored["content"], stored["finish_reason"], stored["error"]) == ("Hello from", "error", "server shutting down")
 
@@ -275,9 +275,9 @@ async def test_an_empty_answer_stores_nothing_but_its_seq_is_kept(make_chat):
     final, text = await ada.ask("quiet", "Say nothing")
     assert (final["finish_reason"], text) == ("stop", "")
     assert [m["author"]["kind"] for m in chat.stored("quiet")] == ["user"]
-    head = chat.bus.head("quiet")[0]
-    chat.service.close()
-    assert make_chat().bus.head("quiet")[0] == head  # a restart goes on after the empty answer
+    head = (await chat.bus.head("quiet"))[0]
+    await chat.service.close()
+    assert (await make_chat().bus.head("quiet"))[0] == head  # a restart goes on after the empty answer
 
 
 async def test_rest_and_extensions_ask_through_the_same_path(chat):
@@ -286,8 +286,8 @@ async def test_rest_and_extensions_ask_through_the_same_path(chat):
     bob.take()
     asked = dict(owner=EVE, request=GenerateData(prompt="Define a list."), room="class", connection=None,
                  request_id="Idempotency-Key 1", author=EVE.author())
-    ack = chat.service.generate(**asked)
-    assert chat.service.generate(**asked) == ack and len(chat.backend.requests) == 1
+    ack = await chat.service.generate(**asked)
+    assert await chat.service.generate(**asked) == ack and len(chat.backend.requests) == 1
     await chat.settle()
     assert bob.one("Text")["data"]["author"] == {"username": "eve", "name": "Eve", "kind": "user"}
     assert "".join(t["data"]["text"] for t in bob.answer(ack["message_id"])) == ANSWER

@@ -44,9 +44,9 @@ def install_recorder(service: Any) -> None:
     service.on_disconnect(lambda s, connection: EVENTS.append(("disconnect", connection.user.username)))
 
     @service.on_custom("poll")
-    def tally(s: Any, connection: Any, room: str | None, kind: str, payload: Any) -> None:
+    async def tally(s: Any, connection: Any, room: str | None, kind: str, payload: Any) -> None:
         EVENTS.append(("poll", room, payload))
-        s.broadcast_to_room(room, f"vote for {payload['choice']} counted", username="poll-bot", author_name="Poll")
+        await s.broadcast_to_room(room, f"vote for {payload['choice']} counted", username="poll-bot", author_name="Poll")
 
 
 def install_failing(service: Any) -> None:
@@ -103,7 +103,7 @@ async def test_broadcast_reaches_every_live_room(chat_server, connect):
     ada, bob = await connect("tok-ada"), await connect("tok-bob")
     await ada.join("room-1")
     await bob.join("room-2")
-    posted = chat_server.service.broadcast("Server restarts in 5 minutes", username="admin", author_name="Admin")
+    posted = await chat_server.service.broadcast("Server restarts in 5 minutes", username="admin", author_name="Admin")
     assert set(posted) >= {"room-1", "room-2"}
     for client, room in ((ada, "room-1"), (bob, "room-2")):
         text = await client.recv_type("Text")

@@ -30,7 +30,7 @@ async def test_a_big_room_costs_each_arrival_one_small_presence_per_member(make_
     joined = (await chat.client(Identity("late", "Late")).join("class"))["data"]
     assert joined["count"] == 301 and len(joined["members"]) == 100  # the first 100, in order of arrival
     assert joined["members"][0]["username"] == "u0"
-    info = chat.service.room_info("class", offset=250, limit=100)
+    info = await chat.service.room_info("class", offset=250, limit=100)
     assert info["count"] == 301 and [m["username"] for m in info["members"]][:2] == ["u250", "u251"]
 
 

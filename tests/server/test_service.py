@@ -177,16 +177,16 @@ async def test_idle_connections_and_quiet_rooms_are_swept(make_chat):
     await bob.join("brief")
     bob.take()
     ada.connection.last_seen -= 20  # twenty seconds without a frame from Ada
-    chat.service.sweep()
+    await chat.service.sweep()
     assert ada.closed_with == (1000, "idle for more than 10 s") and bob.closed_with is None
     await chat.settle()
     assert bob.one("Presence")["data"]["left"] == [ADA_D]
     bob.send("Leave", room="brief")
-    head = chat.bus.head("brief")[0]
-    chat.service.sweep(time.monotonic() + 299)
+    head = (await chat.bus.head("brief"))[0]
+    await chat.service.sweep(time.monotonic() + 299)
     assert "brief" in chat.bus.live_rooms()
-    chat.service.sweep(time.monotonic() + 301)  # room_cleanup_delay: 300 s
-    assert "brief" not in chat.bus.live_rooms() and chat.bus.head("brief") == (head, None)
+    await chat.service.sweep(time.monotonic() + 301)  # room_cleanup_delay: 300 s
+    assert "brief" not in chat.bus.live_rooms() and await chat.bus.head("brief") == (head, None)
     back = chat.client(ADA)
     joined = await back.join("brief", since=first["data"]["seq"], epoch=first["data"]["epoch"])
     assert joined["data"]["seq"] == head and joined["data"]["epoch"] != first["data"]["epoch"]
@@ -196,7 +196,7 @@ async def test_idle_connections_and_quiet_rooms_are_swept(make_chat):
 async def test_rate_limit_is_per_user_counts_bad_frames_and_rest_posts(make_chat):
     chat = make_chat(rate_limit=0.001, rate_limit_burst=3)
     ada, bob = chat.client(ADA), chat.client(BOB)
-    chat.service.receive(ada.connection, "{not json")
+    await chat.service.receive(ada.connection, "{not json")
     ids = [ada.send("Ping") for _ in range(4)]
     bob.send("Ping", id="bob")
     await chat.settle()
@@ -234,12 +234,12 @@ async def test_room_settings_are_announced_stored_and_given_to_newcomers(chat, m
     ada.send("RoomSettings", {"context": "everyone"}, room="team")
     await chat.settle()
     assert ada.one("Error")["data"]["code"] == 400
-    chat.close()
+    await chat.close()
 
     restarted = make_chat()  # the same store, a new service: the settings are stored
     eve = restarted.client(EVE)
     assert (await eve.join("team"))["data"]["settings"] == reply["data"]
-    assert restarted.service.room_info("team")["settings"] == reply["data"]
+    assert (await restarted.service.room_info("team"))["settings"] == reply["data"]
 
 
 async def test_clearing_a_room_resets_its_members_and_seq_goes_on(chat):
@@ -250,7 +250,7 @@ async def test_clearing_a_room_resets_its_members_and_seq_goes_on(chat):
     await chat.settle()
     text = bob.take("Text")[0]
     ada.take()
-    assert chat.service.clear_room("scratch") == 1
+    assert await chat.service.clear_room("scratch") == 1
     await chat.settle()
     reset, history = ada.take("Reset", "History")
     assert reset["data"]["head_seq"] == text["seq"]
@@ -263,7 +263,7 @@ async def test_clearing_a_room_resets_its_members_and_seq_goes_on(chat):
     await chat.settle()
     assert ada.take("Text")[0]["seq"] > text["seq"]
     with pytest.raises(ChatError) as unknown:
-        chat.service.clear_room("never-used")
+        await chat.service.clear_room("never-used")
     assert unknown.value.code == 404
 
 
@@ -272,7 +272,7 @@ async def test_broadcast_reaches_live_rooms_only_and_send_to_one_client(chat):
     await ada.join("room-1")
     await bob.join("room-2")
     chat.bus.store.save_head("stored-only", 7)
-    posted = chat.service.broadcast("Restart in 5 minutes", username="admin", author_name="Admin")
+    posted = await chat.service.broadcast("Restart in 5 minutes", username="admin", author_name="Admin")
     assert set(posted) == {"room-1", "room-2"}
     assert chat.service.send_to(bob.connection.client_id, "Custom", {"kind": "hi", "payload": 1})
     assert not chat.service.send_to("c-gone", "Custom", {})
@@ -282,7 +282,7 @@ async def test_broadcast_reaches_live_rooms_only_and_send_to_one_client(chat):
         assert (text["room"], text["seq"]) == (room, posted[room][1])
         assert text["data"]["author"] == {"username": "admin", "name": "Admin", "kind": "bot"}
     assert bob.one("Custom")["data"] == {"kind": "hi", "payload": 1} and ada.take("Custom") == []
-    rooms = {r["room"]: r for r in chat.service.room_list()}
+    rooms = {r["room"]: r for r in await chat.service.room_list()}
     assert rooms["stored-only"] == {"room": "stored-only", "members": 0, "head_seq": 7}
     assert rooms["room-1"]["members"] == 1
 
