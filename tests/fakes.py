@@ -21,6 +21,7 @@ from standin import StandIn
 from jupyter_llmchat.engine.types import EngineSettings
 from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.server.memory_bus import MemoryRoomBus
+from jupyter_llmchat.server.room_bus import RoomBus
 from jupyter_llmchat.server.service import ChatService, ServiceLimits
 from jupyter_llmchat.server.store import HistoryStore
 
@@ -66,12 +67,22 @@ class FakeClient:
 
     # -- the client's side
     def send(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> str:
-        """Send one frame (as JSON text); returns its id."""
+        """Send one frame (as JSON text), handled at once; returns its id."""
+        request_id, frame = self.frame(type_, data, **envelope)
+        run_now(self.chat.service.receive(self.connection, frame))
+        return request_id
+
+    async def asend(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> str:
+        """Send one frame and await its handling (a bus that does I/O, e.g. Redis); returns its id."""
+        request_id, frame = self.frame(type_, data, **envelope)
+        await self.chat.service.receive(self.connection, frame)
+        return request_id
+
+    def frame(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> tuple[str, str]:
+        """(its id, one client frame as JSON text)."""
         self._ids += 1
         request_id = envelope.pop("id", None) or f"{type_.lower()}-{self._ids}"
-        frame = {"type": type_, "id": request_id, **envelope, "data": data if data is not None else {}}
-        run_now(self.chat.service.receive(self.connection, json.dumps(frame)))
-        return request_id
+        return request_id, json.dumps({"type": type_, "id": request_id, **envelope, "data": data if data is not None else {}})
 
     def take(self, *types: str) -> list[dict[str, Any]]:
         """Remove and return the received frames of these types (all frames when none given)."""
@@ -117,13 +128,13 @@ class FakeClient:
 
 
 class Chat:
-    """A ChatService over the memory bus and a SQLite store, answered by the stand-in."""
+    """A ChatService over the memory bus and a SQLite store (or the given `bus`), answered by the stand-in."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, root: Path, limits: ServiceLimits, engine: EngineSettings,
-        cleanup_delay: float, standin: dict[str, Any],
+        cleanup_delay: float, standin: dict[str, Any], bus: RoomBus | None = None,
     ) -> None:
-        self.bus = MemoryRoomBus(
+        self.bus = bus or MemoryRoomBus(
             HistoryStore(root / "history.sqlite"), limits.replay_events, cleanup_delay,
             limits.replay_bytes, limits.replay_memory, limits.max_rooms,
         )

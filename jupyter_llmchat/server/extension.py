@@ -26,6 +26,7 @@ from .owner_auth import owner_user
 from ..runtime_secret import owner_username, remove_secret, write_secret
 from .service import ChatService, ServiceLimits
 from .memory_bus import MemoryRoomBus
+from .room_bus import RoomBus
 from .model_backend import llama_backend
 from .store import HistoryInUse, HistoryStore
 
@@ -97,7 +98,12 @@ class LLMChat(ExtensionApp):
     max_binary_bytes = Int(_default(ServiceLimits, "max_binary_bytes"), min=0, config=True, help="Largest Binary attachment (decoded bytes).")
 
     # --- rooms and history
-    history_path = Unicode(config=True, help="SQLite file of room history.")
+    room_bus = Unicode(
+        "memory", config=True,
+        help='Where rooms live: "memory" (this server; history in history_path) or "redis://host:port/db" '
+        "(every server naming the same Redis shares the same rooms; docs/scale-out.md).",
+    )
+    history_path = Unicode(config=True, help="SQLite file of room history (room_bus \"memory\").")
     replay_events = Int(_default(ServiceLimits, "replay_events"), min=0, config=True, help="Events per room a reconnecting client can resume from.")
     replay_bytes = Int(_default(ServiceLimits, "replay_bytes"), min=0, config=True, help="Bytes of events per room a reconnecting client can resume from.")
     replay_memory = Int(
@@ -161,14 +167,7 @@ class LLMChat(ExtensionApp):
         self.check_config()
         sampling = _from_traits(SamplingConfig, self, max_tokens=self.default_max_tokens)
         limits = _from_traits(ServiceLimits, self, sampling=sampling)
-        try:
-            store = HistoryStore(self.history_path)
-        except HistoryInUse as error:
-            raise ConfigError(f"llmchat is not started: {error}") from None
-        bus = MemoryRoomBus(
-            store, self.replay_events, self.room_cleanup_delay, self.replay_bytes, self.replay_memory, self.max_rooms
-        )
-        self.service = ChatService(limits, bus, log=self.log, version=__version__)
+        self.service = ChatService(limits, self._room_bus(), log=self.log, version=__version__)
         engine = _from_traits(EngineSettings, self, few_shot=tuple((q, a) for q, a in self.few_shot))
         self.backend = llama_backend(engine, self.service.on_tokens, self.serverapp.io_loop.asyncio_loop, self.log)
         self.service.backend = self.backend
@@ -184,6 +183,24 @@ class LLMChat(ExtensionApp):
             llmchat_compression=self.enable_compression,
             llmchat_secret=secret,
             llmchat_owner=owner_user(owner_username()),
+        )
+
+    def _room_bus(self) -> RoomBus:
+        """The `room_bus` setting's bus: this server's own rooms, or rooms shared through Redis."""
+        if self.room_bus == "memory":
+            try:
+                store = HistoryStore(self.history_path)
+            except HistoryInUse as error:
+                raise ConfigError(f"llmchat is not started: {error}") from None
+            return MemoryRoomBus(
+                store, self.replay_events, self.room_cleanup_delay, self.replay_bytes, self.replay_memory, self.max_rooms
+            )
+        if self.room_bus.startswith(("redis://", "rediss://", "unix://")):
+            from .redis_bus import RedisRoomBus  # imports the redis client only when it is used
+
+            return RedisRoomBus(self.room_bus, self.replay_events, self.room_cleanup_delay, self.max_rooms, self.log)
+        raise ConfigError(
+            f'llmchat is not started: invalid setting LLMChat.room_bus={self.room_bus!r}: "memory" or "redis://host:port/db"'
         )
 
     def _write_secret(self) -> str:

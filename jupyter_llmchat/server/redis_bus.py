@@ -1,0 +1,475 @@
+"""The room bus shared by every Jupyter server that names the same Redis (`room_bus = "redis://…"`).
+
+Redis holds each room's `seq`, its replay window (a Stream), its history, its members on
+every server and the answers streaming now (keys: `redis_keys`). One Lua script numbers a
+batch of events, appends it to the stream and publishes it, atomically: seq order is stream
+order is publish order. Each server subscribes to the rooms its connections are in
+(`redis_fanout.Subscriber`) and hands each event to its members exactly once, in seq order,
+healing any gap from the stream. A server refreshes its members' presence and a heartbeat
+every few seconds; entries of a server that stopped expire, and another server ends that
+server's running answers (`finish_reason: "error"`, stored as far as they got).
+
+Redis away: every call that needs it raises `ChatError(503)` (the client sees why), live
+delivery resumes when Redis is back, and nothing a client was acknowledged is lost beyond
+what Redis's own persistence loses.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import secrets
+import time
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+import msgspec
+import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .. import protocol
+from ..protocol import ChatError, Text
+from . import redis_keys as keys
+from .connection import Connection, Identity
+from .redis_fanout import LocalRoom, Subscriber, frame_parts
+from .room_bus import Message, RoomBus
+from .rooms import new_epoch
+from .store import CONTEXT_SCAN
+
+T = TypeVar("T")
+PRESENCE_TTL = 20.0  # seconds a server's members count without a refresh
+HEARTBEAT_TTL = 15.0  # seconds a server counts as alive without a refresh
+REFRESH_EVERY = 5.0  # seconds between refreshes (presence, heartbeat, dead servers' answers)
+INTERRUPTED = "the server generating this answer stopped"
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def redis_errors_as_503(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A Redis that is away or failing becomes `ChatError(503)` with the reason."""
+
+    @functools.wraps(method)
+    async def wrapper(self: RedisRoomBus, *args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except (RedisError, OSError) as error:
+            raise ChatError(503, f"the room bus (Redis at {self.where}) is unavailable: {error}") from None
+
+    return wrapper
+
+
+class RedisRoomBus(RoomBus):
+    """Rooms shared through one Redis; this server's members are in `LocalRoom`s."""
+
+    def __init__(
+        self, url: str, replay_events: int, cleanup_delay: float, max_rooms: int | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10)
+        pool = self.redis.connection_pool.connection_kwargs
+        self.where = pool.get("path") or f"{pool.get('host', 'localhost')}:{pool.get('port', 6379)}/{pool.get('db', 0)}"
+        self.replay_events = max(replay_events, 1)
+        self.cleanup_delay = cleanup_delay
+        self.max_rooms = max_rooms
+        self.log = log or logging.getLogger("jupyter_llmchat")
+        self.server_id = secrets.token_hex(6)
+        self.local: dict[str, LocalRoom] = {}
+        self.fanout = Subscriber(self.redis, self.local, self._heal, self.log)
+        self._emit = self.redis.register_script(keys.EMIT)
+        self._join = self.redis.register_script(keys.JOIN)
+        self._leave = self.redis.register_script(keys.LEAVE)
+        self._refresh_due = 0.0
+        self._away = False  # Redis failed at the last refresh (logged once)
+
+    def _local(self, room: str) -> LocalRoom:
+        local = self.local.get(room)
+        if local is None:
+            if self.max_rooms is not None and len(self.local) >= self.max_rooms:
+                raise ChatError(503, f"this server has {len(self.local)} rooms open (max_rooms); try again later")
+            local = self.local[room] = LocalRoom(room)
+        return local
+
+    # -- membership and fan-out --------------------------------------------------------------
+
+    def holding(self, room: str) -> Any:
+        return self._local(room).lock
+
+    @redis_errors_as_503
+    async def join(self, room: str, connection: Connection) -> bool:
+        local = self._local(room)
+        await self.fanout.subscribe(local)
+        user = connection.user
+        first = False
+        if user.username not in local.room.identities:
+            value = f"{_ms(time.time() + PRESENCE_TTL)} {json.dumps([user.username, user.name])}"
+            first, epoch = await self._join(
+                keys=[keys.present(room), keys.ROOMS, keys.room(room)],
+                args=[_ms(time.time()), self._field(user), value, user.username, room, new_epoch()],
+            )
+            first = bool(first)
+            local.epoch = local.epoch or epoch.decode()  # a room nobody used: its first epoch
+        local.room.add(connection)
+        return first
+
+    @redis_errors_as_503
+    async def leave(self, room: str, connection: Connection) -> bool:
+        local = self.local.get(room)
+        if local is None or not local.room.remove(connection):
+            return False
+        user = connection.user
+        return bool(await self._leave(keys=[keys.present(room)], args=[_ms(time.time()), self._field(user), user.username]))
+
+    def _field(self, user: Identity) -> str:
+        return f"{self.server_id}|{user.username}"
+
+    def is_member(self, room: str, connection: Connection) -> bool:
+        local = self.local.get(room)
+        return local is not None and connection.client_id in local.room.members
+
+    async def _present(self, room: str) -> list[Identity]:
+        """Distinct users present on any server, their entries not expired."""
+        now = _ms(time.time())
+        people: dict[str, Identity] = {}
+        for value in (await self.redis.hgetall(keys.present(room))).values():
+            expiry, _, person = value.partition(b" ")
+            if int(expiry) >= now:
+                username, name = json.loads(person)
+                people.setdefault(username, Identity(username, name))
+        return list(people.values())
+
+    @redis_errors_as_503
+    async def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
+        present = await self._present(room)
+        return present[offset : None if limit is None else offset + limit]
+
+    @redis_errors_as_503
+    async def member_count(self, room: str) -> int:
+        return len(await self._present(room))
+
+    def local_member_count(self, room: str) -> int:
+        local = self.local.get(room)
+        return len(local.room.identities) if local is not None else 0
+
+    async def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
+        return (await self.emit_many(room, [(type_, data)]))[0]
+
+    @redis_errors_as_503
+    async def emit_many(self, room: str, events: list[tuple[str, msgspec.Struct]]) -> list[int]:
+        args: list[Any] = [self.replay_events, new_epoch(), room]
+        for type_, data in events:
+            head, tail = frame_parts(type_, data, room)
+            answer = data.message_id if isinstance(data, protocol.Token) else ""
+            args += [head, tail, answer, "1" if answer and data.index == 0 else "0"]
+        first = int(await self._emit(
+            keys=[keys.room(room), keys.events(room), keys.live(room), keys.ROOMS, keys.ANSWER_FIRST], args=args
+        ))
+        return list(range(first, first + len(events)))
+
+    @redis_errors_as_503
+    async def deliver(self, room: str, frame: bytes) -> None:
+        await self.redis.publish(keys.live(room), b"0\n" + frame)
+
+    # -- sequence, replay and epochs -----------------------------------------------------------
+
+    @redis_errors_as_503
+    async def exists(self, room: str) -> bool:
+        return room in self.local or bool(await self.redis.sismember(keys.ROOMS, room))
+
+    @redis_errors_as_503
+    async def head(self, room: str) -> tuple[int, str | None]:
+        local = self.local.get(room)
+        if local is not None and local.subscribed:  # what this server's members have been sent
+            return local.room.head_seq, local.epoch
+        seq, epoch = await self.redis.hmget(keys.room(room), ["seq", "epoch"])
+        return int(seq or 0), epoch.decode() if epoch else None
+
+    @redis_errors_as_503
+    async def catch_up(self, room: str, since: int, epoch: str | None) -> Iterable[bytes] | None:
+        local = self._local(room)
+        head = local.room.head_seq
+        if (epoch is not None and epoch != local.epoch) or since > head:
+            return None
+        if since == head:
+            return []
+        entries = await self.redis.xrange(keys.events(room), min=f"{since + 1}-0", max=f"{head}-0")
+        if len(entries) != head - since:  # trimmed from the window: cannot all be replayed
+            return None
+        return [fields[b"f"] for _, fields in entries]
+
+    async def _running(self, room: str | None = None) -> dict[str, dict[str, Any]]:
+        """Answers streaming now (on any server), of one room or of all."""
+        running = {
+            answer.decode(): json.loads(entry) for answer, entry in (await self.redis.hgetall(keys.ANSWERS)).items()
+        }
+        return {answer: entry for answer, entry in running.items() if room is None or entry["room"] == room}
+
+    @redis_errors_as_503
+    async def running_answer_frames(self, room: str) -> Iterable[bytes]:
+        running = await self._running(room)
+        if not running:
+            return []
+        firsts = [int(seq) for seq in await self.redis.hmget(keys.ANSWER_FIRST, list(running)) if seq is not None]
+        if not firsts:
+            return []
+        head = self._local(room).room.head_seq
+        entries = await self.redis.xrange(keys.events(room), min=f"{min(firsts)}-0", max=f"{head}-0")
+        wanted = {answer.encode() for answer in running}
+        return [fields[b"f"] for _, fields in entries if fields.get(b"a") in wanted]
+
+    @redis_errors_as_503
+    async def answer_started(self, room: str, message_id: str, stub: Text) -> None:
+        entry = {"server": self.server_id, "room": room, "stub": msgspec.to_builtins(stub)}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.server(self.server_id), "1", px=_ms(HEARTBEAT_TTL))
+            pipe.hset(keys.ANSWERS, message_id, json.dumps(entry))
+            await pipe.execute()
+        local = self.local.get(room)
+        if local is not None:
+            local.room.active_generations.add(message_id)
+
+    @redis_errors_as_503
+    async def answer_ended(self, room: str, message_id: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(keys.ANSWERS, message_id)
+            pipe.hdel(keys.ANSWER_FIRST, message_id)
+            await pipe.execute()
+        local = self.local.get(room)
+        if local is not None:
+            local.room.answer_ended(message_id)
+
+    @redis_errors_as_503
+    async def running_answers(self, room: str) -> list[str]:
+        return list(await self._running(room))
+
+    # -- history -------------------------------------------------------------------------------
+
+    @redis_errors_as_503
+    async def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.msgs(room), {text.message_id: seq})
+            pipe.hset(keys.msg(room), text.message_id, msgspec.json.encode(text))
+            pipe.sadd(keys.ROOMS, room)
+            await pipe.execute()
+
+    async def save_head(self, room: str, seq: int) -> None:
+        """The head lives in Redis already (the emit script's HINCRBY)."""
+
+    async def _rows(self, room: str, ids_and_seqs: list[tuple[bytes, float]]) -> list[Message]:
+        if not ids_and_seqs:
+            return []
+        datas = await self.redis.hmget(keys.msg(room), [message_id for message_id, _ in ids_and_seqs])
+        return [(int(seq), json.loads(data)) for (_, seq), data in zip(ids_and_seqs, datas) if data is not None]
+
+    @redis_errors_as_503
+    async def messages(
+        self, room: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
+    ) -> list[Message]:
+        low = f"({since}" if since is not None else "-inf"
+        high = f"({before_seq}" if before_seq is not None else "+inf"
+        if since is not None and before_seq is None:  # paging forward: the oldest after `since`
+            found = await self.redis.zrangebyscore(keys.msgs(room), low, high, start=0, num=limit, withscores=True)
+        else:
+            found = (await self.redis.zrevrangebyscore(keys.msgs(room), high, low, start=0, num=limit, withscores=True))[::-1]
+        return await self._rows(room, found)
+
+    @redis_errors_as_503
+    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
+        if message_id is not None:
+            score = await self.redis.zscore(keys.msgs(room), message_id)
+            found = [] if score is None else [(message_id.encode(), score)]
+        else:
+            found = await self.redis.zrangebyscore(keys.msgs(room), seq, seq, withscores=True)
+        rows = await self._rows(room, found[:1])
+        return rows[0] if rows else None
+
+    @redis_errors_as_503
+    async def exchanges(
+        self, room: str, username: str, *, before_seq: int, limit: int
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """As `HistoryStore.exchanges`: the newest `CONTEXT_SCAN` messages, read page by page
+        until `limit` pairs are found."""
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        seen: set[str] = set()
+        scanned, upper = 0, before_seq
+        while scanned < CONTEXT_SCAN and len(pairs) < limit:
+            page = await self.messages(room, before_seq=upper, limit=min(200, CONTEXT_SCAN - scanned))
+            if not page:
+                break
+            scanned, upper = scanned + len(page), page[0][0]
+            answers = [data for _, data in reversed(page) if (data.get("author") or {}).get("kind") == "assistant"]
+            asked = [str(data.get("in_reply_to")) for data in answers if data.get("in_reply_to")]
+            questions = {}
+            if asked:
+                for raw in await self.redis.hmget(keys.msg(room), asked):
+                    if raw is not None:
+                        data = json.loads(raw)
+                        questions[data["message_id"]] = data
+            for answer in answers:
+                question = questions.get(answer.get("in_reply_to") or "")
+                if question is None or question["message_id"] in seen:
+                    continue
+                if (question.get("author") or {}).get("username") != username:
+                    continue
+                seen.add(question["message_id"])
+                pairs.append((question, answer))
+                if len(pairs) >= limit:
+                    break
+        return pairs
+
+    @redis_errors_as_503
+    async def clear(self, room: str) -> int:
+        epoch = new_epoch()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zcard(keys.msgs(room))
+            pipe.delete(keys.msgs(room), keys.msg(room), keys.events(room))
+            pipe.hset(keys.room(room), "epoch", epoch)
+            pipe.publish(keys.live(room), b"E\n" + epoch.encode())  # every server's members: a new epoch
+            deleted, *_ = await pipe.execute()
+        local = self.local.get(room)
+        if local is not None:
+            local.epoch = epoch
+        return int(deleted)
+
+    @redis_errors_as_503
+    async def delete_older_than(self, created_before: str) -> int:
+        deleted = 0
+        for name in await self.redis.smembers(keys.ROOMS):
+            room = name.decode()
+            old = [
+                message_id for message_id, raw in (await self.redis.hgetall(keys.msg(room))).items()
+                if json.loads(raw).get("created", "") < created_before
+            ]
+            if old:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.zrem(keys.msgs(room), *old)
+                    pipe.hdel(keys.msg(room), *old)
+                    await pipe.execute()
+                deleted += len(old)
+        return deleted
+
+    @redis_errors_as_503
+    async def settings(self, room: str) -> dict[str, Any]:
+        raw = await self.redis.hget(keys.SETTINGS, room)
+        return {} if raw is None else json.loads(raw)
+
+    @redis_errors_as_503
+    async def save_settings(self, room: str, settings: dict[str, Any]) -> None:
+        await self.redis.hset(keys.SETTINGS, room, json.dumps(settings, ensure_ascii=False))
+
+    @redis_errors_as_503
+    async def room_list(self) -> list[dict[str, Any]]:
+        names = sorted(name.decode() for name in await self.redis.smembers(keys.ROOMS))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(keys.room(name), "seq")
+            heads = await pipe.execute()
+        return [
+            {"room": name, "members": len(await self._present(name)), "head_seq": int(head or 0)}
+            for name, head in zip(names, heads)
+        ]
+
+    def live_rooms(self) -> list[str]:
+        return list(self.local)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def sweep(self, now: float) -> None:
+        """Forget quiet rooms; every few seconds refresh presence and the heartbeat, heal a
+        room that fell behind, and end the answers of servers that stopped."""
+        for name, local in list(self.local.items()):
+            if local.room.idle_for(now) > self.cleanup_delay and not local.lock.locked():
+                del self.local[name]
+                await self.fanout.unsubscribe(local)
+        if now < self._refresh_due:
+            return
+        self._refresh_due = now + REFRESH_EVERY
+        try:
+            await self._refresh()
+            await self._end_orphaned_answers()
+            if self._away:
+                self.log.info("llmchat: the room bus (Redis at %s) is back", self.where)
+            self._away = False
+        except (RedisError, OSError, ChatError) as error:
+            if not self._away:
+                self.log.warning("llmchat: the room bus (Redis at %s) is unavailable: %s", self.where, error)
+            self._away = True
+
+    async def _refresh(self) -> None:
+        expiry = _ms(time.time() + PRESENCE_TTL)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.server(self.server_id), "1", px=_ms(HEARTBEAT_TTL))
+            subscribed = [local for local in self.local.values() if local.subscribed]
+            for local in subscribed:
+                for user in local.room.identities.values():
+                    pipe.hset(keys.present(local.name), self._field(user), f"{expiry} {json.dumps([user.username, user.name])}")
+                pipe.hget(keys.room(local.name), "seq")
+            results = await pipe.execute()
+        heads = [result for result in results if not isinstance(result, (bool, int))]
+        for local, head in zip(subscribed, heads):
+            if head is not None and int(head) > local.room.head_seq:
+                self.fanout.heal(local)  # a publish was missed (Redis went away): read the stream
+
+    async def _end_orphaned_answers(self) -> None:
+        """Answers of a server whose heartbeat expired: end them as that server would have."""
+        running = await self._running()
+        others = sorted({entry["server"] for entry in running.values()} - {self.server_id})
+        if not others:
+            return
+        alive = dict(zip(others, await self.redis.mget([keys.server(server) for server in others])))
+        for answer, entry in running.items():
+            if entry["server"] != self.server_id and alive.get(entry["server"]) is None:
+                if await self.redis.hdel(keys.ANSWERS, answer):  # this server claimed it
+                    await self._end_answer(answer, entry)
+
+    async def _end_answer(self, answer: str, entry: dict[str, Any]) -> None:
+        room = entry["room"]
+        first = await self.redis.hget(keys.ANSWER_FIRST, answer)
+        said: list[str] = []
+        first_seq = int(first) if first is not None else None
+        if first_seq is not None:
+            for _, fields in await self.redis.xrange(keys.events(room), min=f"{first_seq}-0", max="+"):
+                if fields.get(b"a") == answer.encode():
+                    said.append(json.loads(fields[b"f"])["data"]["text"])
+        final = protocol.Token(
+            answer, len(said), "", True, finish_reason="error", usage=protocol.Usage(), timings=protocol.Timings(),
+            error=INTERRUPTED,
+        )
+        seq = await self.emit(room, "Token", final)
+        await self.redis.hdel(keys.ANSWER_FIRST, answer)
+        content = "".join(said)
+        if content:
+            stub = msgspec.convert(entry["stub"], Text)
+            text = msgspec.structs.replace(stub, content=content, finish_reason="error", error=INTERRUPTED)
+            await self.store_message(room, first_seq or seq, text, seq)
+        self.log.warning("llmchat: ended answer %s in room %r: its server %s stopped", answer, room, entry["server"])
+
+    async def _heal(self, local: LocalRoom, upto: int | None) -> tuple[str | None, list[tuple[int, bytes]]]:
+        """The room's epoch, and its events after what its members were sent (up to `upto`)
+        from the stream: all it holds when the epoch is not the one they were sent."""
+        high = f"{upto}-0" if upto else "+"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(keys.room(local.name), "epoch")
+            pipe.xrange(keys.events(local.name), min=f"{local.room.head_seq + 1}-0", max=high)
+            raw, entries = await pipe.execute()
+        epoch = raw.decode() if raw else None
+        if epoch is not None and epoch != local.epoch:
+            entries = await self.redis.xrange(keys.events(local.name), min="-", max=high)
+        return epoch, [(int(entry_id.split(b"-")[0]), fields[b"f"]) for entry_id, fields in entries]
+
+    async def close(self) -> None:
+        """Leave Redis as if this server's members had left; stop reading."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for local in self.local.values():
+                    for user in local.room.identities.values():
+                        pipe.hdel(keys.present(local.name), self._field(user))
+                pipe.delete(keys.server(self.server_id))
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            self.log.warning("llmchat: could not leave the room bus cleanly: %s", error)
+        await self.fanout.close()
+        await self.redis.aclose()

@@ -1,0 +1,119 @@
+"""Where the Redis room bus keeps things, and the Lua scripts that change several at once.
+
+Every key starts with `llmchat:`. Per room `r`:
+
+| key | type | holds |
+|---|---|---|
+| `llmchat:room:{r}` | hash | `seq` (the head, HINCRBY), `epoch` |
+| `llmchat:room:{r}:events` | stream | the replay window: entry id `<seq>-0`, fields `f` (the frame as sent), `a` (answer id of a Token) |
+| `llmchat:room:{r}:live` | Pub/Sub channel | each emitted batch: `<first seq> <epoch>\\n<frame>\\n<frame>…` |
+| `llmchat:room:{r}:msgs` | sorted set | stored message ids, scored by seq |
+| `llmchat:room:{r}:msg` | hash | message id -> the stored `Text` data (JSON) |
+| `llmchat:room:{r}:present` | hash | `<server>|<username>` -> `<expiry ms> <identity JSON>` |
+
+Shared: `llmchat:rooms` (set of room names), `llmchat:settings` (hash room -> JSON),
+`llmchat:answers` (hash answer id -> JSON {server, room, stub}: answers streaming now),
+`llmchat:answer_first` (hash answer id -> seq of its first token), `llmchat:server:{id}`
+(a heartbeat key with a TTL, one per running server).
+"""
+
+from __future__ import annotations
+
+ROOMS = "llmchat:rooms"
+SETTINGS = "llmchat:settings"
+ANSWERS = "llmchat:answers"
+ANSWER_FIRST = "llmchat:answer_first"
+
+
+def room(name: str) -> str:
+    return f"llmchat:room:{name}"
+
+
+def events(name: str) -> str:
+    return f"llmchat:room:{name}:events"
+
+
+def live(name: str) -> str:
+    return f"llmchat:room:{name}:live"
+
+
+def msgs(name: str) -> str:
+    return f"llmchat:room:{name}:msgs"
+
+
+def msg(name: str) -> str:
+    return f"llmchat:room:{name}:msg"
+
+
+def present(name: str) -> str:
+    return f"llmchat:room:{name}:present"
+
+
+def server(server_id: str) -> str:
+    return f"llmchat:server:{server_id}"
+
+
+LIVE_PREFIX = "llmchat:room:"
+LIVE_SUFFIX = ":live"
+
+# Number a batch of events, keep them in the stream, publish them: one atomic step, so seq
+# order = stream order = publish order on every server.
+# KEYS: room hash, stream, channel, rooms set, answer_first hash.
+# ARGV: maxlen, epoch for a new room, room name, then per event: the frame's bytes before
+# `"seq":`, after it, the answer id of a Token ("" else), "1" for an answer's first token.
+EMIT = """
+local n = (#ARGV - 3) / 4
+local last = redis.call('HINCRBY', KEYS[1], 'seq', n)
+local first = last - n + 1
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+redis.call('SADD', KEYS[4], ARGV[3])
+local out = {}
+for i = 0, n - 1 do
+  local b = 4 + i * 4
+  local seq = first + i
+  local frame = ARGV[b] .. ',"seq":' .. seq .. ARGV[b + 1]
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'f', frame, 'a', ARGV[b + 2])
+  if ARGV[b + 3] == '1' then redis.call('HSETNX', KEYS[5], ARGV[b + 2], seq) end
+  out[#out + 1] = frame
+end
+redis.call('PUBLISH', KEYS[3], first .. ' ' .. epoch .. '\\n' .. table.concat(out, '\\n'))
+return first
+"""
+
+# A user arrives in a room through this server: drop expired entries, add this one; returns
+# {1 when no other server has the user there (a Presence is due), the room's epoch}.
+# KEYS: present hash, rooms set, room hash. ARGV: now ms, field, value, username, room name, epoch.
+JOIN = """
+local now = tonumber(ARGV[1])
+local all = redis.call('HGETALL', KEYS[1])
+local elsewhere = 0
+for i = 1, #all, 2 do
+  local field, value = all[i], all[i + 1]
+  if tonumber(string.match(value, '^%d+')) < now then
+    redis.call('HDEL', KEYS[1], field)
+  elseif field ~= ARGV[2] and string.sub(field, string.find(field, '|', 1, true) + 1) == ARGV[4] then
+    elsewhere = 1
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('HSETNX', KEYS[3], 'epoch', ARGV[6])
+return {1 - elsewhere, redis.call('HGET', KEYS[3], 'epoch')}
+"""
+
+# A user's last connection here left: remove this server's entry; returns 1 when the user is
+# on no other server there (a Presence is due). KEYS: present hash. ARGV: now ms, field, username.
+LEAVE = """
+local now = tonumber(ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[2])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local field, value = all[i], all[i + 1]
+  if tonumber(string.match(value, '^%d+')) >= now
+     and string.sub(field, string.find(field, '|', 1, true) + 1) == ARGV[3] then
+    return 0
+  end
+end
+return 1
+"""

@@ -1,0 +1,180 @@
+"""Rooms shared by several servers through a real Redis (`room_bus = "redis://…"`).
+
+The first tests drive two chat services (the stand-in model, fake transports) over one
+`redis-server`: what each server's members receive, frame by frame. The last ones start
+two real Jupyter servers on that Redis and kill one with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis_server
+from fakes import ADA, BOB, ENGINE, EVE, LIMITS, Chat, FakeClient
+from redis_server import RedisServer, running_redis
+
+from jupyter_llmchat.server import redis_keys as keys
+from jupyter_llmchat.server.redis_bus import INTERRUPTED, RedisRoomBus
+from jupyter_llmchat.server.redis_fanout import frame_parts
+from jupyter_llmchat import protocol
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if not redis_server.available():
+        pytest.skip("redis-server is not installed: apt-get install redis-server (the README's test command does)")
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def servers(redis: RedisServer, tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., Chat]]:
+    """`servers(words=…, delay=…)`: a chat service over the shared Redis (another server)."""
+    made: list[Chat] = []
+
+    def _make(**standin: Any) -> Chat:
+        bus = RedisRoomBus(redis.url, LIMITS.replay_events, 300.0)
+        chat = Chat(jp_asyncio_loop, tmp_path, LIMITS, ENGINE, 300.0, standin, bus=bus)
+        made.append(chat)
+        return chat
+
+    yield _make
+    for chat in made:
+        chat.backend.close()
+        jp_asyncio_loop.run_until_complete(chat.bus.close())
+
+
+async def until(condition: Callable[[], Any], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def join(client: FakeClient, room: str, **data: Any) -> dict[str, Any]:
+    request_id = await client.asend("Join", data, room=room)
+    await until(lambda: any(f["type"] == "Joined" for f in client.inbox))
+    joined = client.one("Joined")
+    assert joined["id"] == request_id
+    return joined["data"]
+
+
+def events(client: FakeClient) -> list[dict[str, Any]]:
+    """Room events received (frames with a seq), in order."""
+    return [f for f in client.inbox if "seq" in f]
+
+
+@pytest.mark.fast
+def test_a_frame_built_around_the_seq_redis_assigns_is_the_frame_the_protocol_encodes() -> None:
+    token = protocol.Token("m-1", 3, 'say "data": ,"data":', False)
+    head, tail = frame_parts("Token", token, 'room "x"')
+    assert head + b',"seq":42' + tail == protocol.encode("Token", token, room='room "x"', seq=42)
+
+
+@pytest.mark.fast
+async def test_a_text_on_one_server_reaches_the_other_with_the_same_seq(servers):
+    a, b = servers(), servers()
+    ada, bob = a.client(ADA), b.client(BOB)
+    first = await join(ada, "shared-text")
+    second = await join(bob, "shared-text")
+    assert second["epoch"] == first["epoch"] and second["count"] == 2
+    await ada.asend("Text", {"content": "hello from A"}, room="shared-text")
+    await until(lambda: any(f["type"] == "Text" for f in bob.inbox))
+    await until(lambda: any(f["type"] == "Text" for f in ada.inbox))
+    on_a, on_b = ada.one("Text"), bob.one("Text")
+    assert on_a == on_b and on_b["data"]["content"] == "hello from A"
+    assert [p["data"]["joined"][0]["username"] for p in ada.take("Presence")] == ["ada", "bob"]
+
+
+@pytest.mark.fast
+async def test_an_answer_asked_on_one_server_streams_identically_to_members_on_both(servers):
+    a, b = servers(), servers()
+    ada, bob = a.client(ADA), b.client(BOB)
+    await join(ada, "shared-answer")
+    await join(bob, "shared-answer")
+    await until(lambda: len([f for f in ada.inbox if f["type"] == "Presence"]) == 2)
+    ada.take(), bob.take()
+    await ada.asend("Generate", {"prompt": "Hi"}, room="shared-answer")
+    await until(lambda: any(t["data"]["is_final"] for t in bob.tokens()))
+    await until(lambda: any(t["data"]["is_final"] for t in ada.tokens()))
+    ada.take("Ack")
+    assert events(ada) == events(bob)
+    assert [f["type"] for f in events(bob)] == ["Text"] + ["Token"] * 6
+    seqs = [f["seq"] for f in events(bob)]
+    assert seqs == list(range(seqs[0], seqs[0] + 7))
+    assert "".join(t["data"]["text"] for t in bob.tokens()) == "Hello from the stand-in."
+    on_a = await a.service.history_data("shared-answer")
+    assert on_a == await b.service.history_data("shared-answer")  # REST history: the same on both
+    assert [m["data"]["author"]["kind"] for m in on_a.messages] == ["user", "assistant"]
+
+
+@pytest.mark.fast
+async def test_a_client_that_drops_from_one_server_resumes_on_the_other_with_exactly_the_missed_events(servers):
+    a, b = servers(), servers()
+    ada, bob = a.client(ADA), b.client(BOB)
+    await join(ada, "shared-resume")
+    joined = await join(bob, "shared-resume")
+    await ada.asend("Text", {"content": "one"}, room="shared-resume")
+    await until(lambda: any(f["type"] == "Text" for f in bob.inbox))
+    seen = events(bob)[-1]["seq"]
+    await b.service.disconnect(bob.connection)  # bob's socket to B drops
+    for word in ("two", "three"):
+        await ada.asend("Text", {"content": word}, room="shared-resume")
+    await until(lambda: [f["data"].get("content") for f in ada.inbox if f["type"] == "Text"][-1:] == ["three"])
+    missed = [f for f in events(ada) if f["seq"] > seen]
+    back = a.client(BOB)  # bob comes back through server A
+    resumed = await join(back, "shared-resume", since=seen, epoch=joined["epoch"])
+    assert resumed["seq"] == missed[-1]["seq"]
+    await until(lambda: len(events(back)) >= len(missed) + 1)
+    replayed = events(back)[: len(missed)]
+    assert replayed == missed and [f["type"] for f in missed] == ["Presence", "Text", "Text"]
+    assert events(back)[len(missed)]["type"] == "Presence"  # its own return, live
+    assert not back.take("Reset", "History")
+
+
+@pytest.mark.fast
+async def test_another_server_ends_the_answers_of_a_server_that_stopped(servers):
+    a, b = servers(delay=0.05), servers()
+    ada, bob = a.client(ADA), b.client(BOB)
+    await join(ada, "shared-orphan")
+    await join(bob, "shared-orphan")
+    await ada.asend("Generate", {"prompt": "Talk"}, room="shared-orphan")
+    await until(lambda: len(bob.tokens()) >= 2)
+    a.service.answers.on_tokens = lambda events: None  # server A dies: no token leaves it any more
+    await a.bus.redis.delete(keys.server(a.bus.server_id))  # ... and its heartbeat expires
+    said = "".join(t["data"]["text"] for t in bob.tokens())
+    await b.service.sweep(time.monotonic())
+    await until(lambda: bob.tokens()[-1]["data"]["is_final"])
+    final = bob.tokens()[-1]
+    assert (final["data"]["finish_reason"], final["data"]["error"]) == ("error", INTERRUPTED)
+    stored = (await b.bus.messages("shared-orphan"))[-1][1]
+    assert (stored["content"], stored["finish_reason"], stored["author"]["kind"]) == (said, "error", "assistant")
+    assert stored["in_reply_to"] == (await b.bus.messages("shared-orphan"))[0][1]["message_id"]
+
+
+@pytest.mark.fast
+async def test_redis_away_gives_a_clear_503_and_the_room_works_when_it_returns(redis, servers, tmp_path):
+    a = servers()
+    ada = a.client(ADA)
+    await join(ada, "shared-outage")
+    redis.stop()
+    try:
+        await ada.asend("Text", {"content": "lost?"}, room="shared-outage")
+        await until(lambda: any(f["type"] == "Error" for f in ada.inbox))
+        error = ada.one("Error")["data"]
+        assert error["code"] == 503 and "Redis" in error["message"] and "unavailable" in error["message"]
+    finally:
+        redis.start()
+    # Redis came back empty (no persistence here): the room starts a new epoch, and its
+    # members here get Reset, then the new events.
+    eve = a.client(EVE)
+    await join(eve, "shared-outage")
+    await eve.asend("Text", {"content": "back"}, room="shared-outage")
+    await until(lambda: any(f["type"] == "Text" for f in ada.inbox))
+    assert [f["type"] for f in ada.inbox if f["type"] in ("Reset", "Text")] == ["Reset", "Text"]
+    assert [f["data"]["content"] for f in ada.inbox if f["type"] == "Text"] == ["back"]
