@@ -15,13 +15,15 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import redis_server
+import websocket
 from fakes import ADA, BOB, ENGINE, EVE, LIMITS, Chat, FakeClient
 from redis_server import RedisServer, running_redis
+from servers import ServerProcess
 
 from jupyter_llmchat.server import redis_keys as keys
 from jupyter_llmchat.server.redis_bus import INTERRUPTED, RedisRoomBus
-from jupyter_llmchat.server.redis_fanout import frame_parts
 from jupyter_llmchat import protocol
+from jupyter_llmchat.server.redis_fanout import frame_parts
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +180,120 @@ async def test_redis_away_gives_a_clear_503_and_the_room_works_when_it_returns(r
     await until(lambda: any(f["type"] == "Text" for f in ada.inbox))
     assert [f["type"] for f in ada.inbox if f["type"] in ("Reset", "Text")] == ["Reset", "Text"]
     assert [f["data"]["content"] for f in ada.inbox if f["type"] == "Text"] == ["back"]
+
+
+# --- two real Jupyter servers on one Redis
+
+
+class Socket:
+    """A browser-like client of one real server (its own login: a distinct user)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        headers = server.login()
+        self.ws = websocket.create_connection(server.ws_url, header=[f"{k}: {v}" for k, v in headers.items()], timeout=60)
+        self.welcome = json.loads(self.ws.recv())
+        self.events: list[dict[str, Any]] = []  # room events received, in order
+
+    def send(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> None:
+        self.ws.send(json.dumps({"type": type_, **envelope, "data": data or {}}))
+
+    def until(self, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Read frames (keeping room events) until one satisfies `done`; returns it."""
+        while True:
+            frame = json.loads(self.ws.recv())
+            if "seq" in frame:
+                self.events.append(frame)
+            if done(frame):
+                return frame
+
+    def join(self, room: str, **data: Any) -> dict[str, Any]:
+        self.send("Join", data, room=room)
+        return self.until(lambda f: f["type"] == "Joined")["data"]
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def final_token(frame: dict[str, Any]) -> bool:
+    return frame["type"] == "Token" and frame["data"]["is_final"]
+
+
+def shared_server(root: Path, redis: RedisServer) -> ServerProcess:
+    root.mkdir(parents=True, exist_ok=True)
+    args = [f"--LLMChat.room_bus={redis.url}", f"--LLMChat.history_path={root / 'unused.sqlite'}",
+            "--LLMChat.parallel=2", "--LLMChat.n_ctx=2048"]
+    return ServerProcess(root, args, env={"JUPYTER_DATA_DIR": str(root / "data")})
+
+
+def test_two_real_servers_share_a_room_and_one_survives_the_other_being_killed(redis, tmp_path):
+    first, second = shared_server(tmp_path / "a", redis), shared_server(tmp_path / "b", redis)
+    restarted = shared_server(tmp_path / "a", redis)
+    try:
+        first.start(), second.start()
+        assert first.wait_for_model()["loaded"] and second.wait_for_model()["loaded"]
+        alice, bob = Socket(first), Socket(second)
+        joined = alice.join("class")
+        assert bob.join("class")["epoch"] == joined["epoch"]
+        alice.until(lambda f: f["type"] == "Presence" and f["data"]["count"] == 2)
+
+        # A Text on one server reaches the other with the same seq.
+        alice.send("Text", {"content": "hello from A"}, room="class")
+        assert alice.until(lambda f: f["type"] == "Text") == bob.until(lambda f: f["type"] == "Text")
+
+        # An answer asked on A streams identically to members on both.
+        config = {"max_tokens": 6, "temperature": 0}
+        alice.send("Generate", {"prompt": "Say hi.", "config": config}, room="class")
+        alice.until(final_token), bob.until(final_token)
+        asked = [f for f in alice.events if f["type"] in ("Text", "Token")][1:]
+        assert asked == [f for f in bob.events if f["type"] in ("Text", "Token")][1:] and asked[-1]["type"] == "Token"
+
+        # Bob drops from B and comes back on A: exactly the events he missed, then live ones.
+        seen = bob.events[-1]["seq"]
+        bob.close()
+        alice.until(lambda f: f["type"] == "Presence" and f["data"]["left"])
+        for word in ("two", "three"):
+            alice.send("Text", {"content": word}, room="class")
+        alice.until(lambda f: f["type"] == "Text" and f["data"]["content"] == "three")
+        missed = [f for f in alice.events if f["seq"] > seen]
+        bob = Socket(first)
+        back = bob.join("class", since=seen, epoch=joined["epoch"])
+        assert back["seq"] == missed[-1]["seq"]
+        replayed = [bob.until(lambda f: "seq" in f or f["type"] in ("Reset", "History")) for _ in missed]
+        assert replayed == missed and [f["type"] for f in missed] == ["Presence", "Text", "Text"]
+
+        # REST history is the same on both servers.
+        history = first.get("llmchat/api/rooms/class/messages")
+        assert history == second.get("llmchat/api/rooms/class/messages")
+        assert [m["data"]["content"] for m in history["messages"]][-2:] == ["two", "three"]
+
+        # kill -9 of A mid-answer: the room goes on on B, which ends A's answer within 30 s.
+        carol = Socket(second)
+        carol.join("class")
+        story = {"max_tokens": 1000, "temperature": 0.8, "seed": 7}
+        alice.send("Generate", {"prompt": "Tell me a long story.", "config": story}, room="class")
+        first_token = carol.until(lambda f: f["type"] == "Token")
+        assert not first_token["data"]["is_final"], "the answer ended before the kill"
+        first.process.kill()
+        first.process.wait(timeout=10)
+        killed = time.monotonic()
+        carol.ws.settimeout(30)
+        final = carol.until(lambda f: f["type"] == "Token" and f["data"]["is_final"])
+        assert time.monotonic() - killed < 30
+        assert (final["data"]["finish_reason"], final["data"]["error"]) == ("error", INTERRUPTED)
+        carol.send("Text", {"content": "still here"}, room="class")
+        assert carol.until(lambda f: f["type"] == "Text")["data"]["content"] == "still here"
+        stored = second.get("llmchat/api/rooms/class/messages")
+        assert [m["data"]["author"]["kind"] for m in stored["messages"]][-2:] == ["assistant", "user"]
+        assert stored["messages"][-2]["data"]["finish_reason"] == "error"
+        while second.get("llmchat/api/rooms/class")["count"] != 1:  # A's members expire: Carol is left
+            assert time.monotonic() - killed < 30, "the killed server's members are still counted"
+            time.sleep(0.5)
+
+        # The restarted server serves the whole history.
+        restarted.start()
+        assert restarted.get("llmchat/api/rooms/class/messages") == second.get("llmchat/api/rooms/class/messages")
+    finally:
+        for server in (first, second, restarted):
+            if server.process is not None and server.process.poll() is None:
+                server.process.kill()
+                server.process.wait(timeout=10)
