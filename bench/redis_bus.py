@@ -1,0 +1,148 @@
+"""One room across two servers through Redis, beside the same room on one server.
+
+Starts a `redis-server` and real `jupyter server`s (tests/servers.py, tests/redis_server.py)
+on 127.0.0.1, then, for each N:
+
+- **memory**: one server with the memory bus, 2N members in one room;
+- **redis**: two servers with `room_bus = "redis://…"`, N members on each, in one room.
+
+Senders (one member per server) post `Text`s carrying the time they were sent, first at a
+steady rate (latency), then as fast as they can (throughput). Every member reads every
+frame; each delivery's latency is its receive time minus the send time (one clock: all
+clients are in this process). Prints deliveries/s and p50/p99 latency of both setups and
+their ratio (target: cross-server p99 <= 2x single server).
+
+    .venv/bin/python bench/redis_bus.py --n 50 100 --rate 20 --seconds 5 --burst 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import tornado.httpclient
+import tornado.websocket
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from redis_server import running_redis  # noqa: E402
+from servers import ServerProcess, running_server  # noqa: E402
+
+ROOM = "bench"
+
+
+class Members:
+    """Every member's socket and the latency of every delivery of a timed Text."""
+
+    def __init__(self) -> None:
+        self.sockets: list[tornado.websocket.WebSocketClientConnection] = []
+        self.latencies: list[float] = []
+        self.delivered = 0
+        self.readers: list[asyncio.Future[None]] = []
+
+    async def add(self, server: ServerProcess, n: int) -> None:
+        for i in range(n):
+            request = tornado.httpclient.HTTPRequest(server.ws_url, headers={"Authorization": f"token {server.token}"})
+            ws = await tornado.websocket.websocket_connect(request, subprotocols=["llmchat.v1"], max_message_size=64 << 20)
+            await ws.write_message(json.dumps({"type": "Join", "id": f"j{i}", "room": ROOM, "data": {}}))
+            self.sockets.append(ws)
+            self.readers.append(asyncio.ensure_future(self._read(ws)))
+
+    async def _read(self, ws: tornado.websocket.WebSocketClientConnection) -> None:
+        while (raw := await ws.read_message()) is not None:
+            now = time.perf_counter()
+            if '"Text"' in raw and '"sent=' in raw:
+                frame = json.loads(raw)
+                self.latencies.append(now - float(frame["data"]["content"][5:]))
+                self.delivered += 1
+
+    async def quiet(self, expected: int, timeout: float = 60.0) -> None:
+        deadline = time.perf_counter() + timeout
+        while self.delivered < expected and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        for ws in self.sockets:
+            ws.close()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+
+
+async def post(ws: tornado.websocket.WebSocketClientConnection) -> None:
+    await ws.write_message(json.dumps({"type": "Text", "room": ROOM, "data": {"content": f"sent={time.perf_counter()}"}}))
+
+
+async def run(servers: list[ServerProcess], per_server: int, rate: float, seconds: float, burst: int) -> dict[str, float]:
+    members = Members()
+    for server in servers:
+        await members.add(server, per_server)
+    await asyncio.sleep(2.0)  # the joins and their Presences settle
+    total = per_server * len(servers)
+    senders = [members.sockets[i * per_server] for i in range(len(servers))]  # one on each server
+    count = int(rate * seconds)
+    for i in range(count):  # steady: latency
+        await post(senders[i % len(senders)])
+        await asyncio.sleep(1 / rate)
+    await members.quiet(count * total)
+    steady = sorted(members.latencies)
+    members.latencies, members.delivered = [], 0
+    start = time.perf_counter()
+    for i in range(burst):  # as fast as the senders can: throughput
+        await post(senders[i % len(senders)])
+    await members.quiet(burst * total)
+    elapsed = time.perf_counter() - start
+    await members.close()
+    return {
+        "p50_ms": statistics.median(steady) * 1000,
+        "p99_ms": steady[int(len(steady) * 0.99) - 1] * 1000,
+        "received": len(steady) / (count * total),
+        "burst_per_s": members.delivered / elapsed,
+        "burst_received": members.delivered / (burst * total),
+    }
+
+
+def server_args(tmp: Path, members: int, bus: str | None) -> list[str]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    args = [f"--LLMChat.history_path={tmp / 'h.sqlite'}", f"--LLMChat.max_connections={members + 10}",
+            "--LLMChat.rate_limit=0", "--LLMChat.parallel=1", "--LLMChat.n_ctx=512", "--LLMChat.n_threads=1"]
+    return args + ([f"--LLMChat.room_bus={bus}"] if bus else [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[50, 100], help="members per server (redis); 2N on one server (memory)")
+    parser.add_argument("--rate", type=float, default=20.0, help="Texts per second in the steady phase")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--burst", type=int, default=200, help="Texts sent back to back in the throughput phase")
+    args = parser.parse_args()
+    print(f"{'setup':>22} {'members':>8} {'p50 ms':>8} {'p99 ms':>8} {'burst deliveries/s':>19} {'received':>9}")
+    for n in args.n:
+        results = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            with running_server(root / "one", server_args(root / "one", 2 * n, None)) as server:
+                results["memory, 1 server"] = asyncio.run(run([server], 2 * n, args.rate, args.seconds, args.burst))
+            with running_redis(root / "redis") as redis, ExitStack() as stack:
+                servers = [
+                    stack.enter_context(running_server(root / name, server_args(root / name, n, redis.url)))
+                    for name in ("a", "b")
+                ]
+                results["redis, 2 servers"] = asyncio.run(run(servers, n, args.rate, args.seconds, args.burst))
+        for setup, figures in results.items():
+            print(
+                f"{setup:>22} {2 * n:>8} {figures['p50_ms']:>8.1f} {figures['p99_ms']:>8.1f} "
+                f"{figures['burst_per_s']:>19.0f} {min(figures['received'], figures['burst_received']):>9.3f}"
+            )
+        memory, shared = results["memory, 1 server"], results["redis, 2 servers"]
+        print(f"{'ratio redis / memory':>22} {'':>8} {shared['p50_ms'] / memory['p50_ms']:>8.2f} "
+              f"{shared['p99_ms'] / memory['p99_ms']:>8.2f} {shared['burst_per_s'] / memory['burst_per_s']:>19.2f}")
+
+
+if __name__ == "__main__":
+    main()
