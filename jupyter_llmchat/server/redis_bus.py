@@ -82,6 +82,8 @@ class RedisRoomBus(RoomBus):
         self._emit = self.redis.register_script(keys.EMIT)
         self._join = self.redis.register_script(keys.JOIN)
         self._leave = self.redis.register_script(keys.LEAVE)
+        self._mine: set[str] = set()  # answers this server registered and has not ended
+        self._first_sent: set[str] = set()  # answers whose first token's seq Redis has
         self._refresh_due = 0.0
         self._away = False  # Redis failed at the last refresh (logged once)
 
@@ -163,7 +165,10 @@ class RedisRoomBus(RoomBus):
         for type_, data in events:
             head, tail = frame_parts(type_, data, room)
             answer = data.message_id if isinstance(data, protocol.Token) else ""
-            args += [head, tail, answer, "1" if answer and data.index == 0 else "0"]
+            first_token = bool(answer) and answer not in self._first_sent
+            if first_token:
+                self._first_sent.add(answer)
+            args += [head, tail, answer, "1" if first_token else "0"]
         first = int(await self._emit(
             keys=[keys.room(room), keys.events(room), keys.live(room), keys.ROOMS, keys.ANSWER_FIRST], args=args
         ))
@@ -223,6 +228,7 @@ class RedisRoomBus(RoomBus):
     @redis_errors_as_503
     async def answer_started(self, room: str, message_id: str, stub: Text) -> None:
         entry = {"server": self.server_id, "room": room, "stub": msgspec.to_builtins(stub)}
+        self._mine.add(message_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(keys.server(self.server_id), "1", px=_ms(HEARTBEAT_TTL))
             pipe.hset(keys.ANSWERS, message_id, json.dumps(entry))
@@ -233,10 +239,14 @@ class RedisRoomBus(RoomBus):
 
     @redis_errors_as_503
     async def answer_ended(self, room: str, message_id: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hdel(keys.ANSWERS, message_id)
-            pipe.hdel(keys.ANSWER_FIRST, message_id)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hdel(keys.ANSWERS, message_id)
+                pipe.hdel(keys.ANSWER_FIRST, message_id)
+                await pipe.execute()
+        finally:  # not before: an entry left in Redis (it was away) is ended by the next check
+            self._mine.discard(message_id)
+            self._first_sent.discard(message_id)
         local = self.local.get(room)
         if local is not None:
             local.room.answer_ended(message_id)
@@ -414,14 +424,15 @@ class RedisRoomBus(RoomBus):
                 self.fanout.heal(local)  # a publish was missed (Redis went away): read the stream
 
     async def _end_orphaned_answers(self) -> None:
-        """Answers of a server whose heartbeat expired: end them as that server would have."""
+        """Answers of a server whose heartbeat expired, or of this one that could not be ended
+        while Redis was away: end them as their server would have."""
         running = await self._running()
         others = sorted({entry["server"] for entry in running.values()} - {self.server_id})
-        if not others:
-            return
-        alive = dict(zip(others, await self.redis.mget([keys.server(server) for server in others])))
+        alive = dict(zip(others, await self.redis.mget([keys.server(server) for server in others]))) if others else {}
+        alive[self.server_id] = b"1"
         for answer, entry in running.items():
-            if entry["server"] != self.server_id and alive.get(entry["server"]) is None:
+            mine_lost = entry["server"] == self.server_id and answer not in self._mine
+            if mine_lost or alive.get(entry["server"]) is None:
                 if await self.redis.hdel(keys.ANSWERS, answer):  # this server claimed it
                     await self._end_answer(answer, entry)
 
@@ -440,6 +451,7 @@ class RedisRoomBus(RoomBus):
         )
         seq = await self.emit(room, "Token", final)
         await self.redis.hdel(keys.ANSWER_FIRST, answer)
+        self._first_sent.discard(answer)
         content = "".join(said)
         if content:
             stub = msgspec.convert(entry["stub"], Text)
