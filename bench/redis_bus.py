@@ -9,10 +9,12 @@ on 127.0.0.1, then, for each N:
 Senders (one member per server) post `Text`s carrying the time they were sent, first at a
 steady rate (latency), then as fast as they can (throughput). Every member reads every
 frame; each delivery's latency is its receive time minus the send time (one clock: all
-clients are in this process). Prints deliveries/s and p50/p99 latency of both setups and
-their ratio (target: cross-server p99 <= 2x single server).
+clients are in this process). The three servers run side by side and the two setups take
+turns, `--repeat` times each, in a new room each time (a busy machine slows both alike).
+Prints the medians over the repeats of p50/p99 latency and burst deliveries/s of both
+setups, and their ratio (target: cross-server p99 <= 2x single server).
 
-    .venv/bin/python bench/redis_bus.py --n 50 100 --rate 20 --seconds 5 --burst 200
+    .venv/bin/python bench/redis_bus.py --n 50 100 --rate 20 --seconds 5 --burst 200 --repeat 3
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from redis_server import running_redis  # noqa: E402
 from servers import ServerProcess, running_server  # noqa: E402
 
-ROOM = "bench"
 
 
 class Members:
     """Every member's socket and the latency of every delivery of a timed Text."""
 
-    def __init__(self) -> None:
+    def __init__(self, room: str) -> None:
+        self.room = room
         self.sockets: list[tornado.websocket.WebSocketClientConnection] = []
         self.latencies: list[float] = []
         self.delivered = 0
@@ -51,7 +53,7 @@ class Members:
         for i in range(n):
             request = tornado.httpclient.HTTPRequest(server.ws_url, headers={"Authorization": f"token {server.token}"})
             ws = await tornado.websocket.websocket_connect(request, subprotocols=["llmchat.v1"], max_message_size=64 << 20)
-            await ws.write_message(json.dumps({"type": "Join", "id": f"j{i}", "room": ROOM, "data": {}}))
+            await ws.write_message(json.dumps({"type": "Join", "id": f"j{i}", "room": self.room, "data": {}}))
             self.sockets.append(ws)
             self.readers.append(asyncio.ensure_future(self._read(ws)))
 
@@ -74,12 +76,14 @@ class Members:
         await asyncio.gather(*self.readers, return_exceptions=True)
 
 
-async def post(ws: tornado.websocket.WebSocketClientConnection) -> None:
-    await ws.write_message(json.dumps({"type": "Text", "room": ROOM, "data": {"content": f"sent={time.perf_counter()}"}}))
+async def post(ws: tornado.websocket.WebSocketClientConnection, room: str) -> None:
+    await ws.write_message(json.dumps({"type": "Text", "room": room, "data": {"content": f"sent={time.perf_counter()}"}}))
 
 
-async def run(servers: list[ServerProcess], per_server: int, rate: float, seconds: float, burst: int) -> dict[str, float]:
-    members = Members()
+async def run(
+    servers: list[ServerProcess], per_server: int, rate: float, seconds: float, burst: int, room: str
+) -> dict[str, float]:
+    members = Members(room)
     for server in servers:
         await members.add(server, per_server)
     await asyncio.sleep(2.0)  # the joins and their Presences settle
@@ -87,14 +91,14 @@ async def run(servers: list[ServerProcess], per_server: int, rate: float, second
     senders = [members.sockets[i * per_server] for i in range(len(servers))]  # one on each server
     count = int(rate * seconds)
     for i in range(count):  # steady: latency
-        await post(senders[i % len(senders)])
+        await post(senders[i % len(senders)], room)
         await asyncio.sleep(1 / rate)
     await members.quiet(count * total)
     steady = sorted(members.latencies)
     members.latencies, members.delivered = [], 0
     start = time.perf_counter()
     for i in range(burst):  # as fast as the senders can: throughput
-        await post(senders[i % len(senders)])
+        await post(senders[i % len(senders)], room)
     await members.quiet(burst * total)
     elapsed = time.perf_counter() - start
     await members.close()
@@ -120,20 +124,25 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="Texts per second in the steady phase")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--burst", type=int, default=200, help="Texts sent back to back in the throughput phase")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each setup, taking turns (medians printed)")
     args = parser.parse_args()
     print(f"{'setup':>22} {'members':>8} {'p50 ms':>8} {'p99 ms':>8} {'burst deliveries/s':>19} {'received':>9}")
     for n in args.n:
-        results = {}
-        with tempfile.TemporaryDirectory() as tmp:
+        runs: dict[str, list[dict[str, float]]] = {"memory, 1 server": [], "redis, 2 servers": []}
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
             root = Path(tmp)
-            with running_server(root / "one", server_args(root / "one", 2 * n, None)) as server:
-                results["memory, 1 server"] = asyncio.run(run([server], 2 * n, args.rate, args.seconds, args.burst))
-            with running_redis(root / "redis") as redis, ExitStack() as stack:
-                servers = [
-                    stack.enter_context(running_server(root / name, server_args(root / name, n, redis.url)))
-                    for name in ("a", "b")
-                ]
-                results["redis, 2 servers"] = asyncio.run(run(servers, n, args.rate, args.seconds, args.burst))
+            redis = stack.enter_context(running_redis(root / "redis"))
+            one = stack.enter_context(running_server(root / "one", server_args(root / "one", 2 * n, None)))
+            shared = [
+                stack.enter_context(running_server(root / name, server_args(root / name, n, redis.url))) for name in ("a", "b")
+            ]
+            for turn in range(args.repeat):
+                runs["memory, 1 server"].append(asyncio.run(run([one], 2 * n, args.rate, args.seconds, args.burst, f"m{turn}")))
+                runs["redis, 2 servers"].append(asyncio.run(run(shared, n, args.rate, args.seconds, args.burst, f"r{turn}")))
+        results = {
+            setup: {name: statistics.median(figures[name] for figures in each) for name in each[0]}
+            for setup, each in runs.items()
+        }
         for setup, figures in results.items():
             print(
                 f"{setup:>22} {2 * n:>8} {figures['p50_ms']:>8.1f} {figures['p99_ms']:>8.1f} "

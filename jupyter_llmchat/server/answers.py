@@ -129,6 +129,8 @@ class Answers:
                 await self.bus.answer_started(room, message_id, self._answer_text(generation, ""))
             except Exception:  # the room bus failed: nobody could see this answer
                 self.running.pop(message_id, None)
+                if key is not None:
+                    self._acks.pop(key, None)  # a retry of this request asks again
                 self._stop(message_id)
                 raise
             finally:

@@ -2,9 +2,10 @@
 
 Transport-free: the WebSocket handler, the REST handlers and other extensions all call
 this one object, on the event loop thread; its entry points are coroutines because the room
-bus may do I/O (a frame's handling is awaited before the socket's next frame is read). It talks to rooms only through the room bus
-(`room_bus.RoomBus`) and to the model only through the model backend
-(`model_backend.ModelBackend`, via `answers.Answers`), so no state here needs a lock.
+bus may do I/O (a frame's handling is awaited before the socket's next frame is read). It
+talks to rooms only through the room bus (`room_bus.RoomBus`) and to the model only through
+the model backend (`model_backend.ModelBackend`, via `answers.Answers`), so no state here
+needs a lock.
 Frames are built from `protocol`'s structs; what the REST handlers and other extensions get
 back from `generate`, `stats` and `room_info` stays plain JSON values (dicts), as it was.
 """

@@ -23,6 +23,7 @@ from servers import ServerProcess
 from jupyter_llmchat.server import redis_keys as keys
 from jupyter_llmchat.server.redis_bus import INTERRUPTED, RedisRoomBus
 from jupyter_llmchat import protocol
+from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.server.redis_fanout import frame_parts
 
 
@@ -137,6 +138,29 @@ async def test_a_client_that_drops_from_one_server_resumes_on_the_other_with_exa
     assert replayed == missed and [f["type"] for f in missed] == ["Presence", "Text", "Text"]
     assert events(back)[len(missed)]["type"] == "Presence"  # its own return, live
     assert not back.take("Reset", "History")
+
+
+@pytest.mark.fast
+async def test_concurrent_posts_on_both_servers_reach_every_member_once_in_seq_order(servers):
+    a, b = servers(), servers()
+    members = [a.client(ADA), a.client(BOB), b.client(EVE), b.client(Identity("dan", "Dan"))]
+    for member in members:
+        await join(member, "shared-order")
+    await until(lambda: all(len([f for f in m.inbox if f["type"] == "Presence"]) >= 4 - i for i, m in enumerate(members)))
+
+    async def chatter(member: FakeClient) -> None:
+        for i in range(20):
+            await member.asend("Text", {"content": f"{member.connection.user.username} {i}"}, room="shared-order")
+
+    await asyncio.gather(*(chatter(member) for member in members))
+    await until(lambda: all(len([f for f in m.inbox if f["type"] == "Text"]) == 80 for m in members))
+    texts = [[f for f in events(m) if f["type"] == "Text"] for m in members]
+    assert all(each == texts[0] for each in texts)  # the same events, in the same order, once each
+    seqs = [f["seq"] for f in texts[0]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 80
+    for i, member in enumerate(members):
+        mine = [f["data"]["content"] for f in texts[0] if f["data"]["author"]["username"] == member.connection.user.username]
+        assert mine == [f"{member.connection.user.username} {n}" for n in range(20)]  # each sender's order kept
 
 
 @pytest.mark.fast
