@@ -25,9 +25,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 import msgspec
 import redis.asyncio as redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import protocol
 from ..protocol import ChatError, Text
