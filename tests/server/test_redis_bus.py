@@ -164,6 +164,26 @@ async def test_concurrent_posts_on_both_servers_reach_every_member_once_in_seq_o
 
 
 @pytest.mark.fast
+async def test_clearing_a_room_on_one_server_resets_its_members_on_the_other(servers):
+    a, b = servers(), servers()
+    ada, bob = a.client(ADA), b.client(BOB)
+    before = await join(ada, "shared-clear")
+    await join(bob, "shared-clear")
+    await ada.asend("Text", {"content": "draft"}, room="shared-clear")
+    await until(lambda: any(f["type"] == "Text" for f in bob.inbox))
+    bob.take()
+    assert await a.service.clear_room("shared-clear") == 1
+    await until(lambda: any(f["type"] == "History" for f in bob.inbox))
+    reset, history = bob.take("Reset", "History")
+    assert history["data"]["messages"] == [] and history["data"]["epoch"] != before["epoch"]
+    assert (await b.bus.head("shared-clear"))[1] == history["data"]["epoch"]  # B knows the new epoch
+    late = b.client(EVE)  # resuming from before the clear, on B: nothing of it is replayed
+    await join(late, "shared-clear", since=before["seq"], epoch=before["epoch"])
+    await until(lambda: any(f["type"] == "History" for f in late.inbox))
+    assert late.take("Reset") and all("draft" not in str(f) for f in late.inbox)
+
+
+@pytest.mark.fast
 async def test_another_server_ends_the_answers_of_a_server_that_stopped(servers):
     a, b = servers(delay=0.05), servers()
     ada, bob = a.client(ADA), b.client(BOB)
