@@ -47,6 +47,18 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+def _people(present: dict[bytes, bytes]) -> list[Identity]:
+    """The distinct users of a room's presence hash whose entries have not expired."""
+    now = _ms(time.time())
+    people: dict[str, Identity] = {}
+    for value in present.values():
+        expiry, _, person = value.partition(b" ")
+        if int(expiry) >= now:
+            username, name = json.loads(person)
+            people.setdefault(username, Identity(username, name))
+    return list(people.values())
+
+
 def redis_errors_as_503(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """A Redis that is away or failing becomes `ChatError(503)` with the reason."""
 
@@ -132,14 +144,7 @@ class RedisRoomBus(RoomBus):
 
     async def _present(self, room: str) -> list[Identity]:
         """Distinct users present on any server, their entries not expired."""
-        now = _ms(time.time())
-        people: dict[str, Identity] = {}
-        for value in (await self.redis.hgetall(keys.present(room))).values():
-            expiry, _, person = value.partition(b" ")
-            if int(expiry) >= now:
-                username, name = json.loads(person)
-                people.setdefault(username, Identity(username, name))
-        return list(people.values())
+        return _people(await self.redis.hgetall(keys.present(room)))
 
     @redis_errors_as_503
     async def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
@@ -374,10 +379,11 @@ class RedisRoomBus(RoomBus):
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hget(keys.room(name), "seq")
-            heads = await pipe.execute()
+                pipe.hgetall(keys.present(name))
+            found = await pipe.execute()
         return [
-            {"room": name, "members": len(await self._present(name)), "head_seq": int(head or 0)}
-            for name, head in zip(names, heads)
+            {"room": name, "members": len(_people(present)), "head_seq": int(head or 0)}
+            for name, head, present in zip(names, found[::2], found[1::2])
         ]
 
     def live_rooms(self) -> list[str]:

@@ -114,6 +114,8 @@ async def test_an_answer_asked_on_one_server_streams_identically_to_members_on_b
     on_a = await a.service.history_data("shared-answer")
     assert on_a == await b.service.history_data("shared-answer")  # REST history: the same on both
     assert [m["data"]["author"]["kind"] for m in on_a.messages] == ["user", "assistant"]
+    listed = {r["room"]: r for r in await b.service.room_list()}["shared-answer"]
+    assert listed == {"room": "shared-answer", "members": 2, "head_seq": seqs[-1]}  # both servers' members
 
 
 @pytest.mark.fast
