@@ -7,7 +7,8 @@ the finished answer stored. Runs on the event loop thread only, like the service
 
 Tokens arrive from the backend in steps (one decode step's events, `on_tokens`); one task
 emits the steps in the order they came, each step's tokens of a room in one `emit_many`
-(one round trip on a shared bus), and an answer's tokens only after its question is posted.
+(one round trip on a shared bus; steps that queued up meanwhile go together), and an
+answer's tokens only after its question is posted.
 """
 
 from __future__ import annotations
@@ -219,8 +220,10 @@ class Answers:
 
     async def _emit_steps(self) -> None:
         try:
-            while self._steps:
-                await self._emit_step(self._steps.popleft())
+            while self._steps:  # steps that came in while one was being emitted go out together
+                events = [event for step in self._steps for event in step]
+                self._steps.clear()
+                await self._emit_step(events)
         finally:
             self._emitter = None
 
