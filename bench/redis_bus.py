@@ -7,14 +7,16 @@ on 127.0.0.1, then, for each N:
 - **redis**: two servers with `room_bus = "redis://…"`, N members on each, in one room.
 
 Senders (one member per server) post `Text`s carrying the time they were sent, first at a
-steady rate (latency), then as fast as they can (throughput). Every member reads every
+steady rate (latency: `--deliveries` per second over all members, kept below what the one
+client process can read, so its own backlog is not what is timed), then as fast as they
+can (throughput). Every member reads every
 frame; each delivery's latency is its receive time minus the send time (one clock: all
 clients are in this process). The three servers run side by side and the two setups take
 turns, `--repeat` times each, in a new room each time (a busy machine slows both alike).
 Prints the medians over the repeats of p50/p99 latency and burst deliveries/s of both
 setups, and their ratio (target: cross-server p99 <= 2x single server).
 
-    .venv/bin/python bench/redis_bus.py --n 50 100 --rate 20 --seconds 5 --burst 200 --repeat 3
+    .venv/bin/python bench/redis_bus.py --n 50 100 200 --deliveries 1000 --seconds 5 --burst 100 --repeat 3
 """
 
 from __future__ import annotations
@@ -121,11 +123,12 @@ def server_args(tmp: Path, members: int, bus: str | None) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[50, 100], help="members per server (redis); 2N on one server (memory)")
-    parser.add_argument("--rate", type=float, default=20.0, help="Texts per second in the steady phase")
+    parser.add_argument("--deliveries", type=float, default=1000.0, help="deliveries per second in the steady phase (Texts/s x members)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--burst", type=int, default=200, help="Texts sent back to back in the throughput phase")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each setup, taking turns (medians printed)")
     args = parser.parse_args()
+    print(f"steady phase: {args.deliveries:g} deliveries/s for {args.seconds:g} s; burst: {args.burst} Texts; medians of {args.repeat} runs")
     print(f"{'setup':>22} {'members':>8} {'p50 ms':>8} {'p99 ms':>8} {'burst deliveries/s':>19} {'received':>9}")
     for n in args.n:
         runs: dict[str, list[dict[str, float]]] = {"memory, 1 server": [], "redis, 2 servers": []}
@@ -137,8 +140,9 @@ def main() -> None:
                 stack.enter_context(running_server(root / name, server_args(root / name, n, redis.url))) for name in ("a", "b")
             ]
             for turn in range(args.repeat):
-                runs["memory, 1 server"].append(asyncio.run(run([one], 2 * n, args.rate, args.seconds, args.burst, f"m{turn}")))
-                runs["redis, 2 servers"].append(asyncio.run(run(shared, n, args.rate, args.seconds, args.burst, f"r{turn}")))
+                rate = args.deliveries / (2 * n)
+                runs["memory, 1 server"].append(asyncio.run(run([one], 2 * n, rate, args.seconds, args.burst, f"m{turn}")))
+                runs["redis, 2 servers"].append(asyncio.run(run(shared, n, rate, args.seconds, args.burst, f"r{turn}")))
         results = {
             setup: {name: statistics.median(figures[name] for figures in each) for name in each[0]}
             for setup, each in runs.items()
