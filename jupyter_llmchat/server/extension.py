@@ -1,6 +1,7 @@
 """The Jupyter Server extension: configuration (docs/protocol.md), start-up and shutdown.
 
-Start-up returns at once: the model loads on the engine's own thread, and until it is
+Start-up returns at once: the model loads on the engine's own thread (or, with
+`model_backend = "openai"`, the model server is asked for its models), and until it is
 ready `Welcome`/`Stats` say `loaded: false` and generation answers `Error 503`.
 """
 

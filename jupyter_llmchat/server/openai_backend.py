@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import threading
 import time
 import urllib.parse
@@ -48,6 +49,13 @@ _SHUTDOWN = "server shutting down"
 _TPS_WINDOW = 5.0  # seconds of history behind stats()["tokens_per_second"], as the engine's
 _PROBE_TIMEOUT = 10.0  # seconds a `/v1/models` probe may take
 _DETAIL_CHARS = 300  # most characters of a model server's own error message passed on
+
+
+def _openai():  # noqa: ANN202
+    """The `openai` package, imported on first use: a server on the llama backend never pays for it."""
+    import openai
+
+    return openai
 
 
 @dataclass(frozen=True)
@@ -160,15 +168,12 @@ class OpenAIBackend:
         loop: asyncio.AbstractEventLoop,
         log: logging.Logger,
     ) -> None:
-        import os
-
         self.settings = settings
         self.engine = engine
         self._sink = sink
         self._loop = loop
         self.log = log
         self.base_url = shown_url(settings.openai_base_url)
-        # A keyless local server needs none, but the client insists on one: any text will do.
         self._key = settings.openai_api_key or os.environ.get("OPENAI_API_KEY", "")
         self._redact = _Redactor(self._key)
         self.loaded = False
@@ -192,11 +197,10 @@ class OpenAIBackend:
 
     def start(self) -> None:
         """Make the client and ask the model server for its models, without waiting."""
-        import openai
-
+        openai = _openai()
         self._client = openai.AsyncOpenAI(
             base_url=self.settings.openai_base_url,
-            api_key=self._key or "unused",
+            api_key=self._key or "unused",  # a local server needs none, but the client insists
             timeout=openai.Timeout(self.settings.openai_timeout, connect=min(10.0, self.settings.openai_timeout)),
             max_retries=0,  # a failed answer is not silently asked twice; _watch retries the server
         )
@@ -310,8 +314,7 @@ class OpenAIBackend:
 
     def _describe(self, error: BaseException) -> str:
         """A sentence for the user about why the model server did not answer (no key in it)."""
-        import openai
-
+        openai = _openai()
         where = f"the model server at {self.base_url}"
         if isinstance(error, _Unusable):
             text = str(error)
@@ -332,8 +335,7 @@ class OpenAIBackend:
     @staticmethod
     def _takes_server_down(error: BaseException) -> bool:
         """Errors after which no other request would fare better (not one bad request)."""
-        import openai
-
+        openai = _openai()
         if isinstance(error, openai.APIStatusError):
             return error.status_code in (401, 403) or error.status_code >= 500
         return isinstance(error, openai.APIConnectionError)
@@ -405,6 +407,8 @@ class OpenAIBackend:
         except asyncio.CancelledError:  # cancel() or close(): the stream is closed by now
             reason, error = answer.stopped or ("error", _SHUTDOWN)
         except Exception as failure:
+            if not isinstance(failure, _openai().OpenAIError):  # ours: a bug to see in the log
+                self.log.exception("llmchat: answer %s failed", answer.message_id)
             error = self._describe(failure)
             if self._takes_server_down(failure):
                 self._down(error)
@@ -453,6 +457,7 @@ class OpenAIBackend:
                 answer.n_tokens += 1
                 self._tokens_generated += 1
                 self._pieces.append(now)
+                self._forget_pieces(now)
                 self._sink([TokenEvent(answer.message_id, answer.index, text)])
                 answer.index += 1
             if choice.finish_reason:
@@ -467,11 +472,14 @@ class OpenAIBackend:
 
     # -- figures ------------------------------------------------------------------------------
 
+    def _forget_pieces(self, now: float) -> None:
+        while self._pieces and self._pieces[0] < now - _TPS_WINDOW:
+            self._pieces.popleft()
+
     def stats(self) -> dict[str, Any]:
         """`Stats.model` for docs/protocol.md; the figures are this server's streams only."""
         now = time.perf_counter()
-        while self._pieces and self._pieces[0] < now - _TPS_WINDOW:
-            self._pieces.popleft()
+        self._forget_pieces(now)
         tps = 0.0
         if self._pieces:
             tps = len(self._pieces) / max(now - self._pieces[0], 1e-3)
