@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..engine.chat_format import merge_turns, split_system
@@ -51,7 +52,7 @@ _PROBE_TIMEOUT = 10.0  # seconds a `/v1/models` probe may take
 _DETAIL_CHARS = 300  # most characters of a model server's own error message passed on
 
 
-def _openai():  # noqa: ANN202
+def _openai() -> ModuleType:
     """The `openai` package, imported on first use: a server on the llama backend never pays for it."""
     import openai
 

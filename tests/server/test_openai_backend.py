@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -44,7 +43,13 @@ def openai_key(model_server: ModelServer) -> str:
 
 
 @pytest.fixture
-def llmchat_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+def more_config() -> dict[str, Any]:
+    """Settings a test adds to those pointing at the model server."""
+    return {}
+
+
+@pytest.fixture
+def llmchat_config(request: pytest.FixtureRequest, more_config: dict[str, Any]) -> dict[str, Any]:
     """Pointed at the module's model server, unless a fast test points it elsewhere."""
     if request.node.get_closest_marker("fast") is not None:
         return {"model_backend": "openai", "openai_base_url": f"http://127.0.0.1:{free_port()}/v1", "openai_retry_interval": 0.2}
@@ -56,6 +61,7 @@ def llmchat_config(request: pytest.FixtureRequest) -> dict[str, Any]:
         "openai_base_url": server.base_url,
         "openai_api_key": request.getfixturevalue("openai_key"),
         "openai_retry_interval": 0.2,
+        **more_config,
     }
 
 
@@ -96,6 +102,26 @@ async def test_an_answer_streams_from_the_model_server_into_the_room(chat_server
     assert stats["model"]["backend"] == "openai" and stats["model"]["name"] == MODEL_ALIAS
     assert stats["model"]["tokens_generated"] >= len(seen[0]) - 1
     assert isinstance(chat_server.backend, OpenAIBackend)  # no model in this server
+
+
+@pytest.mark.parametrize("more_config", [{"parallel": 1}])
+async def test_answers_beyond_parallel_wait_with_their_queue_positions(chat_server, connect, api, more_config):
+    ada, bob = await connect("tok-ada"), await connect("tok-bob")
+    await ada.join("queue")
+    await bob.join("queue")
+    acks = [await ask(client, "queue", max_tokens=3) for client in (ada, bob, ada)]
+    assert [ack["data"]["queue_position"] for ack in acks] == [0, 1, 2]
+    _, stats = await api("GET", "stats")
+    assert (stats["model"]["active_sequences"], stats["model"]["queue_depth"]) == (1, 2)
+    await bob.send("Cancel", {"message_id": acks[1]["data"]["message_id"]})
+    first, cancelled, third = (ack["data"]["message_id"] for ack in acks)
+    ends = {}
+    while len(ends) < 3:
+        frame = await ada.recv_type("Token")
+        if frame["data"]["is_final"]:
+            ends[frame["data"]["message_id"]] = frame["data"]["finish_reason"]
+    assert ends[cancelled] == "cancelled" and {ends[first], ends[third]} <= {"stop", "length"}
+    assert list(ends).index(first) < list(ends).index(third)  # one at a time, in the order asked
 
 
 async def test_cancel_closes_the_upstream_stream_within_a_second(chat_server, connect, model_server):
@@ -211,7 +237,7 @@ async def test_a_key_in_the_settings_or_the_url_is_not_shown_even_in_errors(chat
 
 
 @pytest.mark.fast
-def test_openai_settings_are_checked_by_name(tmp_path: Path):
+def test_openai_settings_are_checked_by_name():
     def refusal(**settings: Any) -> str:
         app = LLMChat(config=Config({"LLMChat": settings}))
         with pytest.raises(ConfigError) as error:
