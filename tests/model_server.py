@@ -77,6 +77,12 @@ class ModelServer:
         except OSError:
             return False
 
+    def kill(self) -> None:
+        """SIGKILL: gone at once, mid-answer (a crash, a lost machine)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (uvicorn's graceful stop), then kill if it hangs."""
         if self.process is None or self.process.poll() is not None:

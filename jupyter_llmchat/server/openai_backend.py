@@ -313,7 +313,7 @@ class OpenAIBackend:
         self._fail_waiting(reason)
         self._watch_soon()
 
-    def _describe(self, error: BaseException) -> str:
+    def _describe(self, error: BaseException, mid_answer: bool = False) -> str:
         """A sentence for the user about why the model server did not answer (no key in it)."""
         openai = _openai()
         where = f"the model server at {self.base_url}"
@@ -323,7 +323,8 @@ class OpenAIBackend:
             text = f"{where} did not answer within {self.settings.openai_timeout:g} s"
         elif isinstance(error, openai.APIConnectionError):
             cause = error.__cause__ or error.__context__
-            text = f"cannot reach {where}" + (f": {cause}" if cause is not None and str(cause) else "")
+            lost = f"lost {where} in the middle of the answer" if mid_answer else f"cannot reach {where}"
+            text = lost + (f": {cause}" if cause is not None and str(cause) else "")
         elif isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
             text = f"{where} refused the API key (HTTP {error.status_code}); set LLMChat.openai_api_key or OPENAI_API_KEY"
         elif isinstance(error, openai.APIStatusError):
@@ -410,7 +411,7 @@ class OpenAIBackend:
         except Exception as failure:
             if not isinstance(failure, _openai().OpenAIError):  # ours: a bug to see in the log
                 self.log.exception("llmchat: answer %s failed", answer.message_id)
-            error = self._describe(failure)
+            error = self._describe(failure, mid_answer=answer.index > 0)
             if self._takes_server_down(failure):
                 self._down(error)
             else:

@@ -52,7 +52,8 @@ def more_config() -> dict[str, Any]:
 def llmchat_config(request: pytest.FixtureRequest, more_config: dict[str, Any]) -> dict[str, Any]:
     """Pointed at the module's model server, unless a fast test points it elsewhere."""
     if request.node.get_closest_marker("fast") is not None:
-        return {"model_backend": "openai", "openai_base_url": f"http://127.0.0.1:{free_port()}/v1", "openai_retry_interval": 0.2}
+        unused = f"http://127.0.0.1:{free_port()}/v1"
+        return {"model_backend": "openai", "openai_base_url": unused, "openai_retry_interval": 0.2, **more_config}
     server = request.getfixturevalue("model_server")
     if not server.answers():  # a test before this one stopped it and failed before restarting it
         server.start()
@@ -153,19 +154,23 @@ async def test_cancel_closes_the_upstream_stream_within_a_second(chat_server, co
 async def test_a_model_server_that_goes_away_gives_503_then_answers_again_when_back(chat_server, connect, api, model_server):
     ada = await connect()
     await ada.join("outage")
-    await asyncio.to_thread(model_server.stop)
+    ack = await ask(ada, "outage", "Write a long essay about the history of Rome.", max_tokens=400, temperature=0.9, seed=5)
+    first = await ada.recv_type("Token")
+    await asyncio.to_thread(model_server.kill)  # mid-answer
     try:
-        # The first answer asked finds the model server gone: it ends with the reason...
-        first = await ask(ada, "outage")
-        if first["type"] == "Ack":
-            final = (await ada.answer(first["data"]["message_id"]))[-1]["data"]
-            assert final["finish_reason"] == "error" and "cannot reach the model server" in final["error"]
-        # ...and from then on Generate is refused with it, while the rest of the server works.
+        # The answer ends with the reason, and what it had said is kept with it...
+        tokens = [first] + await ada.answer(ack["data"]["message_id"], timeout=10)
+        final = tokens[-1]["data"]
+        assert final["finish_reason"] == "error" and "lost the model server at " + model_server.base_url in final["error"]
+        _, history = await api("GET", "rooms", "outage", "messages")
+        stored = history["messages"][-1]["data"]
+        assert stored["content"] == "".join(t["data"]["text"] for t in tokens) and stored["error"] == final["error"]
+        # ...then Generate is refused with the reason, while the rest of the server works.
         refused = await ask(ada, "outage")
         assert refused["type"] == "Error" and refused["data"]["code"] == 503
-        assert "cannot reach the model server at " + model_server.base_url in refused["data"]["message"]
+        assert "model not available: " in refused["data"]["message"] and model_server.base_url in refused["data"]["message"]
         status, stats = await api("GET", "stats")
-        assert status == 200 and stats["model"]["loaded"] is False and "cannot reach" in stats["model"]["load_error"]
+        assert status == 200 and stats["model"]["loaded"] is False and model_server.base_url in stats["model"]["load_error"]
         status, posted = await api("POST", "rooms", "outage", "messages", body={"content": "still here"})
         assert status == 201 and posted["seq"] > 0
     finally:
@@ -177,6 +182,22 @@ async def test_a_model_server_that_goes_away_gives_503_then_answers_again_when_b
     ack = await ask(ada, "outage")
     assert ack["type"] == "Ack"
     assert (await ada.answer(ack["data"]["message_id"]))[-1]["data"]["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("more_config", [{"openai_retry_interval": 60}])
+async def test_the_first_answer_after_the_model_server_left_ends_with_the_reason(chat_server, connect, more_config):
+    """Nothing polls a model server that is up: the first answer finds out, later ones get 503."""
+    backend = chat_server.backend  # (no retry within the test: it stays "up" until the answer fails)
+    backend.loaded, backend.load_error, backend.model_name = True, None, "was-here"  # as if it had answered once
+    ada = await connect()
+    await ada.join("gone")
+    ack = await ask(ada, "gone")
+    assert ack["type"] == "Ack"
+    final = (await ada.answer(ack["data"]["message_id"], timeout=10))[-1]["data"]
+    assert final["finish_reason"] == "error" and final["error"].startswith("cannot reach the model server at http://127.0.0.1:")
+    refused = await ask(ada, "gone")
+    assert refused["type"] == "Error" and refused["data"]["code"] == 503 and "cannot reach the model server" in refused["data"]["message"]
 
 
 async def test_the_api_key_is_never_shown(chat_server, connect, api, jp_fetch, logged):
