@@ -247,6 +247,7 @@ class OpenAIBackend:
     def _shut(self) -> None:
         self._closing = True
         self.loaded = False
+        self._settled.set()
         if self._watcher is not None:
             self._watcher.cancel()
         self._fail_waiting(_SHUTDOWN)
@@ -274,9 +275,7 @@ class OpenAIBackend:
         while not self._closing:
             try:
                 await self._probe()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
+            except Exception as error:  # any failure is a reason to tell users, then look again
                 self._down(self._describe(error))
             else:
                 return
