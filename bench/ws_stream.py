@@ -34,11 +34,11 @@ PROMPT = "Write a short story about a lighthouse keeper who finds a message in a
 RAW_PROMPT = f"<start_of_turn>user\n{PROMPT}<end_of_turn>\n<start_of_turn>model\n"
 
 
-def one_stream(ws: websocket.WebSocket, n_tokens: int, run: int) -> tuple[float, float, int, float]:
+def one_stream(ws: websocket.WebSocket, n_tokens: int, run: int, prompt: str = PROMPT) -> tuple[float, float, int, float]:
     """(client tokens/s, ms to first token, tokens, server-reported tokens/s)."""
     config = {"max_tokens": n_tokens, "temperature": 0, "repeat_penalty": 1.0}
     sent = time.perf_counter()
-    ws.send(json.dumps({"type": "Generate", "id": f"bench-{run}", "data": {"prompt": PROMPT, "config": config}}))
+    ws.send(json.dumps({"type": "Generate", "id": f"bench-{run}", "data": {"prompt": prompt, "config": config}}))
     first = last = 0.0
     while True:
         frame = json.loads(ws.recv())

@@ -1,6 +1,7 @@
 """The Jupyter Server extension: configuration (docs/protocol.md), start-up and shutdown.
 
-Start-up returns at once: the model loads on the engine's own thread, and until it is
+Start-up returns at once: the model loads on the engine's own thread (or, with
+`model_backend = "openai"`, the model server is asked for its models), and until it is
 ready `Welcome`/`Stats` say `loaded: false` and generation answers `Error 503`.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from . import metrics
 from .._version import __version__
@@ -27,7 +28,8 @@ from ..runtime_secret import owner_username, remove_secret, write_secret
 from .service import ChatService, ServiceLimits
 from .memory_bus import MemoryRoomBus
 from .room_bus import RoomBus
-from .model_backend import llama_backend
+from .model_backend import ModelBackend, llama_backend, openai_backend
+from .openai_backend import OpenAISettings
 from .store import HistoryInUse, HistoryStore
 
 T = TypeVar("T")
@@ -74,6 +76,32 @@ class LLMChat(ExtensionApp):
         "(a base model answers like a chat only after a few); [] for none. Ignored for models with a template.",
     )
     max_tokens = Int(_default(ServiceLimits, "max_tokens"), min=1, config=True, help="Cap on the max_tokens of any request.")
+
+    # --- where answers come from (model_backend.py; OpenAISettings)
+    model_backend = Enum(
+        ["llama", "openai"], "llama", config=True,
+        help='"llama": the model in this server (the settings above); "openai": an OpenAI-compatible '
+        "model server (openai_base_url), and this server loads no model (docs/scale-out.md).",
+    )
+    openai_base_url = Unicode(
+        _default(OpenAISettings, "openai_base_url"), config=True,
+        help='The model server\'s OpenAI API, e.g. http://127.0.0.1:8080/v1; required when model_backend is "openai".',
+    )
+    openai_model = Unicode(
+        _default(OpenAISettings, "openai_model"), config=True, help="Model to ask the model server for; empty = the first one it lists at /v1/models."
+    )
+    openai_api_key = Unicode(
+        _default(OpenAISettings, "openai_api_key"), config=True,
+        help="API key of the model server; empty = the OPENAI_API_KEY environment variable (or none). Never shown.",
+    )
+    openai_timeout = Float(
+        _default(OpenAISettings, "openai_timeout"), min=1.0, config=True,
+        help="Seconds to wait for the model server's next byte before an answer fails.",
+    )
+    openai_retry_interval = Float(
+        _default(OpenAISettings, "openai_retry_interval"), min=0.1, config=True,
+        help="Seconds between checks of a model server that is down (until then, answers get Error 503).",
+    )
 
     # --- answers (ServiceLimits, SamplingConfig)
     system_prompt = Unicode(
@@ -162,14 +190,18 @@ class LLMChat(ExtensionApp):
         if unknown:
             names = ", ".join(f"LLMChat.{name}" for name in unknown)
             raise ConfigError(f"llmchat is not started: unknown setting(s) {names} (`jupyter llmchat config` lists them)")
+        if self.model_backend == "openai":
+            try:
+                _from_traits(OpenAISettings, self).check()
+            except ValueError as error:
+                raise ConfigError(f"llmchat is not started: invalid setting: {error}") from None
 
     def initialize_settings(self) -> None:
         self.check_config()
         sampling = _from_traits(SamplingConfig, self, max_tokens=self.default_max_tokens)
         limits = _from_traits(ServiceLimits, self, sampling=sampling)
         self.service = ChatService(limits, self._room_bus(), log=self.log, version=__version__)
-        engine = _from_traits(EngineSettings, self, few_shot=tuple((q, a) for q, a in self.few_shot))
-        self.backend = llama_backend(engine, self.service.on_tokens, self.serverapp.io_loop.asyncio_loop, self.log)
+        self.backend = self._model_backend()
         self.service.backend = self.backend
         self.backend.start()
         self._sweeper = PeriodicCallback(self.service.sweep, 1000)
@@ -202,6 +234,14 @@ class LLMChat(ExtensionApp):
         raise ConfigError(
             f'llmchat is not started: invalid setting LLMChat.room_bus={self.room_bus!r}: "memory" or "redis://host:port/db"'
         )
+
+    def _model_backend(self) -> ModelBackend:
+        """The backend `model_backend` names, fed to the service's token sink on the loop."""
+        engine = _from_traits(EngineSettings, self, few_shot=tuple((q, a) for q, a in self.few_shot))
+        loop = self.serverapp.io_loop.asyncio_loop
+        if self.model_backend == "openai":
+            return openai_backend(_from_traits(OpenAISettings, self), engine, self.service.on_tokens, loop, self.log)
+        return llama_backend(engine, self.service.on_tokens, loop, self.log)
 
     def _write_secret(self) -> str:
         """The secret the server's own kernels and CLI use when there is no token to read."""

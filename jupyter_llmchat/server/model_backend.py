@@ -4,16 +4,21 @@ A backend takes `GenerationRequest`s, streams `TokenEvent`s to the sink it was b
 (on the event loop thread), and reports whether its model is available. The service talks
 to the model only through this interface, so an OpenAI-compatible server is a second
 implementation. The first is the in-process llama.cpp engine (`..engine.Engine`, built by
-`llama_backend`), which satisfies it as it is.
+`llama_backend`), which satisfies it as it is; the second streams from an OpenAI-compatible
+model server (`openai_backend.OpenAIBackend`, built by `openai_backend`). The extension's
+`model_backend` setting picks one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..engine.types import EngineSettings, GenerationRequest, TokenSink
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .openai_backend import OpenAISettings
 
 
 class ModelBackend(Protocol):
@@ -48,3 +53,16 @@ def llama_backend(
     from ..engine import Engine
 
     return Engine(settings, sink, loop, log)
+
+
+def openai_backend(
+    settings: OpenAISettings,
+    engine: EngineSettings,
+    sink: TokenSink,
+    loop: asyncio.AbstractEventLoop,
+    log: logging.Logger,
+) -> ModelBackend:
+    """An OpenAI-compatible model server: this server loads no model (`openai_backend.py`)."""
+    from .openai_backend import OpenAIBackend
+
+    return OpenAIBackend(settings, engine, sink, loop, log)
