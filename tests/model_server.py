@@ -1,14 +1,9 @@
 """A real OpenAI-compatible model server for tests and benches: llama-cpp-python's own
-(`python -m llama_cpp.server`, its `[server]` extra) serving the packaged model.
+(its `[server]` extra) serving the packaged model, started as an admin would start it
+(`python -m jupyter_llmchat.engine.model_server`: the engine's chat layout, AMX-safe).
 
 Bounded: every wait has a deadline, and the process is always stopped. `stop()` then
 `start()` brings it back on the same port (a model server that went away and returned).
-
-Run as a script, this file is `python -m llama_cpp.server` with one change: on a CPU that
-reports AMX, the model's weights stay in plain CPU buffers. llama.cpp would otherwise put
-them in its AMX buffers, whose matmul crashes (SIGSEGV in ggml_backend_amx_mul_mat) on the
-machines we run on, at the first answer; llama_cpp.server has no setting for llama.cpp's
-`use_extra_bufts` (engine/model.py turns it off for the in-process engine the same way).
 """
 
 from __future__ import annotations
@@ -33,19 +28,14 @@ class ModelServer:
     """`llama_cpp.server` on 127.0.0.1 with the packaged model, one thread, a random API key."""
 
     def __init__(self, log_dir: Path, *, n_threads: int = 1, n_ctx: int = 4096, api_key: str | None = None) -> None:
-        from jupyter_llmchat.engine import default_model_path
-
         self.port = free_port()
         self.api_key = api_key if api_key is not None else f"sk-test-{secrets.token_hex(8)}"
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = log_dir / f"model-server-{self.port}.log"
         self.command = [
-            sys.executable, __file__,
-            "--model", str(default_model_path()), "--model_alias", MODEL_ALIAS,
+            sys.executable, "-m", "jupyter_llmchat.engine.model_server", "--model_alias", MODEL_ALIAS,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx),
-            # The GGUF has no chat template: Gemma's turn format, as the engine uses.
-            "--chat_format", "gemma",
             # By default a new request ends the answer streaming: several clients need this off.
             "--interrupt_requests", "False",
         ]
@@ -103,27 +93,3 @@ def running_model_server(log_dir: Path, **kwargs: object) -> Iterator[ModelServe
         yield server
     finally:
         server.stop()
-
-
-def _main() -> None:
-    """`python -m llama_cpp.server`, with llama.cpp's extra (AMX) buffer types off on AMX CPUs."""
-    import llama_cpp.llama_cpp as llama
-
-    from jupyter_llmchat.engine.model import _cpu_has_amx
-
-    if _cpu_has_amx():
-        plain = llama.llama_model_default_params
-
-        def without_extra_buffers() -> object:
-            params = plain()
-            params.use_extra_bufts = False
-            return params
-
-        llama.llama_model_default_params = without_extra_buffers  # llama_cpp.Llama reads it at load
-    from llama_cpp.server.__main__ import main
-
-    main()
-
-
-if __name__ == "__main__":
-    _main()

@@ -27,15 +27,10 @@ HUB_PORT = int(os.environ.get("LLMCHAT_HUB_PORT", "8000"))
 REDIS_PORT = int(os.environ.get("LLMCHAT_REDIS_PORT", "6390"))
 MODEL_PORT = int(os.environ.get("LLMCHAT_MODEL_PORT", "8765"))
 MODEL_THREADS = int(os.environ.get("LLMCHAT_MODEL_THREADS", "2"))
-# Any GGUF; by default the small model the jupyter-llmchat package ships.
+# Any GGUF ("" = the small model the jupyter-llmchat package ships).
 MODEL_PATH = os.environ.get("LLMCHAT_MODEL_PATH", "")
 WORK_DIR = os.environ.get("LLMCHAT_HUB_DIR", os.path.abspath("llmchat-hub"))
 # ---------------------------------------------------------------------------------------------
-
-if not MODEL_PATH:
-    from jupyter_llmchat.engine.model import default_model_path
-
-    MODEL_PATH = str(default_model_path())
 
 os.makedirs(WORK_DIR, exist_ok=True)
 
@@ -70,12 +65,14 @@ c.JupyterHub.services = [
         ],
     },
     {
+        # llama-cpp-python's OpenAI-compatible server, laid out like llmchat's own engine.
         "name": "llmchat-model",
         "command": [
-            sys.executable, "-m", "llama_cpp.server", "--model", MODEL_PATH,
+            sys.executable, "-m", "jupyter_llmchat.engine.model_server",
             "--host", "127.0.0.1", "--port", str(MODEL_PORT),
-            "--n_threads", str(MODEL_THREADS), "--n_ctx", "8192",
-        ],
+            "--n_threads", str(MODEL_THREADS), "--n_threads_batch", str(MODEL_THREADS),
+            "--n_ctx", "8192", "--interrupt_requests", "False",
+        ] + (["--model", MODEL_PATH] if MODEL_PATH else []),
     },
 ]
 

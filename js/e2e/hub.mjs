@@ -92,6 +92,7 @@ async function startHub() {
 
 /** Log `user` in through the Hub's form and open `name` in their JupyterLab, cells run. */
 async function openAs(browser, hub, user, name, cells) {
+  fs.mkdirSync(hub.home(user), { recursive: true });
   writeNotebook(hub.home(user), name, cells);
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   const page = await context.newPage();
@@ -167,7 +168,8 @@ async function main() {
     failed = 1;
     console.log(`FAIL three users on a JupyterHub share one room and one model\n     ${String(err?.stack ?? err).split("\n").slice(0, 6).join("\n     ")}`);
     if (page) await screenshot(page, "FAILED-hub").catch(() => undefined);
-    console.log(`--- hub log (tail) ---\n${hub.log().slice(-4000)}`);
+    const lines = hub.log().split("\n").filter((l) => !/^(llama_|print_info|load_tensors|sched_|graph_|\s)/.test(l));
+    console.log(`--- hub log (tail) ---\n${lines.slice(-60).join("\n")}`);
   } finally {
     await browser.close().catch(() => undefined);
     await hub.stop();
