@@ -113,6 +113,41 @@ async def run(
     }
 
 
+class Receiver:
+    """A member on the receiving bus: records when each frame reached its queue."""
+
+    def __init__(self, name: str) -> None:
+        from jupyter_llmchat.server.connection import Identity
+
+        self.client_id, self.user, self.rooms = name, Identity(name, name), set()
+        self.arrived: list[float] = []
+
+    def send(self, frame: bytes) -> None:
+        self.arrived.append(time.perf_counter())
+
+
+async def redis_hop(url: str, count: int) -> tuple[float, float]:
+    """The Redis hop alone, in one process: `emit` on one bus until the frame is queued to a
+    member of another bus (script + publish + subscription + fan-out). (p50, p99) in ms."""
+    from jupyter_llmchat import protocol
+    from jupyter_llmchat.server.redis_bus import RedisRoomBus
+
+    sender, receiver = RedisRoomBus(url, 4096, 300), RedisRoomBus(url, 4096, 300)
+    member = Receiver("hop")
+    await receiver.join("hop", member)
+    latencies = []
+    text = protocol.Text("m-hop", "x" * 40, protocol.Author("a", "A", "user"), "2026-01-01T00:00:00.000Z")
+    for _ in range(count):
+        before, sent = len(member.arrived), time.perf_counter()
+        await sender.emit("hop", "Text", text)
+        while len(member.arrived) == before:
+            await asyncio.sleep(0)
+        latencies.append(member.arrived[-1] - sent)
+    await sender.close(), await receiver.close()
+    latencies.sort()
+    return statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
+
+
 def server_args(tmp: Path, members: int, bus: str | None) -> list[str]:
     tmp.mkdir(parents=True, exist_ok=True)
     args = [f"--LLMChat.history_path={tmp / 'h.sqlite'}", f"--LLMChat.max_connections={members + 10}",
@@ -130,6 +165,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"steady phase: {args.deliveries:g} deliveries/s for {args.seconds:g} s; burst: {args.burst} Texts; medians of {args.repeat} runs")
     print(f"{'setup':>22} {'members':>8} {'p50 ms':>8} {'p99 ms':>8} {'burst deliveries/s':>19} {'received':>9}")
+    with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as redis:
+        p50, p99 = asyncio.run(redis_hop(redis.url, 2000))
+    print(f"{'the Redis hop alone':>22} {'':>8} {p50:>8.2f} {p99:>8.2f}   (emit on one bus -> queued on another, one process)")
     for n in args.n:
         runs: dict[str, list[dict[str, float]]] = {"memory, 1 server": [], "redis, 2 servers": []}
         with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
