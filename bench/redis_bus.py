@@ -49,6 +49,8 @@ class Members:
         self.sockets: list[tornado.websocket.WebSocketClientConnection] = []
         self.latencies: list[float] = []
         self.delivered = 0
+        self.frames = 0  # every frame received
+        self.joined = 0
         self.readers: list[asyncio.Future[None]] = []
 
     async def add(self, server: ServerProcess, n: int) -> None:
@@ -62,10 +64,21 @@ class Members:
     async def _read(self, ws: tornado.websocket.WebSocketClientConnection) -> None:
         while (raw := await ws.read_message()) is not None:
             now = time.perf_counter()
+            self.frames += 1
+            if raw.startswith('{"type":"Joined"'):
+                self.joined += 1
             if '"Text"' in raw and '"sent=' in raw:
                 frame = json.loads(raw)
                 self.latencies.append(now - float(frame["data"]["content"][5:]))
                 self.delivered += 1
+
+    async def settled(self, timeout: float = 120.0) -> None:
+        """Every member joined and no frame arrived for half a second (the Presences are out)."""
+        deadline = time.perf_counter() + timeout
+        last = -1
+        while time.perf_counter() < deadline and (self.joined < len(self.sockets) or self.frames != last):
+            last = self.frames
+            await asyncio.sleep(0.5)
 
     async def quiet(self, expected: int, timeout: float = 60.0) -> None:
         deadline = time.perf_counter() + timeout
@@ -88,7 +101,7 @@ async def run(
     members = Members(room)
     for server in servers:
         await members.add(server, per_server)
-    await asyncio.sleep(2.0)  # the joins and their Presences settle
+    await members.settled()  # measured from here: the joins and their Presences are done
     total = per_server * len(servers)
     senders = [members.sockets[i * per_server] for i in range(len(servers))]  # one on each server
     count = int(rate * seconds)
