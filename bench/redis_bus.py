@@ -49,6 +49,8 @@ class Members:
         self.sockets: list[tornado.websocket.WebSocketClientConnection] = []
         self.latencies: list[float] = []
         self.delivered = 0
+        self.frames = 0  # every frame received
+        self.joined = 0
         self.readers: list[asyncio.Future[None]] = []
 
     async def add(self, server: ServerProcess, n: int) -> None:
@@ -62,10 +64,21 @@ class Members:
     async def _read(self, ws: tornado.websocket.WebSocketClientConnection) -> None:
         while (raw := await ws.read_message()) is not None:
             now = time.perf_counter()
+            self.frames += 1
+            if raw.startswith('{"type":"Joined"'):
+                self.joined += 1
             if '"Text"' in raw and '"sent=' in raw:
                 frame = json.loads(raw)
                 self.latencies.append(now - float(frame["data"]["content"][5:]))
                 self.delivered += 1
+
+    async def settled(self, timeout: float = 120.0) -> None:
+        """Every member joined and no frame arrived for half a second (the Presences are out)."""
+        deadline = time.perf_counter() + timeout
+        last = -1
+        while time.perf_counter() < deadline and (self.joined < len(self.sockets) or self.frames != last):
+            last = self.frames
+            await asyncio.sleep(0.5)
 
     async def quiet(self, expected: int, timeout: float = 60.0) -> None:
         deadline = time.perf_counter() + timeout
@@ -88,7 +101,7 @@ async def run(
     members = Members(room)
     for server in servers:
         await members.add(server, per_server)
-    await asyncio.sleep(2.0)  # the joins and their Presences settle
+    await members.settled()  # measured from here: the joins and their Presences are done
     total = per_server * len(servers)
     senders = [members.sockets[i * per_server] for i in range(len(servers))]  # one on each server
     count = int(rate * seconds)
@@ -113,6 +126,41 @@ async def run(
     }
 
 
+class Receiver:
+    """A member on the receiving bus: records when each frame reached its queue."""
+
+    def __init__(self, name: str) -> None:
+        from jupyter_llmchat.server.connection import Identity
+
+        self.client_id, self.user, self.rooms = name, Identity(name, name), set()
+        self.arrived: list[float] = []
+
+    def send(self, frame: bytes) -> None:
+        self.arrived.append(time.perf_counter())
+
+
+async def redis_hop(url: str, count: int) -> tuple[float, float]:
+    """The Redis hop alone, in one process: `emit` on one bus until the frame is queued to a
+    member of another bus (script + publish + subscription + fan-out). (p50, p99) in ms."""
+    from jupyter_llmchat import protocol
+    from jupyter_llmchat.server.redis_bus import RedisRoomBus
+
+    sender, receiver = RedisRoomBus(url, 4096, 300), RedisRoomBus(url, 4096, 300)
+    member = Receiver("hop")
+    await receiver.join("hop", member)
+    latencies = []
+    text = protocol.Text("m-hop", "x" * 40, protocol.Author("a", "A", "user"), "2026-01-01T00:00:00.000Z")
+    for _ in range(count):
+        before, sent = len(member.arrived), time.perf_counter()
+        await sender.emit("hop", "Text", text)
+        while len(member.arrived) == before:
+            await asyncio.sleep(0)
+        latencies.append(member.arrived[-1] - sent)
+    await sender.close(), await receiver.close()
+    latencies.sort()
+    return statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
+
+
 def server_args(tmp: Path, members: int, bus: str | None) -> list[str]:
     tmp.mkdir(parents=True, exist_ok=True)
     args = [f"--LLMChat.history_path={tmp / 'h.sqlite'}", f"--LLMChat.max_connections={members + 10}",
@@ -130,6 +178,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"steady phase: {args.deliveries:g} deliveries/s for {args.seconds:g} s; burst: {args.burst} Texts; medians of {args.repeat} runs")
     print(f"{'setup':>22} {'members':>8} {'p50 ms':>8} {'p99 ms':>8} {'burst deliveries/s':>19} {'received':>9}")
+    with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as redis:
+        p50, p99 = asyncio.run(redis_hop(redis.url, 2000))
+    print(f"{'the Redis hop alone':>22} {'':>8} {p50:>8.2f} {p99:>8.2f}   (emit on one bus -> queued on another, one process)")
     for n in args.n:
         runs: dict[str, list[dict[str, float]]] = {"memory, 1 server": [], "redis, 2 servers": []}
         with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:

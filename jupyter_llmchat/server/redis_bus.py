@@ -16,6 +16,7 @@ what Redis's own persistence loses.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -66,8 +67,9 @@ def redis_errors_as_503(method: Callable[..., Awaitable[T]]) -> Callable[..., Aw
     async def wrapper(self: RedisRoomBus, *args: Any, **kwargs: Any) -> T:
         try:
             return await method(self, *args, **kwargs)
-        except (RedisError, OSError) as error:
-            raise ChatError(503, f"the room bus (Redis at {self.where}) is unavailable: {error}") from None
+        except (RedisError, OSError, asyncio.TimeoutError) as error:  # TimeoutError: no subscription confirmed
+            reason = str(error) or "no answer in time"
+            raise ChatError(503, f"the room bus (Redis at {self.where}) is unavailable: {reason}") from None
 
     return wrapper
 

@@ -234,7 +234,9 @@ class ChatService(HookApi):
             else:
                 if data.since is not None:
                     connection.send(protocol.encode("Reset", protocol.Reset(head_seq), room=name))
-                connection.send(protocol.encode("History", await self.history_data(name, max_bytes=budget), room=name))
+                # Up to the head just sent: a message stored since comes live, not twice.
+                history = await self.history_data(name, before_seq=head_seq + 1, max_bytes=budget)
+                connection.send(protocol.encode("History", history, room=name))
                 for frame in await self.bus.running_answer_frames(name):
                     connection.send(frame)
             if first:

@@ -1,8 +1,8 @@
 """Rooms shared by several servers through a real Redis (`room_bus = "redis://…"`).
 
-The first tests drive two chat services (the stand-in model, fake transports) over one
-`redis-server`: what each server's members receive, frame by frame. The last ones start
-two real Jupyter servers on that Redis and kill one with SIGKILL.
+The fast tests drive two chat services (the stand-in model, fake transports) over one
+`redis-server`: what each server's members receive, frame by frame. The last one starts
+two real Jupyter servers (the real model) on that Redis and kills one with SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from fakes import ADA, BOB, ENGINE, EVE, LIMITS, Chat, FakeClient
 from redis_server import RedisServer, running_redis
 from servers import ServerProcess
 
-from jupyter_llmchat.server import redis_keys as keys
-from jupyter_llmchat.server.redis_bus import INTERRUPTED, RedisRoomBus
 from jupyter_llmchat import protocol
+from jupyter_llmchat.server import redis_keys as keys
 from jupyter_llmchat.server.connection import Identity
+from jupyter_llmchat.server.redis_bus import INTERRUPTED, RedisRoomBus
 from jupyter_llmchat.server.redis_fanout import frame_parts
 
 
