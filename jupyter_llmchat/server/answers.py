@@ -4,10 +4,16 @@ The life of an answer: admission (idempotent per request id), the question poste
 room, the context built by the policy (`prompt_context`), the request handed to the model
 backend, every token fanned out to the room (or to the asker, for a private answer), and
 the finished answer stored. Runs on the event loop thread only, like the service.
+
+An answer in progress is stored about once a second (`PERSIST_EVERY`) as far as it got,
+marked interrupted (`finish_reason` "error", `error` `INTERRUPTED`): if the process dies
+(`kill -9`, a crash) that row is what the history keeps. The final store replaces it
+under the same message id, and the room bus hides it from readers while it streams.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
+PERSIST_EVERY = 1.0  # seconds between stores of an answer in progress (what a crash may lose)
+INTERRUPTED = "interrupted: the server stopped while this answer was streaming"
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Generation:
     regenerates: str | None = None
     parts: list[str] = field(default_factory=list)
     first_seq: int | None = None
+    persisted_at: float = field(default_factory=time.monotonic)  # when it was last stored in progress
 
 
 class Answers:
@@ -204,6 +213,8 @@ class Answers:
                 generation.parts.append(event.text)
                 if event.is_final:
                     self._store(generation, event, seq)
+                elif time.monotonic() - generation.persisted_at >= PERSIST_EVERY:
+                    self._store_in_progress(generation, seq)
             elif generation.connection is not None:
                 generation.connection.send(protocol.encode("Token", data, id=generation.request_id))
             if event.is_final:
@@ -216,21 +227,29 @@ class Answers:
         """Store a finished answer as an assistant `Text` at the seq of its first token."""
         room = generation.room or ""
         self.bus.answer_ended(room, generation.message_id)
-        content = "".join(generation.parts)
-        if not content:
+        if not "".join(generation.parts):
             self.bus.save_head(room, seq)
             return
-        text = Text(
+        # why it ended early, e.g. "server shutting down", is shown with the answer
+        self.bus.store_message(room, generation.first_seq or seq, self._text(generation, event.finish_reason, event.error), seq)
+
+    def _store_in_progress(self, generation: Generation, seq: int) -> None:
+        """Store the answer so far, marked interrupted: what stays if the process dies now."""
+        generation.persisted_at = time.monotonic()
+        if "".join(generation.parts):
+            self.bus.store_message(generation.room or "", generation.first_seq or seq, self._text(generation, "error", INTERRUPTED), seq)
+
+    def _text(self, generation: Generation, finish_reason: str | None, error: str | None) -> Text:
+        return Text(
             message_id=generation.message_id,
-            content=content,
+            content="".join(generation.parts),
             author=Author(ASSISTANT_USERNAME, model_name(self._backend()), "assistant"),
             created=now_iso(),
             in_reply_to=generation.in_reply_to,
-            finish_reason=event.finish_reason,
+            finish_reason=finish_reason,
             regenerates=generation.regenerates or None,
-            error=event.error or None,  # why it ended early, e.g. "server shutting down": shown with the answer
+            error=error or None,
         )
-        self.bus.store_message(room, generation.first_seq or seq, text, seq)
 
 
 def token_data(event: TokenEvent) -> Token:

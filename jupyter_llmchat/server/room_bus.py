@@ -83,9 +83,11 @@ class RoomBus(abc.ABC):
 
     @abc.abstractmethod
     def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
-        """Keep a finished `Text` message (stored at `seq`; the room's head is `head_seq`).
+        """Keep a `Text` message (stored at `seq`; the room's head is `head_seq`).
 
-        It comes back from `messages` and `message` as the JSON dict it was stored as.
+        It comes back from `messages` and `message` as the JSON dict it was stored as. An
+        answer is stored again under its message id as it streams (what a crash keeps) and
+        when it ends; readers see it only once it has ended (`answer_ended`).
         """
 
     @abc.abstractmethod
