@@ -40,11 +40,11 @@ class FakeClient:
         self.connection = chat.service.connect(user, self)
 
     # -- the Transport a Connection writes to
-    async def write_frame(self, frame: bytes) -> None:
+    async def write_frames(self, frames: list[bytes]) -> None:
         if self.paused:  # never returns: the fixture cancels it at the end of the test
             self.chat.stuck.append(asyncio.current_task())
             await asyncio.Event().wait()
-        self.inbox.append(json.loads(frame))
+        self.inbox.extend(json.loads(frame) for frame in frames)
 
     def close_with(self, code: int, reason: str) -> None:
         self.closed_with = (code, reason)
