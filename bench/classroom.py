@@ -34,10 +34,10 @@ def server_args(tmp: Path, connections: int, *extra: str) -> list[str]:
     ]
 
 
-def serve(tmp: Path, connections: int, *extra: str) -> Any:
+def serve(tmp: Path, connections: int, *extra: str, env: dict[str, str] | None = None) -> Any:
     """`with serve(tmp, n) as server:` this checkout's server, its Jupyter paths under `tmp`."""
-    env = {"PYTHONPATH": str(REPO), "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime")}
-    return running_server(tmp, server_args(tmp, connections, *extra), env=env)
+    paths = {"PYTHONPATH": str(REPO), "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime")}
+    return running_server(tmp, server_args(tmp, connections, *extra), env={**paths, **(env or {})})
 
 
 def rss_kib(pid: int) -> int:
