@@ -230,7 +230,9 @@ class MessagesHandler(ChatAPIHandler):
         since = self.int_argument("since", None, 0, 2**62)
         limit = self.int_argument("limit", 50, 1, 500)
         self.service.require_room(name)
-        self.reply(self.service.history_data(name, since=since, limit=limit))
+        # Bounded in bytes like a Join's page: 500 messages of 1 MiB would be one 500 MiB reply.
+        page_bytes = self.service.limits.send_queue_bytes // 2
+        self.reply(self.service.history_data(name, since=since, limit=limit, max_bytes=page_bytes))
 
     @web.authenticated
     @authorized
