@@ -178,16 +178,23 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def join_all(server: ServerProcess, heads: list[dict[str, str]], room: str,
-                   on_frame: Callable[[int], Callable[[bytes], None]] | None = None) -> list[Member]:
-    """One member per login, each joined to `room` (in turn: each Join is sent once the
-    previous member's socket is open); returns once every member has its `Joined`."""
-    members = []
-    for i, h in enumerate(heads):
-        m = await member(server.port, h, on_frame(i) if on_frame else None)
-        m.send(join_frame(room, i))
-        members.append(m)
-    assert await until(lambda: all(m.types.get(b"Joined") for m in members), 300), "not every member was joined"
-    return members
+                   on_frame: Callable[[int], Callable[[bytes], None]] | None = None, at_once: int = 8) -> list[Member]:
+    """One member per login, each joined to `room` as soon as its socket is open, at most
+    `at_once` sockets opening at a time (a class arriving, not one student per round
+    trip); returns once every member has its `Joined`, in login order."""
+    members: list[Member | None] = [None] * len(heads)
+    gate = asyncio.Semaphore(at_once)
+
+    async def arrive(i: int) -> None:
+        async with gate:
+            m = await member(server.port, heads[i], on_frame(i) if on_frame else None)
+            m.send(join_frame(room, i))
+            members[i] = m
+
+    await asyncio.gather(*(arrive(i) for i in range(len(heads))))
+    joined = [m for m in members if m is not None]
+    assert await until(lambda: all(m.types.get(b"Joined") for m in joined), 300), "not every member was joined"
+    return joined
 
 
 async def quiet(members: list[Member], seconds: float = 1.0) -> None:
