@@ -56,11 +56,11 @@ class FakeClient:
         self.connection = chat.service.connect(user, self)
 
     # -- the Transport a Connection writes to
-    async def write_frame(self, frame: bytes) -> None:
+    async def write_frames(self, frames: list[bytes]) -> None:
         if self.paused:  # never returns: the fixture cancels it at the end of the test
             self.chat.stuck.append(asyncio.current_task())
             await asyncio.Event().wait()
-        self.inbox.append(json.loads(frame))
+        self.inbox.extend(json.loads(frame) for frame in frames)
 
     def close_with(self, code: int, reason: str) -> None:
         self.closed_with = (code, reason)
@@ -160,8 +160,9 @@ class Chat:
             await self.flush()  # each connection's writer task empties its queue in one turn
 
     async def flush(self) -> None:
-        """Let the connections write what is queued (a stand-in with a `delay` makes no step meanwhile)."""
-        for _ in range(3):
+        """Let the connections write what is queued (a stand-in with a `delay` makes no step meanwhile):
+        a disconnect's task, its `Presence`, the end-of-turn flush and the write each take a turn."""
+        for _ in range(8):
             await asyncio.sleep(0)
 
     def stored(self, room: str) -> list[dict[str, Any]]:

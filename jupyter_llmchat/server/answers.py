@@ -9,12 +9,18 @@ Tokens arrive from the backend in steps (one decode step's events, `on_tokens`);
 emits the steps in the order they came, each step's tokens of a room in one `emit_many`
 (one round trip on a shared bus; steps that queued up meanwhile go together), and an
 answer's tokens only after its question is posted.
+
+An answer in progress is kept about once a second (`PERSIST_EVERY`) as far as it got,
+marked interrupted (`finish_reason` "error", `error` `INTERRUPTED`), through the room bus's
+`store_in_progress`: if the process dies (`kill -9`, a crash) that is what the history
+keeps. The final store replaces it under the same message id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -25,7 +31,7 @@ from .. import protocol
 from ..engine.types import EngineUnavailable, GenerationRequest, QueueFull, SamplingConfig, TokenEvent
 from ..protocol import Ack, Author, ChatError, Text, Timings, Token, Usage
 from .connection import Connection, Identity
-from .messages import ASSISTANT_USERNAME, new_message_id, now_iso, post_text, question_fields
+from .messages import ASSISTANT_USERNAME, INTERRUPTED, new_message_id, now_iso, post_text, question_fields
 from .prompt_context import Question, build_turns
 from .room_bus import RoomBus
 from .room_settings import RoomSettingsBook
@@ -36,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
+PERSIST_EVERY = 1.0  # seconds between keeps of an answer in progress (what a crash may lose)
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Generation:
     parts: list[str] = field(default_factory=list)
     first_seq: int | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the question is in the room
+    persisted_at: float = field(default_factory=time.monotonic)  # when it was last kept in progress
 
 
 class Answers:
@@ -264,6 +272,8 @@ class Answers:
                 generation.parts.append(event.text)
                 if event.is_final:
                     await self._store(generation, event, seq)
+                elif time.monotonic() - generation.persisted_at >= PERSIST_EVERY:
+                    await self._store_in_progress(generation, seq)
 
     def _answer_text(self, generation: Generation, content: str, event: TokenEvent | None = None) -> Text:
         """The assistant `Text` an answer is stored as."""
@@ -288,6 +298,14 @@ class Answers:
             return
         text = self._answer_text(generation, content, event)
         await self.bus.store_message(room, generation.first_seq or seq, text, seq)
+
+    async def _store_in_progress(self, generation: Generation, seq: int) -> None:
+        """Keep the answer so far, marked interrupted: what stays if the process dies now."""
+        generation.persisted_at = time.monotonic()
+        content = "".join(generation.parts)
+        if content:
+            text = msgspec.structs.replace(self._answer_text(generation, content), finish_reason="error", error=INTERRUPTED)
+            await self.bus.store_in_progress(generation.room or "", generation.first_seq or seq, text, seq)
 
 
 def token_data(event: TokenEvent) -> Token:

@@ -10,6 +10,7 @@ secret instead of a token (see owner_auth.py).
 from __future__ import annotations
 
 import functools
+import struct
 import time
 from typing import Annotated, Any, Awaitable, Callable
 
@@ -112,14 +113,34 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
             self.service.disconnect_soon(self.connection)
 
     # Transport, for Connection
-    def write_frame(self, frame: bytes) -> Awaitable[None]:
-        return self.write_message(frame)  # bytes with binary=False: a text frame, not re-encoded
+    def write_frames(self, frames: list[bytes]) -> Awaitable[None]:
+        """One loop turn's frames in one write to the socket, as text frames.
+
+        Tornado's `write_message` costs a coroutine and a write per frame; a server's frames
+        are unmasked, so without compression they are framed here and written at once."""
+        ws = self.ws_connection
+        if ws is None or ws.is_closing() or ws.stream is None:
+            raise WebSocketClosedError()
+        if self.settings["llmchat_compression"]:  # compressed per message by Tornado
+            for frame in frames:
+                written = self.write_message(frame)  # bytes with binary=False: a text frame
+            return written
+        return ws.stream.write(b"".join(part for frame in frames for part in (text_frame_header(len(frame)), frame)))
 
     def close_with(self, code: int, reason: str) -> None:
         try:
             self.close(code, reason)
         except WebSocketClosedError:
             pass
+
+
+def text_frame_header(size: int) -> bytes:
+    """The header of one final, unmasked WebSocket text frame of `size` bytes (RFC 6455 5.2)."""
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size)
+    return struct.pack("!BBQ", 0x81, 127, size)
 
 
 def answers_chat_errors(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -211,7 +232,9 @@ class MessagesHandler(ChatAPIHandler):
         since = self.int_argument("since", None, 0, 2**62)
         limit = self.int_argument("limit", 50, 1, 500)
         await self.service.require_room(name)
-        self.reply(await self.service.history_data(name, since=since, limit=limit))
+        # Bounded in bytes like a Join's page: 500 messages of 1 MiB would be one 500 MiB reply.
+        page_bytes = self.service.limits.send_queue_bytes // 2
+        self.reply(await self.service.history_data(name, since=since, limit=limit, max_bytes=page_bytes))
 
     @web.authenticated
     @authorized

@@ -8,6 +8,8 @@ import time
 class TokenBucket:
     """Allows `rate` events per second on average and bursts of up to `burst` events."""
 
+    __slots__ = ("rate", "burst", "_tokens", "_stamp")
+
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
         self.burst = max(burst, 1.0)
@@ -25,3 +27,7 @@ class TokenBucket:
             return False
         self._tokens -= 1.0
         return True
+
+    def full(self, now: float) -> bool:
+        """True once refilled to `burst`: the bucket is no different from a new one."""
+        return self._tokens + (now - self._stamp) * self.rate >= self.burst

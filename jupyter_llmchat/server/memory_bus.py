@@ -130,21 +130,36 @@ class MemoryRoomBus(RoomBus):
     async def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
         self.store.add_message(room, seq, msgspec.to_builtins(text), head_seq)
 
+    async def store_in_progress(self, room: str, seq: int, text: Text, head_seq: int) -> None:
+        """Written to the history file as it is: hidden from readers by `_streaming`."""
+        self.store.add_message(room, seq, msgspec.to_builtins(text), head_seq)
+
     async def save_head(self, room: str, seq: int) -> None:
         self.store.save_head(room, seq)
+
+    def _streaming(self, room: str) -> set[str]:
+        """Answers of the room still streaming: their rows stored in progress (what a crash
+        would keep) are not shown, their tokens are."""
+        live = self.rooms.get(room)
+        return live.active_generations if live is not None else set()
 
     async def messages(
         self, room: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
     ) -> list[Message]:
-        return self.store.messages(room, before_seq=before_seq, since=since, limit=limit)
+        rows = self.store.messages(room, before_seq=before_seq, since=since, limit=limit)
+        streaming = self._streaming(room)
+        return [row for row in rows if row[1].get("message_id") not in streaming] if streaming else rows
 
     async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
-        return self.store.message(room, message_id=message_id, seq=seq)
+        found = self.store.message(room, message_id=message_id, seq=seq)
+        return None if found is not None and found[1].get("message_id") in self._streaming(room) else found
 
     async def exchanges(
         self, room: str, username: str, *, before_seq: int, limit: int
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        return self.store.exchanges(room, username, before_seq=before_seq, limit=limit)
+        pairs = self.store.exchanges(room, username, before_seq=before_seq, limit=limit)
+        streaming = self._streaming(room)
+        return [pair for pair in pairs if pair[1].get("message_id") not in streaming] if streaming else pairs
 
     async def clear(self, room: str) -> int:
         deleted = self.store.delete_messages(room)

@@ -11,6 +11,9 @@ from ..protocol import Author, AttachmentSummary
 from .room_bus import RoomBus
 
 ASSISTANT_USERNAME = "model"
+# Why an answer ended early when its server died mid-answer (kill -9, a crash): stored with
+# what it had said by the server itself (kept in progress) or by another (a shared bus).
+INTERRUPTED = "interrupted: the server generating this answer stopped"
 
 
 def now_iso() -> str:

@@ -32,6 +32,7 @@ from .. import protocol
 from ..protocol import ChatError, Text
 from . import redis_keys as keys
 from .connection import Connection, Identity
+from .messages import INTERRUPTED
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
 from .room_bus import Message, RoomBus
 from .rooms import new_epoch
@@ -41,7 +42,6 @@ T = TypeVar("T")
 PRESENCE_TTL = 20.0  # seconds a server's members count without a refresh
 HEARTBEAT_TTL = 15.0  # seconds a server counts as alive without a refresh
 REFRESH_EVERY = 5.0  # seconds between refreshes (presence, heartbeat, dead servers' answers)
-INTERRUPTED = "the server generating this answer stopped"
 
 
 def _ms(seconds: float) -> int:
@@ -269,6 +269,10 @@ class RedisRoomBus(RoomBus):
             pipe.hset(keys.msg(room), text.message_id, msgspec.json.encode(text))
             pipe.sadd(keys.ROOMS, room)
             await pipe.execute()
+
+    async def store_in_progress(self, room: str, seq: int, text: Text, head_seq: int) -> None:
+        """Nothing to write: the room's stream holds what the answer said, and if this server
+        dies another one ends the answer and stores it from there (`_end_answer`)."""
 
     async def save_head(self, room: str, seq: int) -> None:
         """The head lives in Redis already (the emit script's HINCRBY)."""

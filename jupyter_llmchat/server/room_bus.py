@@ -124,6 +124,13 @@ class RoomBus(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def store_in_progress(self, room: str, seq: int, text: Text, head_seq: int) -> None:
+        """Keep an answer as far as it got (marked interrupted), about once a second while it
+        streams: what the history shows if this server dies before it ends. Readers never
+        see it while the answer streams; `store_message` of the finished answer replaces it.
+        """
+
+    @abc.abstractmethod
     async def save_head(self, room: str, seq: int) -> None:
         """Make `seq` durable as the room's head (events that leave no message, e.g. an empty answer)."""
 

@@ -420,8 +420,10 @@ class ChatService(HookApi):
     # --------------------------------------------------------------- housekeeping
 
     async def sweep(self, now: float | None = None) -> None:
-        """Close idle connections, apply the retention, forget quiet rooms (every second)."""
+        """Close idle connections, apply the retention, forget quiet rooms and full rate
+        buckets (every second: one bucket per user ever seen would grow without end)."""
         now = time.monotonic() if now is None else now
+        self._buckets = {user: bucket for user, bucket in self._buckets.items() if not bucket.full(now)}
         timeout = self.limits.connection_timeout
         if timeout > 0:
             for connection in list(self.connections.values()):

@@ -8,7 +8,8 @@ transaction survives the process being killed; only a power cut may lose the las
 One server owns a history file at a time: it holds an exclusive lock on `<file>.lock`, and
 a second server naming the same file is refused with a clear error instead of numbering
 the same rooms' seqs on its own (which lost messages). A row is never replaced by another
-message: only an answer stored in progress is updated, under its own message id.
+message: only an answer stored in progress (about once a second, see answers.py) is
+updated, under its own message id, until its final version replaces it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS room_settings (
     data TEXT NOT NULL
 );
 """
+BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's lock on the file
 # How far back (in stored messages of the room) the context queries look.
 CONTEXT_SCAN = 1000
 
@@ -77,7 +79,9 @@ class HistoryStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.path)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None)
+        # Autocommit, each write its own transaction; wait up to BUSY_TIMEOUT s for a reader
+        # (a `sqlite3` shell, a backup) that holds the file, rather than fail at once.
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)

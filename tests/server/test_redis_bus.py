@@ -23,7 +23,8 @@ from servers import ServerProcess
 from jupyter_llmchat import protocol
 from jupyter_llmchat.server import redis_keys as keys
 from jupyter_llmchat.server.connection import Identity
-from jupyter_llmchat.server.redis_bus import INTERRUPTED, RedisRoomBus
+from jupyter_llmchat.server.messages import INTERRUPTED
+from jupyter_llmchat.server.redis_bus import RedisRoomBus
 from jupyter_llmchat.server.redis_fanout import frame_parts
 
 

@@ -154,7 +154,7 @@ async def test_a_member_joining_mid_answer_gets_its_tokens_so_far(chat):
 
 
 async def test_a_client_that_stops_reading_is_closed_after_the_room_got_the_event(make_chat):
-    chat = make_chat(send_queue_bytes=2000)
+    chat = make_chat(send_queue_bytes=2500)  # ~700-byte events: the 4th overflows (all unsent ones count)
     bob, ada = chat.client(BOB), chat.client(ADA)
     await bob.join("busy")  # first: bob's overflow happens before Ada is sent the same event
     await ada.join("busy")
