@@ -41,7 +41,7 @@ def identity_of(handler: Any) -> Identity:
     user = handler.current_user
     username = getattr(user, "username", None) or str(user)
     if handler._secret_owner() is not None:
-        return Identity(username, "notebook", "bot")
+        return Identity(username, "notebook", "bot", owner=True)
     name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
     return Identity(username, name)
 
@@ -81,19 +81,21 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        if self.service.at_capacity():
-            self.close(CLOSE_SERVER_FULL, "server at max_connections; try again later")
+        user = identity_of(self)
+        refusal = self.service.refusal(user)
+        if refusal is not None:
+            self.close(CLOSE_SERVER_FULL, refusal)
             return
-        self.connection = self.service.connect(identity_of(self), self)
+        self.connection = self.service.connect(user, self)
 
     def on_message(self, message: str | bytes) -> None:
         connection = self.connection
         if connection is None:
             return
-        if isinstance(message, bytes):
-            connection.send(protocol.error_frame(400, "binary frames are not accepted; send JSON text"))
-            return
         kind, request_id = protocol.peek(message)
+        if isinstance(message, bytes):
+            connection.send(protocol.error_frame(400, "binary frames are not accepted; send JSON text", id=request_id))
+            return
         if kind in WRITE_TYPES and not self.authorizer.is_authorized(
             self, self.current_user, "write", AUTH_RESOURCE
         ):
