@@ -204,14 +204,44 @@ def answers_chat_errors(method: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+@web.stream_request_body
 class ChatAPIHandler(OwnerSecretMixin, APIHandler):
-    """Base of the REST handlers: service access and `ChatError` as a JSON error."""
+    """Base of the REST handlers: service access, `ChatError` as a JSON error, and a body
+    limit enforced before the body is read.
+
+    The body is streamed (`stream_request_body`), so a request whose Content-Length is over
+    `message_size_limit` is refused with 413 as soon as its headers are authenticated, and a
+    chunked body that grows past the limit is cut off by Tornado; neither is buffered first.
+    """
 
     auth_resource = AUTH_RESOURCE
+    _body: bytearray
 
     @property
     def service(self) -> ChatService:
         return self.settings["llmchat_service"]
+
+    async def prepare(self) -> None:
+        self._body = bytearray()
+        await super().prepare()  # authentication, XSRF and origin first: strangers learn nothing
+        if self._finished:
+            return
+        limit = self.service.limits.message_size_limit
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            message = f"request body of {declared} bytes is over the {limit}-byte message_size_limit"
+            self.reply(protocol.Error(message, 413), status=413)
+            return
+        connection = self.request.connection
+        if hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body += chunk
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self._body)
 
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -221,7 +251,7 @@ class ChatAPIHandler(OwnerSecretMixin, APIHandler):
     def admitted_poster(self) -> Identity:
         """The authenticated user of a POST, once its size and rate pass (413 / 429)."""
         user = identity_of(self)
-        self.service.admit_rest_post(user.username, len(self.request.body))
+        self.service.admit_rest_post(user.username, len(self.body))
         return user
 
     def room_name(self, room: str) -> str:
@@ -288,7 +318,7 @@ class MessagesHandler(ChatAPIHandler):
     def post(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
-        body = protocol.decode_json(self.request.body, MessageBody)
+        body = protocol.decode_json(self.body, MessageBody)
         if not body.content:
             raise ChatError(400, "`content` must not be empty")
         message_id, seq = self.service.broadcast_to_room(
@@ -324,7 +354,7 @@ class RoomHandler(ChatAPIHandler):
     def put(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
-        change = protocol.decode_json(self.request.body, protocol.RoomSettingsData)
+        change = protocol.decode_json(self.body, protocol.RoomSettingsData)
         self.reply(self.service.settings.change(name, change, user))
 
 
@@ -335,7 +365,7 @@ class GenerateHandler(ChatAPIHandler):
     def post(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
-        body = protocol.decode_json(self.request.body, GenerateBody)
+        body = protocol.decode_json(self.body, GenerateBody)
         ack = self.service.generate(
             owner=user,
             request=body,
