@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--logins", type=int, default=3, help="cookie users besides the token user")
     parser.add_argument("--rate-limit", type=float, default=0.0, help="LLMChat.rate_limit (0: every frame is parsed in full)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="runs of --frames each (new seeds): RSS after each shows growth or a plateau")
     args = parser.parse_args()
     size_limit = 256 * 1024
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp), [
@@ -51,9 +52,14 @@ def main() -> int:
         warm, _ = fuzzing.ask(server.ws_url, token)
         rss_before = fuzzing.rss_mb(pid)
         started = time.monotonic()
-        found = fuzzing.run(server.ws_url, users, args.frames, connections=args.connections, seed=args.seed, size_limit=size_limit)
+        rss_rounds = []
+        for round_ in range(args.rounds):
+            found = fuzzing.run(server.ws_url, users, args.frames, connections=args.connections, seed=args.seed + round_, size_limit=size_limit)
+            rss_rounds.append(fuzzing.rss_mb(pid))
+            if found.problems:
+                break
         took = time.monotonic() - started
-        rss_after = fuzzing.rss_mb(pid)
+        rss_after = rss_rounds[-1]
         time.sleep(4)  # empty rooms are dropped after room_cleanup_delay
         rss_settled = fuzzing.rss_mb(pid)
         model = server.get("llmchat/api/stats")["model"]
@@ -63,12 +69,15 @@ def main() -> int:
             finish, answer_s = f"not answered: {error!r}", float("nan")
         log = server.log_path.read_text(errors="replace")
     tracebacks = fuzzing.tracebacks(log)
-    print(f"frames        {found.frames} in {took:.1f} s ({found.frames / took:.0f}/s) over {args.connections} sockets, {len(users)} users")
+    frames = found.frames + args.frames * (len(rss_rounds) - 1)
+    print(f"frames        {frames} in {took:.1f} s ({frames / took:.0f}/s) over {args.connections} sockets, {len(users)} users")
+    print("(counts below: the last round)" if len(rss_rounds) > 1 else "", end="\n" if len(rss_rounds) > 1 else "")
     print(f"Error codes   {dict(sorted(found.errors.items()))}")
     print(f"close codes   {dict(found.closes)}")
     print(f"REST status   {dict(sorted(found.rest.items()))}")
     print(f"no reply      {found.silent} frames (room events only, e.g. a Text or a Cancel)")
-    print(f"RSS (MB)      before {rss_before:.0f}, after {rss_after:.0f} ({rss_after / rss_before:.2f}x), settled {rss_settled:.0f} ({rss_settled / rss_before:.2f}x)")
+    rounds = ", ".join(f"{rss:.0f}" for rss in rss_rounds)
+    print(f"RSS (MB)      before {rss_before:.0f}, after each round {rounds} ({rss_after / rss_before:.2f}x), settled {rss_settled:.0f} ({rss_settled / rss_before:.2f}x)")
     print(f"model after   {model}")
     print(f"normal answer {finish} in {answer_s:.2f} s (warm-up: {warm})")
     print(f"tracebacks    {len(tracebacks)} {sorted(set(tracebacks))[:5]}")

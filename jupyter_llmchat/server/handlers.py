@@ -9,9 +9,7 @@ secret instead of a token (see owner_auth.py).
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import socket
 import time
 from typing import Annotated, Any, Awaitable, Callable
 
@@ -19,8 +17,7 @@ import msgspec
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
-from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .. import protocol
 from .connection import Connection, Identity
@@ -28,11 +25,10 @@ from .messages import bot_author
 from .owner_auth import OwnerSecretMixin
 from ..protocol import ChatError, RoomName
 from .service import ChatService
+from .socket_closes import with_close_frames
 
 AUTH_RESOURCE = "llmchat"
 CLOSE_SERVER_FULL = 1013  # try again later
-CLOSE_NOT_UTF8 = 1007  # a text frame that is not UTF-8 (RFC 6455, 8.1)
-CLOSE_TOO_BIG = 1009  # a frame over message_size_limit (Tornado's own close)
 # Message types that change a room or use the model need "write"; the rest need "read".
 WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio", "RoomSettings"})
 
@@ -49,61 +45,6 @@ def identity_of(handler: Any) -> Identity:
         return Identity(username, "notebook", "bot", owner=True)
     name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
     return Identity(username, name)
-
-
-class _ChatProtocol(WebSocketProtocol13):
-    """Tornado's protocol, except that two closes reach the client as a close frame (with
-    a code and a reason) where Tornado drops the TCP connection and the client sees 1006:
-
-    - a text frame that is not UTF-8 is closed with 1007;
-    - a frame over the size limit (1009): Tornado sends the close frame, then closes the
-      socket with the rest of the frame unread, which resets the connection (RST) and the
-      client loses the close frame. Here the socket stops writing and discards what the
-      client is still sending (at most `_DISCARD_BYTES`, for `_DISCARD_SECONDS`) first.
-    """
-
-    _DISCARD_BYTES = 64 * 1024 * 1024
-    _DISCARD_SECONDS = 2.0
-    _too_big = False
-    _discarding = False
-
-    def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if opcode == 0x1 and not self._frame_compressed:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                self.close(CLOSE_NOT_UTF8, "text frames must be UTF-8")
-                return None
-        return super()._handle_message(opcode, data)
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if code == CLOSE_TOO_BIG and not self.server_terminated:
-            self._too_big = True
-        super().close(code, reason)
-
-    def _abort(self) -> None:
-        if self._discarding:  # the handler's own close: the discarding task closes the socket
-            return
-        if not self._too_big or self.stream is None or self.stream.closed():
-            super()._abort()
-            return
-        self._discarding = True
-        self.client_terminated = self.server_terminated = True  # ends the frame loop
-        asyncio.ensure_future(self._discard_then_abort())
-
-    async def _discard_then_abort(self) -> None:
-        stream, left = self.stream, self._DISCARD_BYTES
-        try:
-            await stream.write(b"")  # the close frame is sent
-            stream.socket.shutdown(socket.SHUT_WR)
-            async with asyncio.timeout(self._DISCARD_SECONDS):
-                while left > 0:
-                    left -= len(await stream.read_bytes(64 * 1024, partial=True))
-        except (StreamClosedError, OSError, TimeoutError):
-            pass
-        finally:
-            self._discarding = False
-            super()._abort()
 
 
 class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
@@ -129,10 +70,7 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         return {} if self.settings["llmchat_compression"] else None
 
     def get_websocket_protocol(self) -> Any:
-        protocol_ = super().get_websocket_protocol()
-        if type(protocol_) is WebSocketProtocol13:
-            protocol_.__class__ = _ChatProtocol
-        return protocol_
+        return with_close_frames(super().get_websocket_protocol())
 
     def check_origin(self, origin: str | None = None) -> bool:
         return JupyterHandler.check_origin(self)

@@ -68,6 +68,14 @@ async def test_every_request_with_the_token_is_one_user(chat_server, token_socke
     assert history["data"]["messages"][0]["data"]["author"]["username"] == user["username"]
 
 
+async def test_a_client_that_keeps_the_cookie_stays_the_token_user(chat_server, token_socket, jp_fetch):
+    user = (await token_socket()).welcome["data"]["user"]
+    response = await jp_fetch("llmchat", "api", "stats")
+    cookies = "; ".join(c.split(";")[0] for c in response.headers.get_list("Set-Cookie"))
+    by_cookie = await token_socket({"Authorization": "", "Cookie": cookies})
+    assert by_cookie.welcome["data"]["user"] == user
+
+
 async def test_the_token_principal_reveals_nothing_of_the_token(chat_server, token_socket, jp_serverapp):
     user = (await token_socket()).welcome["data"]["user"]
     token = jp_serverapp.identity_provider.token
