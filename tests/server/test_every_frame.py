@@ -9,6 +9,7 @@ import struct
 
 import pytest
 import websocket
+from jupyter_server.auth.authorizer import Authorizer
 
 pytestmark = pytest.mark.fast
 
@@ -68,3 +69,24 @@ async def test_a_frame_far_over_the_limit_still_gets_its_close_frame(chat_server
     code, _ = await close_frame(ws)
     assert code == 1009
     await asyncio.to_thread(ws.close)
+
+
+class BobReadsOnly(Authorizer):
+    """An authorizer that lets bob watch but not write (as a read-only role would)."""
+
+    def is_authorized(self, handler, user, action, resource) -> bool:
+        return not (user.username == "bob" and action == "write")
+
+
+@pytest.mark.parametrize("jp_server_config_extra", [{"authorizer_class": BobReadsOnly}])
+async def test_a_refused_write_gets_its_id_back(chat_server, connect, api, jp_server_config_extra):
+    bob = await connect("tok-bob")
+    await bob.join("general")
+    await bob.send("Text", {"content": "hi"}, room="general", id="w-1")
+    refused = await bob.recv_type("Error")
+    assert (refused["id"], refused["data"]["code"]) == ("w-1", 403)
+    await bob.ws.write_message('{"type": "Generate", "id": "w-2", "data": {"prompt": 5}}')
+    refused = await bob.recv_type("Error")
+    assert (refused["id"], refused["data"]["code"]) == ("w-2", 403)
+    code, _ = await api("POST", "rooms", "general", "messages", body={"content": "hi"}, token="tok-bob")
+    assert code == 403
