@@ -4,7 +4,6 @@ on it: rate limits, idempotent retries, Cancel, the per-user socket cap (fast ti
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
