@@ -11,8 +11,11 @@ export interface ServerConfig {
   baseUrl: string;
   /** Absolute ws(s) base URL ending in "/". */
   wsBase: string;
-  /** The page's token, if any: used only as a fallback after cookie auth. */
+  /** The page's token for `baseUrl` (REST), if any and only if `baseUrl` is on the page's own
+   * origin: used only as a fallback after cookie auth. */
   token: string;
+  /** The same for `wsBase` (the socket): "" unless `wsBase` is on the page's own origin. */
+  wsToken: string;
 }
 
 interface PageConfig {
@@ -23,6 +26,19 @@ interface PageConfig {
 
 function withSlash(s: string): string {
   return s.endsWith("/") ? s : `${s}/`;
+}
+
+/** True when `target` (http(s) or ws(s)) is on the page's own origin: the only place the
+ * page's Jupyter token may go. A `base_url` naming another server must not receive it. */
+function onPageOrigin(target: URL, href: string): boolean {
+  let page: URL;
+  try {
+    page = new URL(href);
+  } catch {
+    return false;
+  }
+  const scheme = target.protocol === "ws:" ? "http:" : target.protocol === "wss:" ? "https:" : target.protocol;
+  return scheme === page.protocol && target.host === page.host;
 }
 
 /**
@@ -67,19 +83,25 @@ export function discoverServer(doc: Document | null, href: string, override = ""
   }
   if (wsBase.protocol === "http:") wsBase.protocol = "ws:";
   else if (wsBase.protocol === "https:") wsBase.protocol = "wss:";
-  return { baseUrl: baseUrl.href, wsBase: wsBase.href, token };
+  return {
+    baseUrl: baseUrl.href,
+    wsBase: wsBase.href,
+    token: onPageOrigin(baseUrl, href) ? token : "",
+    wsToken: onPageOrigin(wsBase, href) ? token : "",
+  };
 }
 
 /**
  * WebSocket URLs to try, in order: cookie auth (the browser sends Jupyter's login cookie with
- * the upgrade on the same origin), then `?token=` when the page knows a token.
+ * the upgrade on the same origin), then `?token=` when the page knows a token and the socket is
+ * on the page's own origin.
  */
 export function socketUrls(cfg: ServerConfig): string[] {
   const plain = new URL("llmchat/ws", cfg.wsBase);
   const urls = [plain.href];
-  if (cfg.token) {
+  if (cfg.wsToken) {
     const withToken = new URL(plain.href);
-    withToken.searchParams.set("token", cfg.token);
+    withToken.searchParams.set("token", cfg.wsToken);
     urls.push(withToken.href);
   }
   return urls;

@@ -22,7 +22,7 @@ beforeEach(() => page(null));
 describe("finding the server", () => {
   it("reads JupyterLab's page config under a non-root base_url, cookie first then ?token=", () => {
     const cfg = discoverServer(page({ baseUrl: "/user/ada/", token: "s3cret" }), "https://hub.example/user/ada/lab/tree/x.ipynb");
-    expect(cfg).toEqual({ baseUrl: "https://hub.example/user/ada/", wsBase: "wss://hub.example/user/ada/", token: "s3cret" });
+    expect(cfg).toEqual({ baseUrl: "https://hub.example/user/ada/", wsBase: "wss://hub.example/user/ada/", token: "s3cret", wsToken: "s3cret" });
     expect(socketUrls(cfg!)).toEqual(["wss://hub.example/user/ada/llmchat/ws", "wss://hub.example/user/ada/llmchat/ws?token=s3cret"]);
   });
 
@@ -53,6 +53,27 @@ describe("finding the server", () => {
     expect(discoverServer(null, "http://localhost/")).toBeNull();
   });
 
+  it("sends the page's token only to the page's own origin", async () => {
+    const lab = page({ baseUrl: "/", token: "s3cret" });
+    const elsewhere = discoverServer(lab, "https://lab.example/lab", "https://evil.example/");
+    expect(elsewhere).toMatchObject({ baseUrl: "https://evil.example/", token: "", wsToken: "" });
+    expect(socketUrls(elsewhere!)).toEqual(["wss://evil.example/llmchat/ws"]);
+    const asked: RequestInit[] = [];
+    await makeProbe(elsewhere!, (async (_url: string, init: RequestInit) => {
+      asked.push(init);
+      return new Response("{}");
+    }) as unknown as typeof fetch)();
+    expect(asked).toHaveLength(1);
+    expect(JSON.stringify(asked[0]?.headers)).not.toContain("s3cret");
+    for (const other of ["http://lab.example/", "https://lab.example:8443/"]) {
+      expect(discoverServer(lab, "https://lab.example/lab", other)).toMatchObject({ token: "", wsToken: "" });
+    }
+    const samePlace = discoverServer(lab, "https://lab.example/lab", "https://lab.example/other/");
+    expect(samePlace).toMatchObject({ token: "s3cret", wsToken: "s3cret" });
+    const wsElsewhere = discoverServer(page({ baseUrl: "/", wsUrl: "wss://ws.example/", token: "s3cret" }), "https://lab.example/lab");
+    expect(wsElsewhere).toMatchObject({ token: "s3cret", wsToken: "" });
+  });
+
   it("lets the base_url trait override the page", () => {
     const cfg = discoverServer(page({ baseUrl: "/" }), "http://localhost:8888/lab", "/other/");
     expect(socketUrls(cfg!)[0]).toBe("ws://localhost:8888/other/llmchat/ws");
@@ -60,7 +81,7 @@ describe("finding the server", () => {
 });
 
 describe("probe", () => {
-  const cfg = { baseUrl: "http://h/u/", wsBase: "ws://h/u/", token: "t" };
+  const cfg = { baseUrl: "http://h/u/", wsBase: "ws://h/u/", token: "t", wsToken: "t" };
   const fakeFetch = (status: number | Error) =>
     (async (url: string, init?: RequestInit) => {
       expect(url).toBe("http://h/u/llmchat/api/stats");

@@ -9,6 +9,7 @@ is generated from these structs (scripts/gen_wire_ts.py): no side keeps its own 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -50,23 +51,48 @@ def _clean(error: msgspec.ValidationError | msgspec.DecodeError) -> str:
 
 
 class _Head(msgspec.Struct):
-    """Just the fields needed before the full parse: for authorization and for the reply's id."""
+    """Just the fields needed before the full parse: for authorization and for the reply's id.
 
-    type: str = ""
-    id: str | None = None
+    Both are raw, so that a frame whose other fields are wrong still gives its id back (a
+    frame the full parse accepts always passes here too)."""
+
+    type: msgspec.Raw = msgspec.Raw(b'""')
+    id: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _head_decoder = msgspec.json.Decoder(_Head)
+_MAX_ID = 128
+_PEEK_BYTES = 4096
+# An id among the first members of an object whose earlier members are plain values
+# (`{"type": "Text", "id": "r-1", "data": ...`): read from a frame that does not parse.
+_LEADING_ID = re.compile(
+    rb'\s*\{(?:\s*"(?:[^"\\]|\\.)*"\s*:\s*(?:"(?:[^"\\]|\\.)*"|[-+.\w]+)\s*,)*?'
+    rb'\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")'
+)
+
+
+def _as_text(raw: bytes | msgspec.Raw) -> str | None:
+    try:
+        return msgspec.json.decode(raw, type=str)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
 
 
 def peek(raw: str | bytes) -> tuple[str, str | None]:
-    """(type, id) of a frame, as far as they can be read; ("", None) when they cannot."""
+    """(type, id) of a frame, as far as they can be read; "" and None where they cannot.
+
+    The id is read even from a frame that is not valid JSON or is nested too deeply for the
+    parser, when it comes before the frame's first nested value (as clients write it)."""
     try:
         head = _head_decoder.decode(raw)
+        kind, request_id = _as_text(head.type) or "", _as_text(head.id)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return "", None
-    request_id = head.id if head.id is not None and len(head.id) <= 128 else None
-    return head.type, request_id
+        prefix = raw[:_PEEK_BYTES].encode() if isinstance(raw, str) else raw[:_PEEK_BYTES]
+        found = _LEADING_ID.match(prefix)
+        kind, request_id = "", _as_text(found.group(1)) if found else None
+    if request_id is not None and len(request_id) > _MAX_ID:
+        request_id = None
+    return kind, request_id
 
 
 def decode_envelope(raw: str | bytes) -> Envelope:

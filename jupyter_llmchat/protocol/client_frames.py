@@ -27,7 +27,8 @@ MAX_SYSTEM_PROMPT_CHARS = 8 * 1024
 
 RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_PATTERN)]
 RequestId = Annotated[str, msgspec.Meta(max_length=128)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+# A seq or count from a client: below 2**62, so it always fits SQLite's 64-bit integers.
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 ContextMode = Literal["own", "shared"]
 
@@ -50,7 +51,7 @@ class GenerateConfig(msgspec.Struct, forbid_unknown_fields=True):
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
     top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
     min_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    repeat_penalty: Annotated[float, msgspec.Meta(gt=0, le=5)] | None = None
+    repeat_penalty: Annotated[float, msgspec.Meta(ge=0.01, le=5)] | None = None  # as the server setting: dividing by ~0 overflows
     seed: Annotated[int, msgspec.Meta(ge=0, lt=2**32)] | None = None
     stop: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=8)] | None = None
 
@@ -59,7 +60,7 @@ class JoinData(msgspec.Struct, omit_defaults=True):
     """`since` and `epoch` to resume after a drop; neither for a first join."""
 
     since: NonNegative | None = None
-    epoch: str | None = None
+    epoch: Annotated[str, msgspec.Meta(max_length=128)] | None = None
 
 
 class EmptyData(msgspec.Struct):
@@ -99,7 +100,7 @@ class CancelData(msgspec.Struct):
 
 
 class HistoryData(msgspec.Struct):
-    before_seq: Annotated[int, msgspec.Meta(ge=0, le=2**62)] | None = None  # SQLite integers are 64-bit
+    before_seq: NonNegative | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] | None = None
 
 

@@ -27,12 +27,14 @@ class Identity:
     """A user as Jupyter Server authenticated them; never taken from the client.
 
     `kind` is the author kind of what they post: "user" for people, "bot" for kernels
-    and scripts (connections authenticated with the server's runtime secret).
+    and scripts (connections authenticated with the server's runtime secret). `owner`:
+    authenticated with the runtime secret, i.e. the server owner's own kernel or CLI.
     """
 
     username: str
     name: str
     kind: AuthorKind = "user"
+    owner: bool = False
 
     def person(self) -> Person:
         return Person(self.username, self.name)

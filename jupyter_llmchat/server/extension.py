@@ -116,6 +116,14 @@ class LLMChat(ExtensionApp):
 
     # --- connections and limits (ServiceLimits)
     max_connections = Int(_default(ServiceLimits, "max_connections"), min=1, config=True, help="Open WebSockets allowed; more are closed with 1013.")
+    max_connections_per_user = Int(
+        _default(ServiceLimits, "max_connections_per_user"), min=1, config=True,
+        help="Open WebSockets one user may hold; more are closed with 1013 (so one client cannot fill max_connections).",
+    )
+    owner_reserved_connections = Int(
+        _default(ServiceLimits, "owner_reserved_connections"), min=0, config=True,
+        help="WebSockets beyond max_connections kept for the server owner's kernels and CLI (runtime secret).",
+    )
     ping_interval = Float(30.0, min=0.0, config=True, help="Seconds between protocol pings (0 disables).")
     message_size_limit = Int(_default(ServiceLimits, "message_size_limit"), min=1024, config=True, help="Largest frame in bytes; a larger one closes with 1009.")
     connection_timeout = Float(_default(ServiceLimits, "connection_timeout"), min=0.0, config=True, help="Seconds without any frame before a socket is closed.")

@@ -26,6 +26,7 @@ from .messages import bot_author
 from .owner_auth import OwnerSecretMixin
 from ..protocol import ChatError, RoomName
 from .service import ChatService
+from .socket_closes import with_close_frames
 
 AUTH_RESOURCE = "llmchat"
 CLOSE_SERVER_FULL = 1013  # try again later
@@ -42,7 +43,7 @@ def identity_of(handler: Any) -> Identity:
     user = handler.current_user
     username = getattr(user, "username", None) or str(user)
     if handler._secret_owner() is not None:
-        return Identity(username, "notebook", "bot")
+        return Identity(username, "notebook", "bot", owner=True)
     name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
     return Identity(username, name)
 
@@ -69,6 +70,9 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
     def get_compression_options(self) -> dict[str, Any] | None:
         return {} if self.settings["llmchat_compression"] else None
 
+    def get_websocket_protocol(self) -> Any:
+        return with_close_frames(super().get_websocket_protocol())
+
     def check_origin(self, origin: str | None = None) -> bool:
         return JupyterHandler.check_origin(self)
 
@@ -82,10 +86,15 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        if self.service.at_capacity():
-            self.close(CLOSE_SERVER_FULL, "server at max_connections; try again later")
+        user = identity_of(self)
+        refusal = self.service.refusal(user)
+        if refusal is not None:
+            self.close(CLOSE_SERVER_FULL, refusal)
             return
-        self.connection = self.service.connect(identity_of(self), self)
+        # Frames are small and come in bursts (an Error then a Pong, Token after Token):
+        # without this, Nagle's algorithm holds each next one until the client's delayed ACK.
+        self.set_nodelay(True)
+        self.connection = self.service.connect(user, self)
 
     async def on_message(self, message: str | bytes) -> None:
         """Tornado awaits this before reading the socket's next frame: one client's frames
@@ -93,10 +102,10 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         connection = self.connection
         if connection is None:
             return
-        if isinstance(message, bytes):
-            connection.send(protocol.error_frame(400, "binary frames are not accepted; send JSON text"))
-            return
         kind, request_id = protocol.peek(message)
+        if isinstance(message, bytes):
+            connection.send(protocol.error_frame(400, "binary frames are not accepted; send JSON text", id=request_id))
+            return
         if kind in WRITE_TYPES and not self.authorizer.is_authorized(
             self, self.current_user, "write", AUTH_RESOURCE
         ):
@@ -156,14 +165,44 @@ def answers_chat_errors(method: Callable[..., Awaitable[None]]) -> Callable[...,
     return wrapper
 
 
+@web.stream_request_body
 class ChatAPIHandler(OwnerSecretMixin, APIHandler):
-    """Base of the REST handlers: service access and `ChatError` as a JSON error."""
+    """Base of the REST handlers: service access, `ChatError` as a JSON error, and a body
+    limit enforced before the body is read.
+
+    The body is streamed (`stream_request_body`), so a request whose Content-Length is over
+    `message_size_limit` is refused with 413 as soon as its headers are authenticated, and a
+    chunked body that grows past the limit is cut off by Tornado; neither is buffered first.
+    """
 
     auth_resource = AUTH_RESOURCE
+    _body: bytearray
 
     @property
     def service(self) -> ChatService:
         return self.settings["llmchat_service"]
+
+    async def prepare(self) -> None:
+        self._body = bytearray()
+        await super().prepare()  # authentication, XSRF and origin first: strangers learn nothing
+        if self._finished:
+            return
+        limit = self.service.limits.message_size_limit
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            message = f"request body of {declared} bytes is over the {limit}-byte message_size_limit"
+            self.reply(protocol.Error(message, 413), status=413)
+            return
+        connection = self.request.connection
+        if hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body += chunk
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self._body)
 
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -173,7 +212,7 @@ class ChatAPIHandler(OwnerSecretMixin, APIHandler):
     def admitted_poster(self) -> Identity:
         """The authenticated user of a POST, once its size and rate pass (413 / 429)."""
         user = identity_of(self)
-        self.service.admit_rest_post(user.username, len(self.request.body))
+        self.service.admit_rest_post(user.username, len(self.body))
         return user
 
     def room_name(self, room: str) -> str:
@@ -242,7 +281,7 @@ class MessagesHandler(ChatAPIHandler):
     async def post(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
-        body = protocol.decode_json(self.request.body, MessageBody)
+        body = protocol.decode_json(self.body, MessageBody)
         if not body.content:
             raise ChatError(400, "`content` must not be empty")
         message_id, seq = await self.service.broadcast_to_room(
@@ -278,7 +317,7 @@ class RoomHandler(ChatAPIHandler):
     async def put(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
-        change = protocol.decode_json(self.request.body, protocol.RoomSettingsData)
+        change = protocol.decode_json(self.body, protocol.RoomSettingsData)
         self.reply(await self.service.settings.change(name, change, user))
 
 
@@ -289,7 +328,7 @@ class GenerateHandler(ChatAPIHandler):
     async def post(self, room: str) -> None:
         name = self.room_name(room)
         user = self.admitted_poster()
-        body = protocol.decode_json(self.request.body, GenerateBody)
+        body = protocol.decode_json(self.body, GenerateBody)
         ack = await self.service.generate(
             owner=user,
             request=body,

@@ -6,7 +6,9 @@ Jupyter treats its own token. The owner is authorized for every llmchat action, 
 owner of a single-user server is. Nothing in the request chooses the user name.
 
 It works by handing Jupyter's `prepare()` a stand-in identity provider and authorizer for
-that one request, so Jupyter's own code path (host check, CORS, XSRF) still runs.
+that one request, so Jupyter's own code path (host check, CORS, XSRF) still runs. Every
+other request gets Jupyter's provider as it is, except that a token names one principal
+(token_identity.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from jupyter_server.auth.identity import User
 
 from ..runtime_secret import SCHEME
+from .token_identity import PinnedTokenIdentity
 
 
 class _OwnerIdentity:
@@ -76,7 +79,7 @@ class OwnerSecretMixin:
     def identity_provider(self) -> Any:
         real = super().identity_provider  # type: ignore[misc]
         owner = self._secret_owner()
-        return real if owner is None else _OwnerIdentity(real, owner)
+        return PinnedTokenIdentity(real) if owner is None else _OwnerIdentity(real, owner)
 
     @property
     def authorizer(self) -> Any:

@@ -30,7 +30,7 @@ from ..protocol import ChatError, Person, Stats
 from .answers import Answers
 from .connection import Connection, Identity
 from .hooks import HookApi, HookRegistry
-from .limits import TokenBucket
+from .limits import RateLimiter
 from .messages import bot_author, post_text
 from .model_backend import ModelBackend
 from .room_bus import RoomBus
@@ -46,6 +46,8 @@ class ServiceLimits:
 
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_connections: int = 100
+    max_connections_per_user: int = 20
+    owner_reserved_connections: int = 10
     message_size_limit: int = 1024 * 1024
     max_tokens: int = 1024
     default_max_tokens: int = 256
@@ -98,15 +100,31 @@ class ChatService(HookApi):
         self.connections: dict[str, Connection] = {}
         self.settings = RoomSettingsBook(bus)
         self.answers = Answers(bus, self.settings, limits, lambda: self.backend)
-        self._buckets: dict[str, TokenBucket] = {}
+        self.rate = RateLimiter(limits.rate_limit, limits.rate_limit_burst)
         self._next_client = 0
         self._retention_due = 0.0
         self._tasks: set[asyncio.Task[None]] = set()  # disconnects under way
 
     # ----------------------------------------------------------------- connections
 
-    def at_capacity(self) -> bool:
-        return len(self.connections) >= self.limits.max_connections
+    def refusal(self, user: Identity) -> str | None:
+        """Why a new socket of `user` is refused (close 1013), or None to admit it.
+
+        No user may hold more than `max_connections_per_user` sockets, so one client cannot
+        fill the server; the owner's kernels and CLI (runtime secret) get in even when it is
+        full, up to `owner_reserved_connections` beyond `max_connections`."""
+        limits = self.limits
+        total = len(self.connections)
+        if user.owner:
+            if total < limits.max_connections + limits.owner_reserved_connections:
+                return None
+            return "server at max_connections (and the owner's reserve); try again later"
+        if total >= limits.max_connections:
+            return "server at max_connections; try again later"
+        mine = sum(1 for connection in self.connections.values() if connection.user.username == user.username)
+        if mine >= limits.max_connections_per_user:
+            return f"you have {mine} sockets open (max_connections_per_user); close one first"
+        return None
 
     def connect(self, user: Identity, transport: Any) -> Connection:
         """Register a new connection and send its `Welcome`."""
@@ -166,7 +184,7 @@ class ChatService(HookApi):
         connection.last_seen = time.monotonic()
         self.counters.messages_received += 1
         self.counters.bytes_received += len(raw.encode()) if isinstance(raw, str) else len(raw)
-        allowed = self._bucket(connection.user.username).take()  # malformed frames count too
+        allowed = self.rate.take(connection.user.username)  # malformed frames count too
         _, request_id = protocol.peek(raw)  # so that even an invalid frame's Error carries its id
         try:
             envelope = protocol.decode_envelope(raw)
@@ -187,15 +205,8 @@ class ChatService(HookApi):
         """A REST post counts like a socket frame: the same size limit and per-user rate."""
         if size > self.limits.message_size_limit:
             raise ChatError(413, f"request of {size} bytes is over the {self.limits.message_size_limit}-byte message_size_limit")
-        if not self._bucket(username).take():
+        if not self.rate.take(username):
             raise ChatError(429, "rate limit exceeded; slow down")
-
-    def _bucket(self, username: str) -> TokenBucket:
-        bucket = self._buckets.get(username)
-        if bucket is None:
-            bucket = TokenBucket(self.limits.rate_limit, self.limits.rate_limit_burst)
-            self._buckets[username] = bucket
-        return bucket
 
     def _reply(self, connection: Connection, type_: str, data: msgspec.Struct, envelope: protocol.Envelope) -> None:
         connection.send(protocol.encode(type_, data, id=envelope.id, room=envelope.room))
@@ -420,10 +431,10 @@ class ChatService(HookApi):
     # --------------------------------------------------------------- housekeeping
 
     async def sweep(self, now: float | None = None) -> None:
-        """Close idle connections, apply the retention, forget quiet rooms and full rate
-        buckets (every second: one bucket per user ever seen would grow without end)."""
+        """Close idle connections, apply the retention, forget quiet rooms and the rate
+        buckets of quiet users (every second)."""
         now = time.monotonic() if now is None else now
-        self._buckets = {user: bucket for user, bucket in self._buckets.items() if not bucket.full(now)}
+        self.rate.prune(now)
         timeout = self.limits.connection_timeout
         if timeout > 0:
             for connection in list(self.connections.values()):
