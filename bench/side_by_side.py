@@ -31,6 +31,7 @@ measured in the quiet phase, for the sampling target. The CPU other processes us
     .venv/bin/python bench/side_by_side.py --quick      # 1 round (~12 min on 2 cores)
     .venv/bin/python bench/side_by_side.py              # 3 rounds (~35 min)
     .venv/bin/python bench/side_by_side.py --phases quiet --n 1 8 --greedy
+    .venv/bin/python bench/side_by_side.py --quick --baseline ../main   # before/after a change
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ from pathlib import Path
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests"), str(HERE.parent)]
+REPO = HERE.parent
+sys.path[:0] = [str(HERE), str(REPO / "tests"), str(REPO)]
 
 from concurrency import Client, LoadMeter, Stream, join_rooms, leave_rooms, pct, prompt_for  # noqa: E402
 from engine_batch import busy_core, raw_batched_tokens_per_second  # noqa: E402
@@ -156,13 +158,15 @@ class LLMChatTarget:
 
     kind = "llmchat"
 
-    def __init__(self, root: Path, threads: int) -> None:
+    def __init__(self, root: Path, threads: int, checkout: Path = REPO, prefix: str = "llmchat") -> None:
         self.threads = threads
-        self.name = f"llmchat {'default' if threads == 0 else threads}"
-        (root / self.name.replace(" ", "-")).mkdir()
+        self.name = f"{prefix} {'default' if threads == 0 else threads}"
+        home = root / self.name.replace(" ", "-")
+        home.mkdir()
         self.server = ServerProcess(
-            root / self.name.replace(" ", "-"),
-            [f"--LLMChat.n_threads={threads}", "--LLMChat.rate_limit=0", f"--LLMChat.history_path={root}/{threads}.sqlite"],
+            home,
+            [f"--LLMChat.n_threads={threads}", "--LLMChat.rate_limit=0", f"--LLMChat.history_path={home}/history.sqlite"],
+            env={"PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))},
         )
         self.clients: list[ChatClient] = []
         self.rooms = itertools.count()
@@ -382,10 +386,9 @@ async def bench(args: argparse.Namespace, targets: list, meter: LoadMeter) -> No
     print("warming up (the system prompt enters each server's cache) ...", flush=True)
     context_tokens = 0
     for t in targets:
-        for n in sorted(set(args.n)):
-            warm = await t.burst(n, 16)
-            if t.kind == "llmchat":
-                context_tokens = int(statistics.median(s.prompt_tokens for s in warm.streams))
+        warm = await t.burst(max(args.n), 8)
+        if t.kind == "llmchat":
+            context_tokens = int(statistics.median(s.prompt_tokens for s in warm.streams))
     results: dict[tuple[str, str, int], list[Outcome]] = {}
     raw: dict[tuple[int, int], list[float]] = {}
     for r in range(args.rounds):
@@ -431,6 +434,11 @@ def report(args, targets, results, raw, meter: LoadMeter, context_tokens: int, e
       f"prompts of ~{context_tokens} tokens (system prompt cached)")
     p(f"machine: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.2f}; CPU used by other processes "
       f"(not this bench, its servers or spinner): " + ", ".join(f"{ph} {meter.cores(ph + ';'):.2f}" for ph in args.phases) + " cores")
+    prompt_tokens = {
+        t.name: med(s.prompt_tokens for (_, name, _), outs in results.items() if name == t.name for o in outs for s in o.streams)
+        for t in targets
+    }
+    p("prompt tokens per request (median): " + ", ".join(f"{name} {v:.0f}" for name, v in prompt_tokens.items()))
     p("agg = aggregate tok/s (all tokens / first request sent -> last token; median over rounds); "
       "p95 = TTFT p95 ms (pooled); tok = mean tokens per answer")
 
@@ -481,6 +489,11 @@ def report(args, targets, results, raw, meter: LoadMeter, context_tokens: int, e
                     ls_p95 = min(p95(phase, "llama-server 1", n), p95(phase, "llama-server 2", n))
                     line += f"; TTFT p95 default/llama-server {p95(phase, 'llmchat default', n) / ls_p95:.2f} (<= 0.5)"
             p(line)
+    if any(t.name == "baseline default" for t in targets):
+        p(f"  this checkout's default / the baseline's default ({args.baseline}):")
+        for phase in args.phases:
+            ratios = [f"N={n} {agg(phase, 'llmchat default', n) / agg(phase, 'baseline default', n):.2f}" for n in args.n]
+            p(f"    {phase:<11} " + "  ".join(ratios))
     if raw:
         p("  sampling: over the socket (fixed threads, agg incl. prompt evaluation) / raw batched greedy (decode only):")
         for (threads, n), rates in sorted(raw.items()):
@@ -505,6 +518,7 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=10.0, help="seconds busy, then seconds quiet, alternating")
     parser.add_argument("--greedy", action="store_true", help="temperature 0, no penalty (default: the server's defaults)")
     parser.add_argument("--no-raw", action="store_true", help="skip raw batched decoding")
+    parser.add_argument("--baseline", type=Path, help="another checkout (e.g. before a change) whose default runs too")
     parser.add_argument("--llama-server", type=Path, default=Path(os.environ.get("LLAMA_SERVER", DEFAULT_LLAMA_SERVER)))
     args = parser.parse_args()
     if args.quick:
@@ -520,6 +534,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         targets: list = [LLMChatTarget(root, threads) for threads in (0, 1, 2)]
+        if args.baseline:
+            targets.append(LLMChatTarget(root, 0, args.baseline.resolve(), prefix="baseline"))
         if binary is not None:
             model = default_model_path()
             targets += [LlamaServerTarget(Path(binary), root, threads, model) for threads in (1, 2)]
