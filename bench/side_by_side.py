@@ -28,7 +28,7 @@ batched greedy decoding (bench/engine_batch.py, prefill excluded) at 1 and 2 thr
 measured in the quiet phase, for the sampling target. The CPU other processes used meanwhile
 (not this bench and what it started) is printed per phase.
 
-    .venv/bin/python bench/side_by_side.py --quick      # 1 round (~12 min on 2 cores)
+    .venv/bin/python bench/side_by_side.py --quick      # 1 round (~12 min quiet; 30 on a loaded machine)
     .venv/bin/python bench/side_by_side.py              # 3 rounds (~35 min)
     .venv/bin/python bench/side_by_side.py --phases quiet --n 1 8 --greedy
     .venv/bin/python bench/side_by_side.py --quick --baseline ../main   # before/after a change
