@@ -328,27 +328,48 @@ class _Machine:
         self.busy += (self.others + self.mine) * seconds
         self.own += self.mine * seconds
 
+    def runnable(self) -> int:
+        """Other processes' runnable threads right now: a spinning kernel is always runnable."""
+        return round(self.others)
+
 
 def _policy(machine: _Machine, fixed: int = 0):
     from jupyter_llmchat.engine.threads import ThreadPolicy
 
-    return ThreadPolicy(fixed, cores=2, clock=lambda: machine.now, machine=lambda: machine.busy, own=lambda: machine.own)
+    return ThreadPolicy(
+        fixed, cores=2, clock=lambda: machine.now, machine=lambda: machine.busy, own=lambda: machine.own,
+        runnable=machine.runnable,
+    )
 
 
 def test_adaptive_threads_use_the_cores_others_leave_free_and_never_more():
     machine = _Machine()
     policy = _policy(machine)
-    assert policy.choose() == 1  # no reading yet: one thread
-    machine.tick(1.0)
     assert policy.choose() == 2  # quiet machine: both cores
     machine.others, machine.mine = 1.0, 1.0  # a kernel spins one core
-    machine.tick(0.2)
+    machine.tick(0.1)
     assert policy.choose() == 2  # looked less than an interval ago: unchanged
-    machine.tick(1.0)
+    machine.tick(0.4)
     assert policy.choose() == 1 and 0.9 < policy.others < 1.1
     machine.others = 0.0
-    machine.tick(1.0)
+    machine.tick(0.5)
     assert policy.choose() == 2
+
+
+def test_after_a_pause_the_threads_follow_what_runs_now_not_the_average_of_the_pause():
+    machine = _Machine()
+    policy = _policy(machine)
+    assert policy.choose() == 2
+    machine.mine = 0.0  # the engine idles for a minute...
+    machine.tick(59.0)
+    machine.others = 1.0  # ...and a kernel started spinning a second ago
+    machine.tick(1.0)
+    assert policy.choose() == 1  # the minute's average (0.02 cores) would have said 2
+    machine.others = 0.0  # the kernel finished; the engine idles through a busy minute of others
+    machine.others, machine.mine = 1.0, 0.0
+    machine.tick(60.0)
+    machine.others = 0.0
+    assert policy.choose() == 2  # that minute's average (1 core) would have said 1
 
 
 def test_a_fixed_thread_count_is_kept_whatever_the_machine_does():
