@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from servers import free_port
+from servers import free_port, terminate
 
 MODEL_ALIAS = "gemma-3-270m-q4_k_m"
 
@@ -75,14 +74,7 @@ class ModelServer:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (uvicorn's graceful stop), then kill if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        terminate(self.process, timeout)
 
 
 @contextmanager

@@ -39,6 +39,18 @@ def wait_listening(port: int, deadline: float) -> bool:
     return False
 
 
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM (the process's graceful stop), then SIGKILL if it is not gone in `timeout` s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 class ServerProcess:
     """A `jupyter server` (or `jupyter lab`) subprocess on 127.0.0.1 with a random token."""
 
@@ -116,14 +128,7 @@ class ServerProcess:
         """SIGTERM, Jupyter's graceful shutdown (extensions stop), then kill if it hangs.
 
         (SIGINT without a terminal exits without running the shutdown.)"""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        terminate(self.process, timeout)
 
 
 @contextmanager

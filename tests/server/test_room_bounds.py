@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from fakes import ADA, BOB
 
-from jupyter_llmchat.protocol import ChatError
 from jupyter_llmchat.server.connection import Identity
 
 pytestmark = pytest.mark.fast
