@@ -1,8 +1,10 @@
-"""Building the token prompt of a request, trimmed to fit the per-sequence context.
+"""Building the token prompt of a request, trimmed to its budget.
 
-A room's history grows without bound; the model's context does not. We keep the system
-prompt and the newest turns: the oldest non-system turns are dropped until
-`prompt + max_tokens` fits, and if the newest turn alone is still too long its *beginning*
+A room's history grows without bound; the model's context does not, and it is shared by
+every running answer. Each prompt has a budget of tokens (`prompt_budget`, by default its
+share of the KV cache: n_ctx / parallel), and `prompt + max_tokens` must fit the sequence's
+context. We keep the system prompt and the newest turns: the oldest non-system turns are
+dropped until both hold, and if the newest turn alone is still too long its *beginning*
 is cut (the end of a message is usually the question).
 """
 
@@ -28,6 +30,11 @@ class BuiltPrompt:
     truncated: bool = False  # the newest turn lost its beginning
     dropped_system: bool = False
 
+    @property
+    def cut(self) -> bool:
+        """Something of the conversation was left out to fit (the answer says so)."""
+        return bool(self.dropped_turns or self.truncated or self.dropped_system)
+
 
 class PromptBuilder:
     """Formats and tokenizes turns for one model (formatter + tokenizer + BOS)."""
@@ -48,20 +55,25 @@ class PromptBuilder:
             ids.extend(self._tokenize(text, special))
         return ids
 
-    def build(self, turns: Sequence[ChatTurn], n_ctx_seq: int, max_tokens: int) -> BuiltPrompt:
-        """Tokens for `turns` such that `len(tokens) + max_tokens <= n_ctx_seq`.
+    def build(
+        self, turns: Sequence[ChatTurn], n_ctx_seq: int, max_tokens: int, prompt_budget: int | None = None
+    ) -> BuiltPrompt:
+        """Tokens for `turns` such that `len(tokens) <= prompt_budget` and
+        `len(tokens) + max_tokens <= n_ctx_seq`.
 
         The prompt is always given at least a quarter of the context (or all it needs, if
-        less): a huge `max_tokens` shrinks the completion budget instead of the question.
+        less; never more than `prompt_budget`): a huge `max_tokens` shrinks the completion
+        budget instead of the question.
         """
         max_tokens = max(1, min(max_tokens, n_ctx_seq - 1))
+        limit = n_ctx_seq - 1 if prompt_budget is None else max(1, min(prompt_budget, n_ctx_seq - 1))
         system, rest = split_system(merge_turns(turns))
         sys_turns = [ChatTurn("system", system)] if system else []
 
         tokens = self.encode(sys_turns + rest)
-        if len(tokens) + max_tokens <= n_ctx_seq:
+        if len(tokens) <= limit and len(tokens) + max_tokens <= n_ctx_seq:
             return BuiltPrompt(tokens, max_tokens)
-        budget = max(n_ctx_seq - max_tokens, min(len(tokens), n_ctx_seq // 4))
+        budget = min(limit, max(n_ctx_seq - max_tokens, min(len(tokens), n_ctx_seq // 4)))
 
         def fits(k: int) -> list[int] | None:
             toks = self.encode(sys_turns + _from_user(rest[k:]))

@@ -43,9 +43,14 @@ def _llama():
 class Scheduler:
     """Owns the batch, the slots and the running jobs; `step()` advances them all."""
 
-    def __init__(self, model: LoadedModel, builder: PromptBuilder, log: logging.Logger, threads: ThreadPolicy):
+    def __init__(
+        self, model: LoadedModel, builder: PromptBuilder, log: logging.Logger, threads: ThreadPolicy, prompt_budget: int = 0
+    ):
         self.model = model
         self.builder = builder
+        # Most tokens of one prompt: by default its share of the KV cache, so that prompts
+        # running together never fill the cache (docs/context.md).
+        self.prompt_budget = min(prompt_budget or model.n_ctx // model.n_seq_max, model.n_ctx_seq - 1)
         self.log = log
         self.slots = SlotTable(model)
         self.batch = Batch(model.n_batch, model.n_seq_max)
@@ -79,7 +84,7 @@ class Scheduler:
             self._finish(job, "cancelled")
             return
         try:
-            built = self.builder.build(req.turns, self.model.n_ctx_seq, job.max_tokens)
+            built = self.builder.build(req.turns, self.model.n_ctx_seq, job.max_tokens, self.prompt_budget)
         except Exception as exc:
             self.log.warning("cannot build the prompt of %s: %s", req.message_id, exc)
             self._finish(job, "error", error=f"cannot build the prompt: {exc}")
@@ -89,7 +94,8 @@ class Scheduler:
             return
         job.prompt = built.tokens
         job.budget = built.max_tokens
-        if built.dropped_turns or built.truncated:
+        job.truncated = built.cut
+        if built.cut:
             self.log.debug(
                 "prompt of %s trimmed: %d turns dropped, truncated=%s, %d tokens",
                 req.message_id, built.dropped_turns, built.truncated, len(built.tokens),
@@ -159,13 +165,18 @@ class Scheduler:
             parts.append((job, batch.add(job.pending, len(slot.tokens), slot.seq, True), 0))
         if not with_prefill:
             return parts
-        pending = [j for j in self.jobs if j.prefilling]
+        # Shortest rest first: a short question asked while long prompts are evaluated gets
+        # its first token at the next step, not after theirs (a long prompt waits at most
+        # for the short ones, which take a step each).
+        pending = sorted((j for j in self.jobs if j.prefilling), key=lambda j: len(j.prompt) - j.n_fed)
         if not pending:
             return parts
-        # While other sequences stream, a smaller prompt chunk keeps their pauses short.
+        # While other sequences stream, or several prompts wait, a smaller prompt chunk keeps
+        # the steps short: the streams pause less, and a question that comes in meanwhile
+        # waits for a short step, not a full one.
         room = batch.free
         left = sum(len(j.prompt) - j.n_fed for j in pending)
-        if gen:
+        if gen or len(pending) > 1:
             room = min(room, left if left <= self.prefill_finish else self.prefill_chunk)
         # Make room in the KV cache, evicting idle room caches if needed.
         need = batch.n + min(room, left)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from jupyter_llmchat.engine.types import ChatTurn
-from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_turns
+from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_context
 from jupyter_llmchat.protocol import Attachment
 from jupyter_llmchat.server.store import HistoryStore
 
@@ -37,7 +37,7 @@ class Room:
 
     def ask(self, username: str, prompt: str, context: str = "own", **fields: Any) -> list[ChatTurn]:
         question = Question(ROOM, username, prompt, self.seq + 1, **fields)
-        return build_turns(self.store, question, system_prompt="SYS", context=context, history_messages=64)
+        return build_context(self.store, question, system_prompt="SYS", context=context, history_messages=64).turns
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_a_regenerated_question_is_left_out_of_its_own_context(room):
     room.exchange("ada", "First", "One")
     asked, _ = room.exchange("ada", "Second", "Two")
     question = Question(ROOM, "ada", "Second", room.seq - 1, exclude=asked)
-    turns = build_turns(room.store, question, system_prompt="SYS", context="own", history_messages=64)
+    turns = build_context(room.store, question, system_prompt="SYS", context="own", history_messages=64).turns
     assert [t.content for t in turns] == ["SYS", "First", "One", "Second"]
 
 
@@ -123,5 +123,5 @@ def test_context_is_cut_by_characters_before_any_tokenizing(room):
 def test_a_private_question_sees_only_the_system_prompt(room):
     room.exchange("ada", "Q", "A")
     question = Question(None, "ada", "private?", 0)
-    turns = build_turns(room.store, question, system_prompt="SYS", context="own", history_messages=64)
+    turns = build_context(room.store, question, system_prompt="SYS", context="own", history_messages=64).turns
     assert turns == [ChatTurn("system", "SYS"), ChatTurn("user", "private?")]

@@ -97,7 +97,7 @@ async def test_a_retried_generate_is_not_run_twice(chat_server, connect):
     assert [m["data"]["content"] for m in history if m["data"]["author"]["kind"] == "user"] == ["Hello"]
 
 
-@pytest.mark.parametrize("llmchat_config", [{"parallel": 1, "max_queue": 2}])
+@pytest.mark.parametrize("llmchat_config", [{"parallel": 1, "max_queue": 2, "owner_queue_reserve": 0}])
 async def test_second_user_is_queued_not_refused_until_the_queue_is_full(chat_server, connect, llmchat_config):
     ada, bob = await connect("tok-ada"), await connect("tok-bob")
     await ada.send("Generate", {"prompt": "Count to ten.", "config": {"max_tokens": 24}})
