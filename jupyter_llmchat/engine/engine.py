@@ -69,6 +69,7 @@ class Engine:
         self._prompt_evaluated = 0
         self._prompt_cached = 0
         self.threads = ThreadPolicy(settings.n_threads)
+        self.prompt_budget = int(settings.prompt_budget) or self.n_ctx // self.parallel  # exact once loaded
 
     @staticmethod
     def _guess_name(settings: EngineSettings) -> str:
@@ -186,6 +187,7 @@ class Engine:
                 "load_error": self.load_error,
                 "n_ctx": self.n_ctx,
                 "parallel": self.parallel,
+                "prompt_budget": self.prompt_budget,
                 "active_sequences": self._n_admitted,
                 # requests that will not start at the next step (queue position > 0)
                 "queue_depth": max(0, len(self._waiting) - (self.parallel - self._n_admitted)),
@@ -231,6 +233,7 @@ class Engine:
                 bos_id=model.bos_id,
             )
             self._sched = Scheduler(model, builder, self.log, self.threads, self.settings.prompt_budget)
+            self.prompt_budget = self._sched.prompt_budget
             self.formatter_kind = formatter.kind
             self.model_name = model.name
             self.n_ctx = model.n_ctx

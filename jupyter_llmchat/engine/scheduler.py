@@ -166,8 +166,8 @@ class Scheduler:
         if not with_prefill:
             return parts
         # Shortest rest first: a short question asked while long prompts are evaluated gets
-        # its first token at the next step, not after theirs (a long prompt waits at most
-        # for the short ones, which take a step each).
+        # its first token at the next step, not after theirs, and that step holds only the
+        # prompts it finishes (a long prompt waits at most a short step per short question).
         pending = sorted((j for j in self.jobs if j.prefilling), key=lambda j: len(j.prompt) - j.n_fed)
         if not pending:
             return parts
@@ -182,11 +182,15 @@ class Scheduler:
         need = batch.n + min(room, left)
         while self.slots.cells_in_use() + need > self.model.n_ctx and self.slots.evict_one():
             pass
+        finished_one = False
         for job in pending:
             if room <= 0:
                 break
             take = min(room, len(job.prompt) - job.n_fed)
             last = job.n_fed + take == len(job.prompt)
+            if finished_one and not last:
+                break  # a step that ends a short prompt carries no chunk of a long one: it stays short
+            finished_one = finished_one or last
             if last and batch.n_outputs >= self.model.n_seq_max:
                 take -= 1  # never ask for more logits rows than the context reserved
                 last = False

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..engine.types import ChatTurn
 from ..protocol import Attachment
@@ -143,7 +143,7 @@ def _shared_block(store: HistoryStore, question: Question, limit: int) -> tuple[
     lines: list[str] = []
     budget = CONTEXT_CHARS
     cut = False
-    for _, data in reversed(store.messages(question.room or "", before_seq=question.before_seq, limit=limit)):
+    for _, data in _newest_first(store, question.room or "", question.before_seq, limit):
         kind = (data.get("author") or {}).get("kind")
         if kind == "system" or data.get("message_id") == question.exclude:
             continue
@@ -156,6 +156,21 @@ def _shared_block(store: HistoryStore, question: Question, limit: int) -> tuple[
         cut |= content_cut
         lines.insert(0, line)
     return "\n".join(lines), cut
+
+
+def _newest_first(store: HistoryStore, room: str, before_seq: int, limit: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Up to `limit` messages before `before_seq`, newest first, read a few at a time: a
+    reader that stops once CONTEXT_CHARS are full never loads the rest (64 stored messages
+    of 1 MB: 4 read, not 64)."""
+    page = 4
+    while limit > 0:
+        rows = store.messages(room, before_seq=before_seq, limit=min(page, limit))
+        yield from reversed(rows)
+        if len(rows) < min(page, limit):
+            return
+        limit -= len(rows)
+        before_seq = rows[0][0]
+        page *= 2
 
 
 def _quoted(store: HistoryStore, question: Question) -> tuple[list[str], bool]:
