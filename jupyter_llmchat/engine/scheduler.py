@@ -32,6 +32,10 @@ PREFILL_CHUNK_WHILE_STREAMING = 128
 # the same per token, split or not), and the waiting questions get their first token a
 # step sooner: several short questions asked together do not queue behind each other.
 PREFILL_FINISH_WHILE_STREAMING = 2 * PREFILL_CHUNK_WHILE_STREAMING
+# A prompt evaluated alone goes in steps of at most this many tokens: per token as fast as
+# 512-token steps (measured within the noise of a loaded machine), and a question that comes
+# in meanwhile waits for half as long a step before its own (bench/abuse.py (b)).
+PREFILL_CHUNK_ALONE = 256
 
 
 def _llama():
@@ -174,10 +178,10 @@ class Scheduler:
         # While other sequences stream, or several prompts wait, a smaller prompt chunk keeps
         # the steps short: the streams pause less, and a question that comes in meanwhile
         # waits for a short step, not a full one.
-        room = batch.free
+        room = min(batch.free, PREFILL_CHUNK_ALONE)
         left = sum(len(j.prompt) - j.n_fed for j in pending)
         if gen or len(pending) > 1:
-            room = min(room, left if left <= self.prefill_finish else self.prefill_chunk)
+            room = min(batch.free, left if left <= self.prefill_finish else self.prefill_chunk)
         # Make room in the KV cache, evicting idle room caches if needed.
         need = batch.n + min(room, left)
         while self.slots.cells_in_use() + need > self.model.n_ctx and self.slots.evict_one():
