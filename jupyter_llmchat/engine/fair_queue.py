@@ -1,8 +1,8 @@
 """The engine's waiting requests, served round-robin between users instead of first come.
 
 One user who queues many answers must not make everyone else wait behind all of them: the
-next request to start is the oldest one of the user served least recently (a user who was
-never served, or not since everyone now waiting was, goes first; ties in arrival order).
+next request to start is the oldest one of the user served least recently (a user never
+served, or not among the last 1,024 served, goes first; ties in arrival order).
 A flood of 60 requests from one user and one question from another: the other's starts at
 the next free slot, not after the 60.
 

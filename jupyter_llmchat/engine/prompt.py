@@ -98,6 +98,12 @@ class PromptBuilder:
         # Only the newest turn is left and it is still too long: cut its beginning.
         last = rest[-1] if rest else ChatTurn("user", "")
         dropped = max(0, len(rest) - 1)
+        # A system turn too long to leave the question its room (a long room system prompt,
+        # a shared context's block of messages) keeps its start and end, in at least half.
+        question_ids = len(self._tokenize(last.content, False))
+        shortened = self._shorten_system(sys_turns, last.role, max(budget // 2, budget - question_ids))
+        system_cut = shortened != sys_turns
+        sys_turns = shortened
         for with_system in (True, False):
             head = sys_turns if with_system else []
             overhead = len(self.encode(head + [ChatTurn(last.role, "")]))
@@ -114,13 +120,34 @@ class PromptBuilder:
                         toks,
                         min(max_tokens, n_ctx_seq - len(toks)),
                         dropped_turns=dropped,
-                        truncated=keep < len(content_ids),
+                        truncated=keep < len(content_ids) or (with_system and system_cut),
                         dropped_system=not with_system and bool(sys_turns),
                     )
                 keep -= max(1, len(toks) - budget)
         # Pathological (a context smaller than the template itself): just the opening.
         toks = self.encode([ChatTurn(last.role, "")])[-budget:] if budget > 0 else []
         return BuiltPrompt(toks, max(1, n_ctx_seq - len(toks)), dropped, True, bool(sys_turns))
+
+
+    def _shorten_system(self, sys_turns: list[ChatTurn], role: str, room: int) -> list[ChatTurn]:
+        """The system turn within `room` tokens (with the format around it): its start and
+        its end, the middle left out. A system prompt that carries a room's messages (shared
+        context) keeps the prompt itself and the newest messages."""
+        if not sys_turns or len(self.encode(sys_turns + [ChatTurn(role, "")])) <= room:
+            return sys_turns
+        ids = self._tokenize(sys_turns[0].content, False)
+        keep = max(0, room - len(self.encode([ChatTurn("system", _GAP), ChatTurn(role, "")])))
+        while True:
+            head, tail = keep - keep // 2, keep // 2
+            text = self._detokenize(ids[:head]) + _GAP + (self._detokenize(ids[-tail:]) if tail else "")
+            shortened = [ChatTurn("system", text)]
+            over = len(self.encode(shortened + [ChatTurn(role, "")])) - room
+            if over <= 0 or keep <= 0:
+                return shortened
+            keep = max(0, keep - over)
+
+
+_GAP = "\n[…]\n"  # where the middle of a system prompt too long for the budget was left out
 
 
 def _from_user(turns: Sequence[ChatTurn]) -> list[ChatTurn]:

@@ -23,19 +23,23 @@ from .sampling import SequenceSampler
 from .threads import ThreadPolicy
 from .types import FinishReason, TokenEvent
 
-# Prompt tokens per step while other sequences are generating. Prefill runs at ~400 tok/s
-# on one core here, so 128 tokens pause the running streams for about a third of a second
-# per step instead of 1.3 s for a full 512-token chunk. Alone, a prompt uses all of n_batch.
-PREFILL_CHUNK_WHILE_STREAMING = 128
+# Prompt tokens per step while other sequences are generating, or several prompts wait.
+# Prefill runs at ~400 tok/s on one core here, so 64 tokens pause the running streams for
+# about a sixth of a second per step instead of 1.3 s for a full 512-token chunk, and a
+# short question asked meanwhile waits at most that long before its own step: with 128, a
+# question of ~25 new tokens waited up to 5x its quiet time behind four long prompts
+# (bench/abuse.py (b)). Steps of 64 tokens cost about as much per token as larger ones
+# (the matrix products are already batched; the per-step overhead is a few ms).
+PREFILL_CHUNK_WHILE_STREAMING = 64
 # ...unless what is left of every waiting prompt fits in this many: then all of it goes in
 # one step. The running streams pause as long in total either way (prompt evaluation costs
 # the same per token, split or not), and the waiting questions get their first token a
 # step sooner: several short questions asked together do not queue behind each other.
-PREFILL_FINISH_WHILE_STREAMING = 2 * PREFILL_CHUNK_WHILE_STREAMING
-# A prompt evaluated alone goes in steps of at most this many tokens: per token as fast as
-# 512-token steps (measured within the noise of a loaded machine), and a question that comes
-# in meanwhile waits for half as long a step before its own (bench/abuse.py (b)).
-PREFILL_CHUNK_ALONE = 256
+PREFILL_FINISH_WHILE_STREAMING = 256
+# A prompt evaluated alone goes in steps of at most this many tokens (not all of n_batch):
+# a question that comes in meanwhile waits for a short step before its own (with 512 and
+# 256, bench/abuse.py (b) had 4.8 s outliers against 0.3 s quiet).
+PREFILL_CHUNK_ALONE = 128
 
 
 def _llama():

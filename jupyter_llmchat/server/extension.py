@@ -170,6 +170,11 @@ class LLMChat(ExtensionApp):
         if unknown:
             names = ", ".join(f"LLMChat.{name}" for name in unknown)
             raise ConfigError(f"llmchat is not started: unknown setting(s) {names} (`jupyter llmchat config` lists them)")
+        if self.prompt_budget > self.n_ctx:
+            raise ConfigError(
+                f"llmchat is not started: invalid setting: prompt_budget={self.prompt_budget} is more than "
+                f"n_ctx={self.n_ctx} (0 = n_ctx // parallel)"
+            )
 
     def initialize_settings(self) -> None:
         self.check_config()

@@ -423,3 +423,13 @@ def test_the_last_queue_places_are_kept_for_the_owner_and_never_more_than_half()
     assert queue_full(settings, 10, 10, owner=True) is None and queue_full(settings, 11, 11, owner=True)
     small = EngineSettings(max_queue=2, owner_queue_reserve=3)
     assert owner_reserve(small) == 1 and queue_full(small, 1, 1, owner=False) is None
+
+
+def test_a_system_turn_longer_than_the_budget_keeps_its_start_and_its_newest_lines():
+    b = char_builder()
+    block = "SYSTEM PROMPT\n\nRecent messages in this room:\n" + "\n".join(f"note {i:03d}" for i in range(200))
+    built = b.build([ChatTurn("system", block), ChatTurn("user", "What now?")], n_ctx_seq=4000, max_tokens=100, prompt_budget=600)
+    text = decode(built.tokens)
+    assert built.cut and len(built.tokens) <= 600 and not built.dropped_system
+    assert text.startswith("<start_of_turn>user\nSYSTEM PROMPT") and "note 199" in text and "note 100" not in text
+    assert text.endswith("What now?<end_of_turn>\n<start_of_turn>model\n")
