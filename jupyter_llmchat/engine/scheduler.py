@@ -31,10 +31,12 @@ from .types import FinishReason, TokenEvent
 # (bench/abuse.py (b)). Steps of 64 tokens cost about as much per token as larger ones
 # (the matrix products are already batched; the per-step overhead is a few ms).
 PREFILL_CHUNK_WHILE_STREAMING = 64
-# ...unless what is left of every waiting prompt fits in this many: then all of it goes in
-# one step. The running streams pause as long in total either way (prompt evaluation costs
-# the same per token, split or not), and the waiting questions get their first token a
-# step sooner: several short questions asked together do not queue behind each other.
+# ...unless what is left of the shortest waiting prompts fits in this many: then all of
+# them go whole in one step. The running streams pause as long in total either way (prompt
+# evaluation costs the same per token, split or not), and the waiting questions get their
+# first token a step sooner: several short questions asked together do not queue behind
+# each other, nor behind a long prompt (a question whose prompt is not cached, ~160 tokens,
+# goes in one step, not three).
 PREFILL_FINISH_WHILE_STREAMING = 256
 # A prompt evaluated alone goes in steps of at most this many tokens (not all of n_batch):
 # a question that comes in meanwhile waits for half as long a step before its own. A short
@@ -183,10 +185,17 @@ class Scheduler:
         # While other sequences stream, or several prompts wait, a smaller prompt chunk keeps
         # the steps short: the streams pause less, and a question that comes in meanwhile
         # waits for a short step, not a full one.
+        # The prompts that can finish together within `prefill_finish` go whole, in one step.
         room = min(batch.free, PREFILL_CHUNK_ALONE)
         left = sum(len(j.prompt) - j.n_fed for j in pending)
         if gen or len(pending) > 1:
-            room = min(batch.free, left if left <= self.prefill_finish else self.prefill_chunk)
+            whole = 0
+            for job in pending:
+                rest = len(job.prompt) - job.n_fed
+                if whole + rest > self.prefill_finish:
+                    break
+                whole += rest
+            room = min(batch.free, whole or self.prefill_chunk)
         # Make room in the KV cache, evicting idle room caches if needed.
         need = batch.n + min(room, left)
         while self.slots.cells_in_use() + need > self.model.n_ctx and self.slots.evict_one():
