@@ -100,8 +100,8 @@ class PromptBuilder:
         dropped = max(0, len(rest) - 1)
         # A system turn too long to leave the question its room (a long room system prompt,
         # a shared context's block of messages) keeps its start and end, in at least half.
-        question_ids = len(self._tokenize(last.content, False))
-        shortened = self._shorten_system(sys_turns, last.role, max(budget // 2, budget - question_ids))
+        content_ids = self._tokenize(last.content, False)
+        shortened = self._shorten_system(sys_turns, last.role, max(budget // 2, budget - len(content_ids)))
         system_cut = shortened != sys_turns
         sys_turns = shortened
         for with_system in (True, False):
@@ -110,7 +110,6 @@ class PromptBuilder:
             room = budget - overhead
             if room < 1:
                 continue
-            content_ids = self._tokenize(last.content, False)
             keep = min(room, len(content_ids))
             while keep > 0:
                 text = self._detokenize(content_ids[-keep:])
@@ -127,7 +126,6 @@ class PromptBuilder:
         # Pathological (a context smaller than the template itself): just the opening.
         toks = self.encode([ChatTurn(last.role, "")])[-budget:] if budget > 0 else []
         return BuiltPrompt(toks, max(1, n_ctx_seq - len(toks)), dropped, True, bool(sys_turns))
-
 
     def _shorten_system(self, sys_turns: list[ChatTurn], role: str, room: int) -> list[ChatTurn]:
         """The system turn within `room` tokens (with the format around it): its start and

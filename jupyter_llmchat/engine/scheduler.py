@@ -182,10 +182,10 @@ class Scheduler:
         pending = sorted((j for j in self.jobs if j.prefilling), key=lambda j: len(j.prompt) - j.n_fed)
         if not pending:
             return parts
-        # While other sequences stream, or several prompts wait, a smaller prompt chunk keeps
-        # the steps short: the streams pause less, and a question that comes in meanwhile
-        # waits for a short step, not a full one.
-        # The prompts that can finish together within `prefill_finish` go whole, in one step.
+        # While other sequences stream, or several prompts wait, the shortest prompts that can
+        # finish together within `prefill_finish` go whole in one step; otherwise a small
+        # chunk keeps the steps short: the streams pause less, and a question that comes in
+        # meanwhile waits for a short step, not a full one.
         room = min(batch.free, PREFILL_CHUNK_ALONE)
         left = sum(len(j.prompt) - j.n_fed for j in pending)
         if gen or len(pending) > 1:
