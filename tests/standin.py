@@ -3,9 +3,11 @@
 Each answer is `words`, one token per loop turn (`call_soon`, or `call_later(delay)`),
 cut at the request's `max_tokens` (itself capped by `settings.max_tokens`, as the engine
 does) and ended early by `cancel` or `close`. Queue positions and `QueueFull` are counted
-as the engine counts them, though every answer streams at once; `prompt_tokens` counts the
-characters of the turns. Every request is kept in `requests`: a test sees exactly what
-the model was asked.
+as the engine counts them (with the owner's reserved places), though every answer streams
+at once; `prompt_tokens` counts the characters of the turns, and a prompt of more
+characters than the engine's prompt budget (in tokens) ends `truncated`, as the engine
+would cut it. Every request is kept in `requests`: a test sees exactly what the model was
+asked.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from jupyter_llmchat.engine.fair_queue import queue_full
 from jupyter_llmchat.engine.types import EngineSettings, EngineUnavailable, GenerationRequest, QueueFull, TokenEvent
 
 WORDS = ("Hello", " from", " the", " stand-in", ".")
@@ -39,8 +42,9 @@ class StandIn:
         if not self.loaded:
             raise EngineUnavailable(self.load_error or "model is loading")
         position = max(0, len(self.running) - self.parallel + 1)
-        if position > self.settings.max_queue:
-            raise QueueFull(f"max_queue={self.settings.max_queue}")
+        refused = queue_full(self.settings, position, max(0, len(self.running) - self.parallel), request.owner)
+        if refused:
+            raise QueueFull(refused)
         self.requests.append(request)
         self.running[request.message_id] = None
         limit = min(request.config.max_tokens, self.settings.max_tokens)
@@ -59,7 +63,8 @@ class StandIn:
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": index}
         timings = {"queue_ms": 0.0, "ttft_ms": 0.0, "tokens_per_second": 0.0}
         error = "server shutting down" if reason == "error" else None
-        self.sink([TokenEvent(message_id, index, "", True, reason, error, usage, timings)])
+        budget = self.settings.prompt_budget or self.n_ctx // self.parallel
+        self.sink([TokenEvent(message_id, index, "", True, reason, error, usage, timings, prompt_tokens > budget)])
 
     def cancel(self, message_id: str) -> bool:
         if self.running.get(message_id, "gone") is not None:

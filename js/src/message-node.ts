@@ -108,7 +108,7 @@ function paintExtra(extra: HTMLElement, m: ChatMessage, opts: PaintOptions): voi
     extra.append(list);
   }
   const notes: string[] = [];
-  if (m.truncated) notes.push("earlier context was cut to fit the model");
+  if (m.truncated) notes.push("part of the conversation was left out to fit the model's context");
   if (m.replaced) notes.push("regenerated below");
   if (notes.length) extra.append(el("div", "llmchat-note", notes.join(" · ")));
   if (opts.regenerate) {

@@ -496,6 +496,7 @@ export class RoomStore {
 /** The fields a stored question or answer carries beyond its text (issue 14 additions). */
 function applyStoredFields(msg: ChatMessage, d: TextData): void {
   if (d.thread_start === true) msg.threadStart = true;
+  if (d.truncated === true) msg.truncated = true; // the prompt was cut to fit: said with the answer in History too
   if (typeof d.in_reply_to === "string" && d.in_reply_to) msg.inReplyTo = d.in_reply_to;
   if (typeof d.regenerates === "string" && d.regenerates) msg.regenerates = d.regenerates;
   if (Array.isArray(d.attachments)) {

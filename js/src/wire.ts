@@ -256,6 +256,7 @@ export interface Text {
   finish_reason?: "cancelled" | "error" | "length" | "stop";
   regenerates?: string;
   error?: string;
+  truncated?: boolean;
   thread_start?: boolean;
   reply_to?: string;
   attachments?: AttachmentSummary[];

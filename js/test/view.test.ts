@@ -175,6 +175,28 @@ describe("joining mid-answer", () => {
     expect((t.host.querySelector(".llmchat-earlier") as HTMLElement).hidden).toBe(true);
   });
 
+  it("notes an answer whose prompt was cut to fit, live and from History, as text", () => {
+    const t = setup();
+    const note = (key: string) => t.host.querySelector(`[data-key="${key}"] .llmchat-note`)?.textContent ?? null;
+    t.sock.receive(token(42, "m-long", 0, "Rome"));
+    t.sock.receive({ type: "Token", room: "general", seq: 43, data: { message_id: "m-long", index: 1, text: ".", is_final: true, finish_reason: "stop", truncated: true } });
+    t.sock.receive(token(44, "m-short", 0, "Paris", true));
+    t.frames.run();
+    expect(note("m-long")).toBe("part of the conversation was left out to fit the model's context");
+    expect(note("m-short")).toBeNull();
+  });
+
+  it("notes a stored answer whose prompt was cut, in a History loaded later", () => {
+    const t = setup();
+    const stored = text(42, "m-long", "Rome.", "assistant") as any;
+    stored.data.truncated = true;
+    t.sock.receive({ type: "History", room: "general", data: { messages: [stored, text(44, "m-short", "Paris", "assistant")], head_seq: 44, epoch: "e1" } });
+    t.frames.run();
+    const note = (key: string) => t.host.querySelector(`[data-key="${key}"] .llmchat-note`)?.textContent ?? null;
+    expect(note("m-long")).toBe("part of the conversation was left out to fit the model's context");
+    expect(note("m-short")).toBeNull();
+  });
+
   it("says why a generation failed", () => {
     const t = setup();
     t.sock.receive(token(42, "m-e", 0, "Hm"));

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from .fair_queue import FairQueue, queue_full
 from .job import Job
 from .model import LoadedModel, ModelLoadError, load_model
 from .threads import ThreadPolicy
@@ -54,7 +55,7 @@ class Engine:
         self.formatter_kind = ""  # "gemma" or "jinja" once loaded (tests, docs)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._waiting: collections.deque[Job] = collections.deque()
+        self._waiting = FairQueue()  # round-robin between users (fair_queue.py)
         self._jobs: dict[str, Job] = {}  # every queued or admitted job, by message_id
         self._n_admitted = 0
         self._closing = False
@@ -68,6 +69,7 @@ class Engine:
         self._prompt_evaluated = 0
         self._prompt_cached = 0
         self.threads = ThreadPolicy(settings.n_threads)
+        self.prompt_budget = int(settings.prompt_budget) or self.n_ctx // self.parallel  # exact once loaded
 
     @staticmethod
     def _guess_name(settings: EngineSettings) -> str:
@@ -119,7 +121,15 @@ class Engine:
     # -- requests -------------------------------------------------------------------------
 
     def submit(self, request: GenerationRequest) -> int:
-        """Queue `request`; return its queue position (0: it starts at the next step)."""
+        """Queue `request`; return its queue position (0: it starts at the next step).
+
+        The queue holds `max_queue` requests beyond the free slots; its last
+        `owner_queue_reserve` places (at most half) take only the owner's requests, so the
+        server's own kernels and CLI are not refused when others have filled it
+        (`fair_queue.queue_full`). Waiting requests start
+        round-robin between users (fair_queue.py), so the position counts the requests that
+        start before this one, not those that came before it.
+        """
         if self._closing:
             raise EngineUnavailable(_SHUTDOWN)
         if self.load_error is not None:
@@ -133,13 +143,14 @@ class Engine:
                 raise ValueError(f"duplicate message_id {request.message_id!r}")
             free = self.parallel - self._n_admitted
             ahead = len(self._waiting)
-            position = 0 if ahead < free else ahead - free + 1
-            if position > self.settings.max_queue:
-                raise QueueFull(f"{ahead} requests already waiting (max_queue={self.settings.max_queue})")
-            self._waiting.append(job)
+            depth = 0 if ahead < free else ahead - free + 1  # queue places in use with this one
+            refused = queue_full(self.settings, depth, ahead, request.owner)
+            if refused:
+                raise QueueFull(refused)
+            before = self._waiting.push(job)
             self._jobs[request.message_id] = job
             self._cond.notify()
-        return position
+        return 0 if before < free else before - free + 1
 
     def cancel(self, message_id: str) -> bool:
         """Stop a queued or running generation; its final event says "cancelled"."""
@@ -148,9 +159,7 @@ class Engine:
             if job is None or job.done or job.cancelled:
                 return False
             job.cancelled = True
-            try:
-                self._waiting.remove(job)
-            except ValueError:  # already admitted: the decode thread ends it next step
+            if not self._waiting.remove(job):  # already admitted: the decode thread ends it next step
                 self._cond.notify()
                 return True
             del self._jobs[message_id]
@@ -178,6 +187,7 @@ class Engine:
                 "load_error": self.load_error,
                 "n_ctx": self.n_ctx,
                 "parallel": self.parallel,
+                "prompt_budget": self.prompt_budget,
                 "active_sequences": self._n_admitted,
                 # requests that will not start at the next step (queue position > 0)
                 "queue_depth": max(0, len(self._waiting) - (self.parallel - self._n_admitted)),
@@ -222,14 +232,15 @@ class Engine:
                 detokenize=model.detokenize,
                 bos_id=model.bos_id,
             )
-            self._sched = Scheduler(model, builder, self.log, self.threads)
+            self._sched = Scheduler(model, builder, self.log, self.threads, self.settings.prompt_budget)
+            self.prompt_budget = self._sched.prompt_budget
             self.formatter_kind = formatter.kind
             self.model_name = model.name
             self.n_ctx = model.n_ctx
             self.loaded = True
             self.log.info(
-                "model %s loaded: n_ctx=%d (per sequence %d), parallel=%d, n_threads=%s, format=%s",
-                model.name, model.n_ctx, model.n_ctx_seq, model.n_seq_max,
+                "model %s loaded: n_ctx=%d (per sequence %d, per prompt %d), parallel=%d, n_threads=%s, format=%s",
+                model.name, model.n_ctx, model.n_ctx_seq, self._sched.prompt_budget, model.n_seq_max,
                 self.settings.n_threads or f"adaptive (1-{self.threads.cores})", formatter.kind,
             )
         if self.load_error is not None:
@@ -256,7 +267,7 @@ class Engine:
                 admit: list[Job] = []
                 free = sched.free_slots()
                 while self._waiting and len(admit) < free:
-                    admit.append(self._waiting.popleft())
+                    admit.append(self._waiting.pop())
                 self._n_admitted += len(admit)
             t0 = time.perf_counter()
             events: list[TokenEvent] = []
@@ -290,8 +301,7 @@ class Engine:
 
     def _finalise_waiting(self) -> None:
         with self._lock:
-            jobs = list(self._waiting)
-            self._waiting.clear()
+            jobs = self._waiting.drain()
             for job in jobs:
                 self._jobs.pop(job.message_id, None)
             events = [job.final_event("", "error", _SHUTDOWN) for job in jobs if not job.done]

@@ -33,6 +33,7 @@ class Job:
     n_cached: int = 0  # prompt tokens found in the KV cache
     n_fed: int = 0  # prompt tokens in the KV cache so far (cached + evaluated)
     budget: int = 0  # completion tokens allowed after trimming
+    truncated: bool = False  # the prompt was cut to fit its budget (said in the final event)
     sampler: SequenceSampler | None = None
     stream: TextStream | None = None
     t_admit: float | None = None
@@ -71,6 +72,7 @@ class Job:
             is_final=True,
             finish_reason=reason,
             error=error,
+            truncated=self.truncated,
             usage={"prompt_tokens": len(self.prompt), "completion_tokens": self.n_gen},
             timings={
                 "queue_ms": round((t_admit - self.t_submit) * 1000.0, 1),

@@ -1,8 +1,10 @@
-"""Building the token prompt of a request, trimmed to fit the per-sequence context.
+"""Building the token prompt of a request, trimmed to its budget.
 
-A room's history grows without bound; the model's context does not. We keep the system
-prompt and the newest turns: the oldest non-system turns are dropped until
-`prompt + max_tokens` fits, and if the newest turn alone is still too long its *beginning*
+A room's history grows without bound; the model's context does not, and it is shared by
+every running answer. Each prompt has a budget of tokens (`prompt_budget`, by default its
+share of the KV cache: n_ctx / parallel), and `prompt + max_tokens` must fit the sequence's
+context. We keep the system prompt and the newest turns: the oldest non-system turns are
+dropped until both hold, and if the newest turn alone is still too long its *beginning*
 is cut (the end of a message is usually the question).
 """
 
@@ -28,6 +30,11 @@ class BuiltPrompt:
     truncated: bool = False  # the newest turn lost its beginning
     dropped_system: bool = False
 
+    @property
+    def cut(self) -> bool:
+        """Something of the conversation was left out to fit (the answer says so)."""
+        return bool(self.dropped_turns or self.truncated or self.dropped_system)
+
 
 class PromptBuilder:
     """Formats and tokenizes turns for one model (formatter + tokenizer + BOS)."""
@@ -48,20 +55,25 @@ class PromptBuilder:
             ids.extend(self._tokenize(text, special))
         return ids
 
-    def build(self, turns: Sequence[ChatTurn], n_ctx_seq: int, max_tokens: int) -> BuiltPrompt:
-        """Tokens for `turns` such that `len(tokens) + max_tokens <= n_ctx_seq`.
+    def build(
+        self, turns: Sequence[ChatTurn], n_ctx_seq: int, max_tokens: int, prompt_budget: int | None = None
+    ) -> BuiltPrompt:
+        """Tokens for `turns` such that `len(tokens) <= prompt_budget` and
+        `len(tokens) + max_tokens <= n_ctx_seq`.
 
         The prompt is always given at least a quarter of the context (or all it needs, if
-        less): a huge `max_tokens` shrinks the completion budget instead of the question.
+        less; never more than `prompt_budget`): a huge `max_tokens` shrinks the completion
+        budget instead of the question.
         """
         max_tokens = max(1, min(max_tokens, n_ctx_seq - 1))
+        limit = n_ctx_seq - 1 if prompt_budget is None else max(1, min(prompt_budget, n_ctx_seq - 1))
         system, rest = split_system(merge_turns(turns))
         sys_turns = [ChatTurn("system", system)] if system else []
 
         tokens = self.encode(sys_turns + rest)
-        if len(tokens) + max_tokens <= n_ctx_seq:
+        if len(tokens) <= limit and len(tokens) + max_tokens <= n_ctx_seq:
             return BuiltPrompt(tokens, max_tokens)
-        budget = max(n_ctx_seq - max_tokens, min(len(tokens), n_ctx_seq // 4))
+        budget = min(limit, max(n_ctx_seq - max_tokens, min(len(tokens), n_ctx_seq // 4)))
 
         def fits(k: int) -> list[int] | None:
             toks = self.encode(sys_turns + _from_user(rest[k:]))
@@ -86,13 +98,18 @@ class PromptBuilder:
         # Only the newest turn is left and it is still too long: cut its beginning.
         last = rest[-1] if rest else ChatTurn("user", "")
         dropped = max(0, len(rest) - 1)
+        # A system turn too long to leave the question its room (a long room system prompt,
+        # a shared context's block of messages) keeps its start and end, in at least half.
+        content_ids = self._tokenize(last.content, False)
+        shortened = self._shorten_system(sys_turns, last.role, max(budget // 2, budget - len(content_ids)))
+        system_cut = shortened != sys_turns
+        sys_turns = shortened
         for with_system in (True, False):
             head = sys_turns if with_system else []
             overhead = len(self.encode(head + [ChatTurn(last.role, "")]))
             room = budget - overhead
             if room < 1:
                 continue
-            content_ids = self._tokenize(last.content, False)
             keep = min(room, len(content_ids))
             while keep > 0:
                 text = self._detokenize(content_ids[-keep:])
@@ -102,13 +119,33 @@ class PromptBuilder:
                         toks,
                         min(max_tokens, n_ctx_seq - len(toks)),
                         dropped_turns=dropped,
-                        truncated=keep < len(content_ids),
+                        truncated=keep < len(content_ids) or (with_system and system_cut),
                         dropped_system=not with_system and bool(sys_turns),
                     )
                 keep -= max(1, len(toks) - budget)
         # Pathological (a context smaller than the template itself): just the opening.
         toks = self.encode([ChatTurn(last.role, "")])[-budget:] if budget > 0 else []
         return BuiltPrompt(toks, max(1, n_ctx_seq - len(toks)), dropped, True, bool(sys_turns))
+
+    def _shorten_system(self, sys_turns: list[ChatTurn], role: str, room: int) -> list[ChatTurn]:
+        """The system turn within `room` tokens (with the format around it): its start and
+        its end, the middle left out. A system prompt that carries a room's messages (shared
+        context) keeps the prompt itself and the newest messages."""
+        if not sys_turns or len(self.encode(sys_turns + [ChatTurn(role, "")])) <= room:
+            return sys_turns
+        ids = self._tokenize(sys_turns[0].content, False)
+        keep = max(0, room - len(self.encode([ChatTurn("system", _GAP), ChatTurn(role, "")])))
+        while True:
+            head, tail = keep - keep // 2, keep // 2
+            text = self._detokenize(ids[:head]) + _GAP + (self._detokenize(ids[-tail:]) if tail else "")
+            shortened = [ChatTurn("system", text)]
+            over = len(self.encode(shortened + [ChatTurn(role, "")])) - room
+            if over <= 0 or keep <= 0:
+                return shortened
+            keep = max(0, keep - over)
+
+
+_GAP = "\n[…]\n"  # where the middle of a system prompt too long for the budget was left out
 
 
 def _from_user(turns: Sequence[ChatTurn]) -> list[ChatTurn]:

@@ -23,15 +23,26 @@ from .sampling import SequenceSampler
 from .threads import ThreadPolicy
 from .types import FinishReason, TokenEvent
 
-# Prompt tokens per step while other sequences are generating. Prefill runs at ~400 tok/s
-# on one core here, so 128 tokens pause the running streams for about a third of a second
-# per step instead of 1.3 s for a full 512-token chunk. Alone, a prompt uses all of n_batch.
-PREFILL_CHUNK_WHILE_STREAMING = 128
-# ...unless what is left of every waiting prompt fits in this many: then all of it goes in
-# one step. The running streams pause as long in total either way (prompt evaluation costs
-# the same per token, split or not), and the waiting questions get their first token a
-# step sooner: several short questions asked together do not queue behind each other.
-PREFILL_FINISH_WHILE_STREAMING = 2 * PREFILL_CHUNK_WHILE_STREAMING
+# Prompt tokens per step while other sequences are generating, or several prompts wait.
+# Prefill runs at ~400 tok/s on one core here, so 64 tokens pause the running streams for
+# about a sixth of a second per step instead of 1.3 s for a full 512-token chunk, and a
+# short question asked meanwhile waits at most that long before its own step: with 128, a
+# question of ~25 new tokens waited up to 5x its quiet time behind four long prompts
+# (bench/abuse.py (b)). Steps of 64 tokens cost about as much per token as larger ones
+# (the matrix products are already batched; the per-step overhead is a few ms).
+PREFILL_CHUNK_WHILE_STREAMING = 64
+# ...unless what is left of the shortest waiting prompts fits in this many: then all of
+# them go whole in one step. The running streams pause as long in total either way (prompt
+# evaluation costs the same per token, split or not), and the waiting questions get their
+# first token a step sooner: several short questions asked together do not queue behind
+# each other, nor behind a long prompt (a question whose prompt is not cached, ~160 tokens,
+# goes in one step, not three).
+PREFILL_FINISH_WHILE_STREAMING = 256
+# A prompt evaluated alone goes in steps of at most this many tokens (not all of n_batch):
+# a question that comes in meanwhile waits for half as long a step before its own. A short
+# conversation's whole prompt still goes in one step, as with 512 (greedy answers depend on
+# how a prompt was split: the tests' reference answers are computed that way).
+PREFILL_CHUNK_ALONE = 256
 
 
 def _llama():
@@ -43,9 +54,14 @@ def _llama():
 class Scheduler:
     """Owns the batch, the slots and the running jobs; `step()` advances them all."""
 
-    def __init__(self, model: LoadedModel, builder: PromptBuilder, log: logging.Logger, threads: ThreadPolicy):
+    def __init__(
+        self, model: LoadedModel, builder: PromptBuilder, log: logging.Logger, threads: ThreadPolicy, prompt_budget: int = 0
+    ):
         self.model = model
         self.builder = builder
+        # Most tokens of one prompt: by default its share of the KV cache, so that prompts
+        # running together never fill the cache (docs/context.md).
+        self.prompt_budget = min(prompt_budget or model.n_ctx // model.n_seq_max, model.n_ctx_seq - 1)
         self.log = log
         self.slots = SlotTable(model)
         self.batch = Batch(model.n_batch, model.n_seq_max)
@@ -79,7 +95,7 @@ class Scheduler:
             self._finish(job, "cancelled")
             return
         try:
-            built = self.builder.build(req.turns, self.model.n_ctx_seq, job.max_tokens)
+            built = self.builder.build(req.turns, self.model.n_ctx_seq, job.max_tokens, self.prompt_budget)
         except Exception as exc:
             self.log.warning("cannot build the prompt of %s: %s", req.message_id, exc)
             self._finish(job, "error", error=f"cannot build the prompt: {exc}")
@@ -89,7 +105,8 @@ class Scheduler:
             return
         job.prompt = built.tokens
         job.budget = built.max_tokens
-        if built.dropped_turns or built.truncated:
+        job.truncated = built.cut
+        if built.cut:
             self.log.debug(
                 "prompt of %s trimmed: %d turns dropped, truncated=%s, %d tokens",
                 req.message_id, built.dropped_turns, built.truncated, len(built.tokens),
@@ -159,23 +176,39 @@ class Scheduler:
             parts.append((job, batch.add(job.pending, len(slot.tokens), slot.seq, True), 0))
         if not with_prefill:
             return parts
-        pending = [j for j in self.jobs if j.prefilling]
+        # Shortest rest first: a short question asked while long prompts are evaluated gets
+        # its first token at the next step, not after theirs, and that step holds only the
+        # prompts it finishes (a long prompt waits at most a short step per short question).
+        pending = sorted((j for j in self.jobs if j.prefilling), key=lambda j: len(j.prompt) - j.n_fed)
         if not pending:
             return parts
-        # While other sequences stream, a smaller prompt chunk keeps their pauses short.
-        room = batch.free
+        # While other sequences stream, or several prompts wait, the shortest prompts that can
+        # finish together within `prefill_finish` go whole in one step; otherwise a small
+        # chunk keeps the steps short: the streams pause less, and a question that comes in
+        # meanwhile waits for a short step, not a full one.
+        room = min(batch.free, PREFILL_CHUNK_ALONE)
         left = sum(len(j.prompt) - j.n_fed for j in pending)
-        if gen:
-            room = min(room, left if left <= self.prefill_finish else self.prefill_chunk)
+        if gen or len(pending) > 1:
+            whole = 0
+            for job in pending:
+                rest = len(job.prompt) - job.n_fed
+                if whole + rest > self.prefill_finish:
+                    break
+                whole += rest
+            room = min(batch.free, whole or self.prefill_chunk)
         # Make room in the KV cache, evicting idle room caches if needed.
         need = batch.n + min(room, left)
         while self.slots.cells_in_use() + need > self.model.n_ctx and self.slots.evict_one():
             pass
+        finished_one = False
         for job in pending:
             if room <= 0:
                 break
             take = min(room, len(job.prompt) - job.n_fed)
             last = job.n_fed + take == len(job.prompt)
+            if finished_one and not last:
+                break  # a step that ends a short prompt carries no chunk of a long one: it stays short
+            finished_one = finished_one or last
             if last and batch.n_outputs >= self.model.n_seq_max:
                 take -= 1  # never ask for more logits rows than the context reserved
                 last = False

@@ -25,6 +25,8 @@ class EngineSettings:
     parallel: int = 8  # sequences decoded together (n_seq_max)
     n_batch: int = 512  # tokens per llama_decode call (prefill chunk + decode tokens)
     max_queue: int = 64  # waiting requests beyond `parallel`; more is QueueFull (429)
+    owner_queue_reserve: int = 4  # the last queue places (at most half) kept for the server's owner
+    prompt_budget: int = 0  # most tokens of one prompt; 0: n_ctx // parallel (its share of the KV cache)
     max_tokens: int = 1024  # cap on any request's max_tokens
     few_shot: tuple[tuple[str, str], ...] = DEFAULT_FEW_SHOT  # examples for a model without a chat template
 
@@ -63,6 +65,7 @@ class TokenEvent:
     error: str | None = None  # human-readable reason when finish_reason == "error"
     usage: dict[str, int] | None = None  # {prompt_tokens, completion_tokens}
     timings: dict[str, float] | None = None  # {queue_ms, ttft_ms, tokens_per_second}
+    truncated: bool = False  # the prompt was cut to its budget (older turns or the question's start left out)
 
 
 @dataclass
@@ -73,6 +76,8 @@ class GenerationRequest:
     turns: list[ChatTurn]  # oldest first; a leading "system" turn is the system prompt
     config: SamplingConfig = field(default_factory=SamplingConfig)
     cache_key: str | None = None  # e.g. the room name: reuse this conversation's KV prefix
+    user: str = ""  # who asked: the queue is served round-robin between users
+    owner: bool = False  # the server's owner (runtime secret): may use the reserved queue places
 
 
 # Called on the event loop thread (never on the decode thread) with every event of one

@@ -128,6 +128,7 @@ class Text(msgspec.Struct, omit_defaults=True):
     finish_reason: FinishReason | None = None  # an answer: how it ended
     regenerates: str | None = None  # an answer asked again: the answer it replaces
     error: str | None = None  # an answer that ended with "error": why
+    truncated: bool = False  # an answer whose prompt was cut to fit: part of the conversation left out
     thread_start: bool = False  # a question that starts a fresh thread
     reply_to: str | None = None  # a question that replies to another message
     attachments: list[AttachmentSummary] | None = None  # a question asked with kernel context
@@ -156,7 +157,7 @@ class Token(msgspec.Struct, omit_defaults=True):
     usage: Usage | None = None
     timings: Timings | None = None
     error: str | None = None  # finish_reason "error": why
-    truncated: bool = False  # the prompt's context was cut to fit (no backend sets it yet)
+    truncated: bool = False  # the prompt was cut to fit: part of the conversation left out
 
 
 class Ack(msgspec.Struct):

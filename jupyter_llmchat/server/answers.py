@@ -32,7 +32,7 @@ from ..engine.types import EngineUnavailable, GenerationRequest, QueueFull, Samp
 from ..protocol import Ack, Author, ChatError, Text, Timings, Token, Usage
 from .connection import Connection, Identity
 from .messages import ASSISTANT_USERNAME, INTERRUPTED, new_message_id, now_iso, post_text, question_fields
-from .prompt_context import Question, build_turns
+from .prompt_context import Question, build_context
 from .room_bus import RoomBus
 from .room_settings import RoomSettingsBook
 
@@ -60,6 +60,7 @@ class Generation:
     first_seq: int | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the question is in the room
     persisted_at: float = field(default_factory=time.monotonic)  # when it was last kept in progress
+    context_cut: bool = False  # the context was cut by characters before it reached the model
 
 
 class Answers:
@@ -103,9 +104,10 @@ class Answers:
         if backend is None or not backend.loaded:
             reason = getattr(backend, "load_error", None) or "the model is still loading"
             raise ChatError(503, f"model not available: {reason}")
+        self._admit(owner)
         question, asked = await self._question(owner, request, room)
         settings = await self.settings.get(room) if room is not None else None
-        turns = await build_turns(
+        context = await build_context(
             self.bus,
             question,
             system_prompt=(settings.system_prompt if settings else "") or self.limits.system_prompt,
@@ -116,13 +118,19 @@ class Answers:
         shared = settings is not None and settings.context == "shared"
         cache_key = None if room is None else room if shared else f"{room}\n{owner.username}"
         message_id = new_message_id()
+        asking = GenerationRequest(
+            message_id, context.turns, self.sampling(request.config), cache_key,
+            user=owner.username, owner=is_server_owner(owner),
+        )
         try:
-            position = backend.submit(GenerationRequest(message_id, turns, self.sampling(request.config), cache_key))
+            position = backend.submit(asking)
         except QueueFull as error:
             raise ChatError(429, f"generation queue is full: {error}") from None
         except EngineUnavailable as error:
             raise ChatError(503, f"model not available: {error}") from None
-        generation = Generation(message_id, owner, request_id, room, connection, regenerates=request.regenerate)
+        generation = Generation(
+            message_id, owner, request_id, room, connection, regenerates=request.regenerate, context_cut=context.cut
+        )
         self.running[message_id] = generation
         ack = Ack(message_id, position)
         if key is not None:
@@ -147,6 +155,20 @@ class Answers:
         else:
             generation.ready.set()
         return ack
+
+    def _admit(self, owner: Identity) -> None:
+        """Error 429 when `owner` already has `max_answers_per_user` answers waiting or
+        running: one user cannot fill the queue that everyone shares."""
+        cap = self.limits.max_answers_per_user
+        if cap <= 0:
+            return
+        mine = sum(1 for generation in self.running.values() if generation.owner.username == owner.username)
+        if mine >= cap:
+            raise ChatError(
+                429,
+                f"you have {mine} answers waiting or running (max_answers_per_user={cap}); "
+                "wait for one to finish or cancel one",
+            )
 
     async def _question(
         self, owner: Identity, request: protocol.GenerateData, room: str | None
@@ -248,7 +270,7 @@ class Answers:
             if generation is None:
                 continue
             await generation.ready.wait()
-            data = token_data(event)
+            data = token_data(event, generation.context_cut)
             if generation.room is not None:
                 by_room.setdefault(generation.room, []).append((generation, event, data))
             elif generation.connection is not None:
@@ -286,6 +308,7 @@ class Answers:
             finish_reason=event.finish_reason if event is not None else None,
             regenerates=generation.regenerates or None,
             error=(event.error or None) if event is not None else None,  # why it ended early, e.g. "server shutting down": shown with the answer
+            truncated=(event.truncated if event is not None else False) or generation.context_cut,
         )
 
     async def _store(self, generation: Generation, event: TokenEvent, seq: int) -> None:
@@ -308,8 +331,15 @@ class Answers:
             await self.bus.store_in_progress(generation.room or "", generation.first_seq or seq, text, seq)
 
 
-def token_data(event: TokenEvent) -> Token:
-    """A `Token` frame's data; the final one carries the finish reason and the figures."""
+def is_server_owner(user: Identity) -> bool:
+    """The runtime secret's holder: the server owner's kernels and CLI, the only
+    connections whose identity is a bot (`handlers.identity_of`)."""
+    return user.kind == "bot"
+
+
+def token_data(event: TokenEvent, context_cut: bool = False) -> Token:
+    """A `Token` frame's data; the final one carries the finish reason, the figures and
+    whether the prompt was cut to fit (`context_cut`: by characters, before the model)."""
     if not event.is_final:
         return Token(event.message_id, event.index, event.text, False)
     return Token(
@@ -321,6 +351,7 @@ def token_data(event: TokenEvent) -> Token:
         usage=msgspec.convert(event.usage or {}, Usage),
         timings=msgspec.convert(event.timings or {}, Timings),
         error=event.error or None,
+        truncated=event.truncated or context_cut,
     )
 
 

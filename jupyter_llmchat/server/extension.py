@@ -68,6 +68,16 @@ class LLMChat(ExtensionApp):
     n_batch = Int(_default(EngineSettings, "n_batch"), min=1, config=True, help="Tokens per llama_decode call (prompt chunks plus decode tokens).")
     parallel = Int(_default(EngineSettings, "parallel"), min=1, max=256, config=True, help="Sequences decoded together in one batch.")
     max_queue = Int(_default(EngineSettings, "max_queue"), min=0, config=True, help="Generation requests that may wait beyond `parallel`; more get Error 429.")
+    owner_queue_reserve = Int(
+        _default(EngineSettings, "owner_queue_reserve"), min=0, config=True,
+        help="The last places of the generation queue (at most half of max_queue) kept for the server's owner: "
+        "requests with the runtime secret (its kernels and CLI) are not refused while those are free.",
+    )
+    prompt_budget = Int(
+        _default(EngineSettings, "prompt_budget"), min=0, config=True,
+        help="Most tokens of one prompt; 0 = n_ctx // parallel (each answer's share of the KV cache). "
+        "A longer conversation loses its oldest turns first, then the start of the question; the answer says so.",
+    )
     few_shot = List(
         List(Unicode(), minlen=2, maxlen=2),
         default_value=[list(pair) for pair in _default(EngineSettings, "few_shot")],
@@ -76,6 +86,10 @@ class LLMChat(ExtensionApp):
         "(a base model answers like a chat only after a few); [] for none. Ignored for models with a template.",
     )
     max_tokens = Int(_default(ServiceLimits, "max_tokens"), min=1, config=True, help="Cap on the max_tokens of any request.")
+    max_answers_per_user = Int(
+        _default(ServiceLimits, "max_answers_per_user"), min=0, config=True,
+        help="Answers one user may have waiting or running at once; more get Error 429 (0 = no limit).",
+    )
 
     # --- where answers come from (model_backend.py; OpenAISettings)
     model_backend = Enum(
@@ -203,6 +217,11 @@ class LLMChat(ExtensionApp):
                 _from_traits(OpenAISettings, self).check()
             except ValueError as error:
                 raise ConfigError(f"llmchat is not started: invalid setting: {error}") from None
+        if self.prompt_budget > self.n_ctx:
+            raise ConfigError(
+                f"llmchat is not started: invalid setting: prompt_budget={self.prompt_budget} is more than "
+                f"n_ctx={self.n_ctx} (0 = n_ctx // parallel)"
+            )
 
     def initialize_settings(self) -> None:
         self.check_config()

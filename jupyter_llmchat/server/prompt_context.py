@@ -12,15 +12,16 @@ broadcasts repeated until the token cap). So by default an answer sees only:
 4. the question, with any attached descriptions of kernel objects.
 
 A room set to `context: "shared"` shows the model every recent message instead of (2),
-each with its speaker's name, as a block after the system prompt. Everything is cut by characters before any tokenizing, so a
-room full of huge messages costs the model no more than a room of short ones.
+each with its speaker's name, as a block after the system prompt. Everything is cut by
+characters before any tokenizing, so a room full of huge messages costs the model no more
+than a room of short ones; when something was cut the answer says so (`truncated`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 from ..engine.types import ChatTurn
 from ..protocol import Attachment
@@ -47,6 +48,14 @@ class Question:
     exclude: str | None = None  # a question id left out (the one being regenerated)
 
 
+@dataclass(frozen=True)
+class PromptContext:
+    """The chat turns for a question, and whether anything was cut to the character limits."""
+
+    turns: list[ChatTurn]
+    cut: bool = False  # a message or the question clipped, or older messages left out
+
+
 def clip(text: str, limit: int, *, keep_end: bool = False) -> str:
     """At most `limit` characters of `text`, with a mark where it was cut."""
     if len(text) <= limit:
@@ -68,76 +77,106 @@ def question_text(question: Question) -> str:
     return text
 
 
-async def build_turns(
+async def build_context(
     store: RoomBus,
     question: Question,
     *,
     system_prompt: str,
     context: str,
     history_messages: int,
-) -> list[ChatTurn]:
+) -> PromptContext:
     """The chat turns for `question`, oldest first, the system prompt leading."""
+    cut = len(question.prompt) > QUESTION_CHARS
     if context == "shared" and question.room is not None:
         # The room goes with the system prompt, as a block the model reads before its
         # examples: merged into the asker's turn, a small base model restarts the document
         # and echoes the system prompt (bench/answers.py, shared context: 48 of 48).
-        room = await _shared_block(store, question, history_messages)
+        room, room_cut = await _shared_block(store, question, history_messages)
+        cut |= room_cut
         system_prompt = f"{system_prompt}\n\nRecent messages in this room:\n{room}" if room else system_prompt
     turns: list[ChatTurn] = [ChatTurn("system", system_prompt)] if system_prompt else []
     if question.room is None:
-        return turns + [ChatTurn("user", question_text(question))]
-    if context == "shared":
-        history = []
-    elif question.new_thread:
-        history = []
-    else:
-        history = await _own_turns(store, question, history_messages)
-    quoted = await _quoted(store, question)
+        return PromptContext(turns + [ChatTurn("user", question_text(question))], cut)
+    history: list[ChatTurn] = []
+    if context != "shared" and not question.new_thread:
+        history, history_cut = await _own_turns(store, question, history_messages)
+        cut |= history_cut
+    quoted, quoted_cut = await _quoted(store, question)
     text = question_text(question)
     if quoted:
         text = "\n".join(quoted) + "\n\n" + text
-    return turns + history + [ChatTurn("user", text)]
+    return PromptContext(turns + history + [ChatTurn("user", text)], cut or quoted_cut)
 
 
-async def _own_turns(store: RoomBus, question: Question, limit: int) -> list[ChatTurn]:
-    """The asker's recent exchanges, back to their thread's start, within CONTEXT_CHARS."""
+def _clipped(text: str) -> tuple[str, bool]:
+    """A context message within MESSAGE_CHARS, and whether it had to be cut."""
+    return clip(text, MESSAGE_CHARS), len(text) > MESSAGE_CHARS
+
+
+async def _own_turns(store: RoomBus, question: Question, limit: int) -> tuple[list[ChatTurn], bool]:
+    """The asker's recent exchanges, back to their thread's start, within CONTEXT_CHARS;
+    and whether any was cut or left out for the characters."""
     turns: list[ChatTurn] = []
     budget = CONTEXT_CHARS
+    cut = False
     pairs = await store.exchanges(question.room or "", question.username, before_seq=question.before_seq, limit=max(1, limit // 2))
     for asked, answer in pairs:  # newest first
         if asked.get("message_id") == question.exclude:
             if asked.get("thread_start"):
                 break
             continue
-        q = clip(str(asked.get("content", "")), MESSAGE_CHARS)
-        a = clip(str(answer.get("content", "")), MESSAGE_CHARS)
+        q, q_cut = _clipped(str(asked.get("content", "")))
+        a, a_cut = _clipped(str(answer.get("content", "")))
         budget -= len(q) + len(a)
         if budget < 0:
-            break
+            return turns, True
+        cut |= q_cut or a_cut
         turns[:0] = [ChatTurn("user", q), ChatTurn("assistant", a)]
         if asked.get("thread_start"):
             break
-    return turns
+    return turns, cut
 
 
-async def _shared_block(store: RoomBus, question: Question, limit: int) -> str:
-    """Every recent message of the room as "Name: text" lines, within CONTEXT_CHARS."""
+async def _shared_block(store: RoomBus, question: Question, limit: int) -> tuple[str, bool]:
+    """Every recent message of the room as "Name: text" lines, within CONTEXT_CHARS; and
+    whether any was cut or left out for the characters."""
     lines: list[str] = []
     budget = CONTEXT_CHARS
-    for _, data in reversed(await store.messages(question.room or "", before_seq=question.before_seq, limit=limit)):
+    cut = False
+    async for _, data in _newest_first(store, question.room or "", question.before_seq, limit):
         kind = (data.get("author") or {}).get("kind")
         if kind == "system" or data.get("message_id") == question.exclude:
             continue
-        line = f"{'model' if kind == 'assistant' else speaker(data)}: {clip(str(data.get('content', '')), MESSAGE_CHARS)}"
+        content, content_cut = _clipped(str(data.get("content", "")))
+        line = f"{'model' if kind == 'assistant' else speaker(data)}: {content}"
         budget -= len(line)
         if budget < 0:
+            cut = True
             break
+        cut |= content_cut
         lines.insert(0, line)
-    return "\n".join(lines)
+    return "\n".join(lines), cut
 
 
-async def _quoted(store: RoomBus, question: Question) -> list[str]:
-    """The messages the question replies to or mentions, as lines the model can read."""
+async def _newest_first(store: RoomBus, room: str, before_seq: int, limit: int) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """Up to `limit` messages before `before_seq`, newest first, read a few at a time: a
+    reader that stops once CONTEXT_CHARS are full never loads the rest (64 stored messages
+    of 1 MB: 4 read, not 64)."""
+    page = 4
+    while limit > 0:
+        rows = await store.messages(room, before_seq=before_seq, limit=min(page, limit))
+        for row in reversed(rows):
+            yield row
+        if len(rows) < min(page, limit):
+            return
+        limit -= len(rows)
+        before_seq = rows[0][0]
+        page *= 2
+
+
+async def _quoted(store: RoomBus, question: Question) -> tuple[list[str], bool]:
+    """The messages the question replies to or mentions, as lines the model can read; and
+    whether any was cut."""
     room = question.room or ""
     found: list[dict[str, Any]] = []
     if question.reply_to:
@@ -148,4 +187,6 @@ async def _quoted(store: RoomBus, question: Question) -> list[str]:
         hit = await store.message(room, seq=int(match))
         if hit is not None and hit[1] not in found:
             found.append(hit[1])
-    return [f'{speaker(data)} wrote: "{clip(str(data.get("content", "")), MESSAGE_CHARS)}"' for data in found]
+    clipped = [_clipped(str(data.get("content", ""))) for data in found]
+    lines = [f'{speaker(data)} wrote: "{content}"' for data, (content, _) in zip(found, clipped)]
+    return lines, any(was_cut for _, was_cut in clipped)

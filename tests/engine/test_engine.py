@@ -23,6 +23,7 @@ from jupyter_llmchat.engine import (
     default_model_path,
 )
 from jupyter_llmchat.engine.engine import _TPS_WINDOW
+from jupyter_llmchat.engine.scheduler import PREFILL_FINISH_WHILE_STREAMING
 
 TIMEOUT = 60.0
 
@@ -54,9 +55,9 @@ class Harness:
         self._n += 1
         return f"{prefix}-{self._n}"
 
-    def submit(self, turns, cache_key=None, **cfg) -> tuple[str, int]:
+    def submit(self, turns, cache_key=None, user="", **cfg) -> tuple[str, int]:
         mid = self.new_id()
-        pos = self.engine.submit(GenerationRequest(mid, list(turns), SamplingConfig(**cfg), cache_key))
+        pos = self.engine.submit(GenerationRequest(mid, list(turns), SamplingConfig(**cfg), cache_key, user=user))
         return mid, pos
 
     def final(self, mid: str) -> TokenEvent | None:
@@ -122,7 +123,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def h():
-    harness = Harness(EngineSettings(n_ctx=4096, parallel=4, max_queue=6, max_tokens=24, n_threads=1))
+    harness = Harness(EngineSettings(n_ctx=4096, parallel=4, max_queue=6, owner_queue_reserve=0, max_tokens=24, n_threads=1))
     assert harness.start(), harness.engine.load_error
     yield harness
     harness.close()
@@ -179,8 +180,13 @@ def test_greedy_batched_equals_alone(h, solo):
 def test_stats_tell_each_streams_speed_apart_from_the_aggregate(h):
     time.sleep(_TPS_WINDOW + 0.2)  # the figures cover the last few seconds: forget earlier tests
     count = chat("Write the numbers from 1 to 100 in a row.", system=None)
-    mids = [h.submit(count, max_tokens=20, **GREEDY)[0] for _ in range(3)]
-    h.wait(*mids)
+    sched = h.engine._sched
+    sched.prefill_finish = 1024  # the three prompts (~430 tokens) end in one step: they stream together
+    try:
+        mids = [h.submit(count, max_tokens=20, **GREEDY)[0] for _ in range(3)]
+        h.wait(*mids)
+    finally:
+        sched.prefill_finish = PREFILL_FINISH_WHILE_STREAMING
     assert [h.final(m).usage["completion_tokens"] for m in mids] == [20, 20, 20], [h.text(m) for m in mids]  # together throughout
     stats = h.engine.stats()
     assert stats["tokens_per_second_per_sequence"] > 0
@@ -343,6 +349,33 @@ def test_a_prefix_without_its_sliding_window_cells_is_evaluated_again(h):
     # The donor shares ~140 tokens (system prompt, examples); other slots share at most the
     # turn opening. Before the fix, 4 tokens were evaluated and the rest "reused" from nothing.
     assert evaluated >= final.usage["prompt_tokens"] - 8
+
+
+def test_the_queue_takes_turns_between_users_instead_of_first_come(h):
+    running = [h.submit(chat("Write the numbers from 1 to 100 in a row.", system=None), user="flood", max_tokens=24, **GREEDY)[0] for _ in range(4)]
+
+    async def streaming():
+        while not all(h.events[mid] for mid in running):
+            await asyncio.sleep(0.005)
+
+    h.run(asyncio.wait_for(streaming(), TIMEOUT))  # admitted: every slot is the flood's
+    flood = [h.submit(chat("Say hi.", system=None), user="flood", max_tokens=2, **GREEDY) for _ in range(3)]
+    other, position = h.submit(chat("Say hi.", system=None), user="other", max_tokens=2, **GREEDY)
+    assert [pos for _, pos in flood] == [1, 2, 3] and position == 1  # it starts before the flood's queue
+    finals = h.wait(*running, *(mid for mid, _ in flood), other)
+    started = {mid: final.timings["queue_ms"] for mid, final in zip([*running, *(m for m, _ in flood), other], finals)}
+    assert started[other] < min(started[mid] for mid, _ in flood)
+
+
+def test_an_over_long_question_is_cut_to_the_prompt_budget_and_still_answered(h):
+    numbers = " ".join(str(1000 + i) for i in range(1200))  # ~2,400 tokens, within n_ctx_seq (4,096)
+    mid, _ = h.submit(chat(f"{numbers}\nWhat is the capital of Italy?"), max_tokens=8, **GREEDY)
+    (final,) = h.wait(mid)
+    assert final.truncated and final.finish_reason in ("stop", "length")
+    assert final.usage["prompt_tokens"] <= 4096 // 4  # n_ctx // parallel
+    assert h.text(mid).strip()
+    short, _ = h.submit(chat("What is the capital of Italy?"), max_tokens=4, **GREEDY)
+    assert not h.wait(short)[0].truncated
 
 
 def test_a_long_prompt_does_not_freeze_running_streams(h):

@@ -13,10 +13,12 @@ from jupyter_llmchat.engine.chat_format import (
     merge_turns,
 )
 from jupyter_llmchat.engine.detokenize import TextStream
+from jupyter_llmchat.engine.fair_queue import FairQueue, owner_reserve, queue_full
 from jupyter_llmchat.engine.grouping import JOINT, SPLIT, OutputGrouping
 from jupyter_llmchat.engine.kvcache import common_prefix
+from jupyter_llmchat.engine.job import Job
 from jupyter_llmchat.engine.prompt import PromptBuilder
-from jupyter_llmchat.engine.types import ChatTurn
+from jupyter_llmchat.engine.types import ChatTurn, EngineSettings, GenerationRequest
 
 pytestmark = pytest.mark.fast
 
@@ -384,3 +386,71 @@ def test_an_answer_cut_in_the_middle_of_a_stop_string_does_not_show_its_start():
     stream = TextStream(("END",), hidden=("\n\nuser\n", "\nuser\n"))
     shown = "".join(stream.push(piece) for piece in [b"in 1609.", b"\n\n", b"user"])
     assert shown + stream.flush() == "in 1609."
+
+
+# -- the prompt budget -----------------------------------------------------------------------
+
+
+def test_a_prompt_is_cut_to_its_budget_though_the_context_would_hold_it():
+    b = char_builder()
+    turns = [ChatTurn("system", "SYS")]
+    for i in range(10):
+        turns += [ChatTurn("user", f"question {i} " + "x" * 40), ChatTurn("assistant", f"answer {i} " + "y" * 40)]
+    turns.append(ChatTurn("user", "the question " + "z" * 100))
+    whole = b.build(turns, n_ctx_seq=4000, max_tokens=100)
+    assert not whole.cut
+    built = b.build(turns, n_ctx_seq=4000, max_tokens=100, prompt_budget=400)
+    assert built.cut and not built.truncated and len(built.tokens) <= 400 and built.max_tokens == 100
+    assert "answer 9" in decode(built.tokens) and "question 0" not in decode(built.tokens)
+    alone = b.build([ChatTurn("system", "SYS"), ChatTurn("user", "w" * 1000 + " the end")], n_ctx_seq=4000, max_tokens=100, prompt_budget=200)
+    assert alone.truncated and len(alone.tokens) <= 200
+    assert decode(alone.tokens).startswith("<start_of_turn>user\nSYS\n\n") and "the end<end_of_turn>" in decode(alone.tokens)
+
+
+# -- the queue: round-robin between users, places kept for the owner ------------------------------
+
+
+def job(user: str, name: str, owner: bool = False) -> Job:
+    return Job(GenerationRequest(name, [], user=user, owner=owner), max_tokens=1)
+
+
+def test_the_queue_serves_the_user_served_least_recently_first():
+    queue = FairQueue()
+    flood = [job("flood", f"f{i}") for i in range(4)]
+    for j in flood:
+        queue.push(j)
+    assert queue.pop() is flood[0]  # flood has been served now
+    other = job("other", "o1")
+    assert queue.push(other) == 0  # goes before the rest of the flood
+    assert [queue.pop() for _ in range(len(queue))] == [other, *flood[1:]]
+
+
+def test_users_take_turns_and_a_cancelled_request_leaves_the_queue():
+    queue = FairQueue()
+    a = [job("a", f"a{i}") for i in range(3)]
+    b = [job("b", f"b{i}") for i in range(2)]
+    for j in (*a, *b):
+        queue.push(j)
+    assert list(queue) == [a[0], b[0], a[1], b[1], a[2]]
+    assert queue.remove(b[0]) and not queue.remove(b[0])
+    assert [queue.pop() for _ in range(len(queue))] == [a[0], b[1], a[1], a[2]]
+    assert not queue and queue.drain() == []
+
+
+def test_the_last_queue_places_are_kept_for_the_owner_and_never_more_than_half():
+    settings = EngineSettings(max_queue=10, owner_queue_reserve=3)
+    assert queue_full(settings, 7, 7, owner=False) is None
+    assert "the last 3 kept for the server's owner" in queue_full(settings, 8, 8, owner=False)
+    assert queue_full(settings, 10, 10, owner=True) is None and queue_full(settings, 11, 11, owner=True)
+    small = EngineSettings(max_queue=2, owner_queue_reserve=3)
+    assert owner_reserve(small) == 1 and queue_full(small, 1, 1, owner=False) is None
+
+
+def test_a_system_turn_longer_than_the_budget_keeps_its_start_and_its_newest_lines():
+    b = char_builder()
+    block = "SYSTEM PROMPT\n\nRecent messages in this room:\n" + "\n".join(f"note {i:03d}" for i in range(200))
+    built = b.build([ChatTurn("system", block), ChatTurn("user", "What now?")], n_ctx_seq=4000, max_tokens=100, prompt_budget=600)
+    text = decode(built.tokens)
+    assert built.cut and len(built.tokens) <= 600 and not built.dropped_system
+    assert text.startswith("<start_of_turn>user\nSYSTEM PROMPT") and "note 199" in text and "note 100" not in text
+    assert text.endswith("What now?<end_of_turn>\n<start_of_turn>model\n")

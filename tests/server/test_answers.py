@@ -9,6 +9,8 @@ from fakes import ADA, BOB, EVE, ENGINE
 
 from jupyter_llmchat.engine.types import ChatTurn, EngineSettings
 from jupyter_llmchat.protocol import GenerateData
+from jupyter_llmchat.server.connection import Identity
+from jupyter_llmchat.server.prompt_context import QUESTION_CHARS
 
 pytestmark = pytest.mark.fast
 
@@ -291,3 +293,54 @@ async def test_rest_and_extensions_ask_through_the_same_path(chat):
     await chat.settle()
     assert bob.one("Text")["data"]["author"] == {"username": "eve", "name": "Eve", "kind": "user"}
     assert "".join(t["data"]["text"] for t in bob.answer(ack["message_id"])) == ANSWER
+
+
+async def test_one_user_may_have_only_max_answers_per_user_waiting_or_running(make_chat):
+    chat = make_chat(max_answers_per_user=2, standin={"delay": 0.02})
+    ada, bob = chat.client(ADA), chat.client(BOB)
+    for _ in range(3):
+        ada.send("Generate", {"prompt": "x"})
+    bob.send("Generate", {"prompt": "y"})
+    await chat.flush()
+    assert len(ada.take("Ack")) == 2 and len(bob.take("Ack")) == 1
+    error = ada.one("Error")["data"]
+    assert error["code"] == 429 and "you have 2 answers waiting or running (max_answers_per_user=2)" in error["message"]
+    await chat.settle()
+    await ada.ask(None, "again")  # once they have finished, the user may ask again
+
+
+async def test_the_owners_kernel_gets_the_reserved_queue_places_others_are_refused(make_chat):
+    owner = Identity("ada", "notebook", "bot")  # the runtime secret's identity (handlers.identity_of)
+    engine = EngineSettings(parallel=1, max_queue=4, owner_queue_reserve=2)
+    chat = make_chat(engine=engine, max_answers_per_user=0, standin={"delay": 0.02})
+    bob, kernel = chat.client(BOB), chat.client(owner)
+    for _ in range(4):
+        bob.send("Generate", {"prompt": "x"})
+    await chat.flush()
+    assert [a["data"]["queue_position"] for a in bob.take("Ack")] == [0, 1, 2]
+    error = bob.one("Error")["data"]
+    assert error["code"] == 429 and "the last 2 kept for the server's owner" in error["message"]
+    for _ in range(3):
+        kernel.send("Generate", {"prompt": "from the notebook"})
+    await chat.flush()
+    assert [a["data"]["queue_position"] for a in kernel.take("Ack")] == [3, 4]
+    assert kernel.one("Error")["data"]["code"] == 429  # max_queue holds for the owner too
+    await chat.settle()
+
+
+async def test_an_answer_whose_prompt_was_cut_says_so_live_and_in_history(make_chat):
+    chat = make_chat(engine=EngineSettings(n_ctx=4096, parallel=4))  # the stand-in's budget: 1,024 characters
+    ada = chat.client(ADA)
+    await ada.join("general")
+    cut, _ = await ada.ask("general", "x" * 2000)
+    whole, _ = await ada.ask("general", "short", new_thread=True)
+    assert cut["truncated"] is True and "truncated" not in whole
+    answers = [m for m in chat.stored("general") if m["author"]["kind"] == "assistant"]
+    assert [m.get("truncated", False) for m in answers] == [True, False]
+
+
+async def test_a_question_clipped_by_characters_is_said_to_be_cut_too(make_chat):
+    chat = make_chat(engine=EngineSettings(n_ctx=1_000_000, parallel=1))  # a budget the question fits
+    ada = chat.client(ADA)
+    final, _ = await ada.ask(None, "y" * (QUESTION_CHARS + 1))
+    assert final["truncated"] is True

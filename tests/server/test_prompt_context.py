@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from jupyter_llmchat.engine.types import ChatTurn
-from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_turns
+from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_context
 from jupyter_llmchat.protocol import Attachment
 from jupyter_llmchat.server.memory_bus import MemoryRoomBus
 from jupyter_llmchat.server.store import HistoryStore
@@ -39,7 +39,7 @@ class Room:
 
     def ask(self, username: str, prompt: str, context: str = "own", **fields: Any) -> list[ChatTurn]:
         question = Question(ROOM, username, prompt, self.seq + 1, **fields)
-        return run_now(build_turns(MemoryRoomBus(self.store, 0, 0), question, system_prompt="SYS", context=context, history_messages=64))
+        return run_now(build_context(MemoryRoomBus(self.store, 0, 0), question, system_prompt="SYS", context=context, history_messages=64)).turns
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_a_regenerated_question_is_left_out_of_its_own_context(room):
     room.exchange("ada", "First", "One")
     asked, _ = room.exchange("ada", "Second", "Two")
     question = Question(ROOM, "ada", "Second", room.seq - 1, exclude=asked)
-    turns = run_now(build_turns(MemoryRoomBus(room.store, 0, 0), question, system_prompt="SYS", context="own", history_messages=64))
+    turns = run_now(build_context(MemoryRoomBus(room.store, 0, 0), question, system_prompt="SYS", context="own", history_messages=64)).turns
     assert [t.content for t in turns] == ["SYS", "First", "One", "Second"]
 
 
@@ -125,5 +125,47 @@ def test_context_is_cut_by_characters_before_any_tokenizing(room):
 def test_a_private_question_sees_only_the_system_prompt(room):
     room.exchange("ada", "Q", "A")
     question = Question(None, "ada", "private?", 0)
-    turns = run_now(build_turns(MemoryRoomBus(room.store, 0, 0), question, system_prompt="SYS", context="own", history_messages=64))
+    turns = run_now(build_context(MemoryRoomBus(room.store, 0, 0), question, system_prompt="SYS", context="own", history_messages=64)).turns
     assert turns == [ChatTurn("system", "SYS"), ChatTurn("user", "private?")]
+
+
+def test_a_shared_context_reads_only_the_newest_messages_it_can_hold(room):
+    for i in range(64):
+        room.post("bob", f"post {i} " + "x" * 100_000)
+    read: list[Any] = []
+    every = room.store.messages
+
+    def counted(*args: Any, **kwargs: Any) -> list[Any]:
+        rows = every(*args, **kwargs)
+        read.extend(rows)
+        return rows
+
+    room.store.messages = counted
+    turns = room.ask("ada", "What now?", context="shared")
+    assert "post 63 " in turns[0].content and len(read) <= 8  # not all 64 huge messages
+
+
+def test_a_history_file_from_before_the_author_columns_still_gives_each_asker_their_exchanges(tmp_path):
+    import json
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "old.sqlite")
+    old.executescript(
+        "CREATE TABLE rooms (name TEXT PRIMARY KEY, head_seq INTEGER NOT NULL);"
+        "CREATE TABLE messages (room TEXT NOT NULL, seq INTEGER NOT NULL, message_id TEXT NOT NULL UNIQUE,"
+        " data TEXT NOT NULL, PRIMARY KEY (room, seq));"
+    )
+    rows = [
+        (1, {"message_id": "q1", "content": "What is 2 + 2?", "author": {"username": "ada", "name": "Ada", "kind": "user"}}),
+        (2, {"message_id": "a1", "content": "4.", "author": {"username": "model", "name": "m", "kind": "assistant"}, "in_reply_to": "q1"}),
+    ]
+    old.executemany("INSERT INTO messages VALUES (?, ?, ?, ?)", [(ROOM, seq, d["message_id"], json.dumps(d)) for seq, d in rows])
+    old.commit()
+    old.close()
+    store = HistoryStore(tmp_path / "old.sqlite")
+    try:
+        question = Question(ROOM, "ada", "And 3 + 3?", 3)
+        turns = run_now(build_context(MemoryRoomBus(store, 0, 0), question, system_prompt="SYS", context="own", history_messages=64)).turns
+        assert [t.content for t in turns] == ["SYS", "What is 2 + 2?", "4.", "And 3 + 3?"]
+    finally:
+        store.close()

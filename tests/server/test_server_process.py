@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import websocket
 
 from servers import running_server
@@ -127,6 +128,17 @@ def test_unknown_malformed_and_out_of_range_settings_are_refused_by_name():
             assert name in str(error)
         else:
             raise AssertionError(f"{name}={value!r} was accepted")
+
+
+@pytest.mark.fast
+def test_a_prompt_budget_beyond_the_context_is_refused_by_name():
+    from traitlets.config import Config
+
+    from jupyter_llmchat.server.extension import ConfigError, LLMChat
+
+    with pytest.raises(ConfigError, match=r"prompt_budget=4096 is more than n_ctx=2048"):
+        LLMChat(config=Config({"LLMChat": {"n_ctx": 2048, "prompt_budget": 4096}})).check_config()
+    LLMChat(config=Config({"LLMChat": {"n_ctx": 2048, "prompt_budget": 2048}})).check_config()
 
 
 def test_a_second_server_on_the_same_history_file_is_refused_and_told_why(tmp_path):

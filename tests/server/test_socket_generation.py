@@ -97,7 +97,7 @@ async def test_a_retried_generate_is_not_run_twice(chat_server, connect):
     assert [m["data"]["content"] for m in history if m["data"]["author"]["kind"] == "user"] == ["Hello"]
 
 
-@pytest.mark.parametrize("llmchat_config", [{"parallel": 1, "max_queue": 2}])
+@pytest.mark.parametrize("llmchat_config", [{"parallel": 1, "max_queue": 2, "owner_queue_reserve": 0}])
 async def test_second_user_is_queued_not_refused_until_the_queue_is_full(chat_server, connect, llmchat_config):
     ada, bob = await connect("tok-ada"), await connect("tok-bob")
     await ada.send("Generate", {"prompt": "Count to ten.", "config": {"max_tokens": 24}})
@@ -154,3 +154,19 @@ async def test_a_model_that_fails_to_load_gives_503_with_the_reason(chat_server,
     assert error["data"]["code"] == 503 and "nonexistent" in error["data"]["message"]
     await client.send("Ping", id="alive")
     assert (await client.recv())["type"] == "Pong"
+
+
+async def test_an_over_long_question_is_answered_and_said_to_be_cut_live_and_in_history(chat_server, connect):
+    ada = await connect("tok-ada")
+    await ada.join("general")
+    numbers = " ".join(str(1000 + i) for i in range(1400))[:7000]  # within the 8,000 characters, ~2,800 tokens
+    await ada.send("Generate", {"prompt": f"{numbers}\nWhat is the capital of Italy?", "config": {"max_tokens": 6}}, room="general")
+    message_id = (await ada.recv_type("Ack"))["data"]["message_id"]
+    tokens = await ada.answer(message_id)
+    final = tokens[-1]["data"]
+    assert final["truncated"] is True and final["finish_reason"] in ("stop", "length")
+    assert final["usage"]["prompt_tokens"] <= 4096 // 4  # the prompt budget: n_ctx // parallel
+    assert "".join(t["data"]["text"] for t in tokens).strip()
+    await ada.send("History", room="general")
+    stored = (await ada.recv_type("History"))["data"]["messages"][-1]["data"]
+    assert stored["message_id"] == message_id and stored["truncated"] is True
