@@ -12,15 +12,23 @@ import websocket
 
 from servers import running_server
 
-PROMPT = "Tell me a long story about a dragon who learns to program in Python."
+# The small base model often answers these at length, but not always: tried in turn, with
+# new seeds, until one answer streams long enough (a short one costs a second or two).
+PROMPTS = (
+    "Write a Python program of 80 lines that prints a calendar.",
+    "Tell me a long story about a dragon who learns to program in Python.",
+    "List one hundred animals, one per line, numbered.",
+    "Write a long poem of twenty verses about the sea.",
+)
 
 
 def _stream_for(ws: websocket.WebSocket, seconds: float, texts: list[str]) -> tuple[str, list[tuple[float, str]]]:
     """Ask for a long answer until one has streamed for `seconds`; (its id, [(time, text so far)])."""
-    for take in range(4):
-        config = {"max_tokens": 1000, "temperature": 0.9, "seed": 11 + take}
+    for take in range(16):
+        config = {"max_tokens": 1000, "temperature": 0.8, "seed": 11 + take}
+        prompt = PROMPTS[take % len(PROMPTS)]
         ws.send(json.dumps({"type": "Generate", "id": f"g{take}", "room": "crash",
-                            "data": {"prompt": PROMPT, "new_thread": True, "config": config}}))
+                            "data": {"prompt": prompt, "new_thread": True, "config": config}}))
         streamed, so_far, start = "", [], None
         while True:
             frame = json.loads(ws.recv())
