@@ -6,8 +6,9 @@ batch of events, appends it to the stream and publishes it, atomically: seq orde
 order is publish order. Each server subscribes to the rooms its connections are in
 (`redis_fanout.Subscriber`) and hands each event to its members exactly once, in seq order,
 healing any gap from the stream. A server refreshes its members' presence and a heartbeat
-every few seconds; entries of a server that stopped expire, and another server ends that
-server's running answers (`finish_reason: "error"`, stored as far as they got).
+every few seconds; when a server stops, another one ends its running answers
+(`finish_reason: "error"`, stored as far as they got) and tells each room which of its
+members left (`Presence`).
 
 Redis away: every call that needs it raises `ChatError(503)` (the client sees why), live
 delivery resumes when Redis is back, and nothing a client was acknowledged is lost beyond
@@ -94,6 +95,7 @@ class RedisRoomBus(RoomBus):
         self._emit = self.redis.register_script(keys.EMIT)
         self._join = self.redis.register_script(keys.JOIN)
         self._leave = self.redis.register_script(keys.LEAVE)
+        self._depart = self.redis.register_script(keys.DEPART)
         self._mine: set[str] = set()  # answers this server registered and has not ended
         self._first_sent: set[str] = set()  # answers whose first token's seq Redis has
         self._refresh_due = 0.0
@@ -121,8 +123,8 @@ class RedisRoomBus(RoomBus):
         if user.username not in local.room.identities:
             value = f"{_ms(time.time() + PRESENCE_TTL)} {json.dumps([user.username, user.name])}"
             first, epoch = await self._join(
-                keys=[keys.present(room), keys.ROOMS, keys.room(room)],
-                args=[_ms(time.time()), self._field(user), value, user.username, room, new_epoch()],
+                keys=[keys.present(room), keys.ROOMS, keys.room(room), keys.server(self.server_id)],
+                args=[_ms(time.time()), self._field(user), value, user.username, room, new_epoch(), _ms(HEARTBEAT_TTL)],
             )
             first = bool(first)
             local.epoch = local.epoch or epoch.decode()  # a room nobody used: its first epoch
@@ -399,7 +401,8 @@ class RedisRoomBus(RoomBus):
 
     async def sweep(self, now: float) -> None:
         """Forget quiet rooms; every few seconds refresh presence and the heartbeat, heal a
-        room that fell behind, and end the answers of servers that stopped."""
+        room that fell behind, end the answers of servers that stopped and announce their
+        members' departures."""
         for name, local in list(self.local.items()):
             if local.room.idle_for(now) > self.cleanup_delay and not local.lock.locked():
                 del self.local[name]
@@ -410,6 +413,7 @@ class RedisRoomBus(RoomBus):
         try:
             await self._refresh()
             await self._end_orphaned_answers()
+            await self._announce_departures()
             if self._away:
                 self.log.info("llmchat: the room bus (Redis at %s) is back", self.where)
             self._away = False
@@ -445,6 +449,34 @@ class RedisRoomBus(RoomBus):
             if mine_lost or alive.get(entry["server"]) is None:
                 if await self.redis.hdel(keys.ANSWERS, answer):  # this server claimed it
                     await self._end_answer(answer, entry)
+
+    async def _announce_departures(self) -> None:
+        """In each room with members here: the members of servers that stopped (heartbeat or
+        presence expired) who are on no server any more get one `Presence` saying they left,
+        from whichever server claims them first (`keys.DEPART`)."""
+        rooms = [local.name for local in self.local.values() if local.subscribed]
+        if not rooms:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.hgetall(keys.present(room))
+            presents: list[dict[bytes, bytes]] = await pipe.execute()
+        others = sorted({field.partition(b"|")[0].decode() for present in presents for field in present} - {self.server_id})
+        beats = await self.redis.mget([keys.server(server) for server in others]) if others else []
+        stopped = {server for server, beat in zip(others, beats) if beat is None}
+        now = _ms(time.time())
+        for room, present in zip(rooms, presents):
+            if not any(
+                field.partition(b"|")[0].decode() in stopped or int(value.partition(b" ")[0]) < now
+                for field, value in present.items()
+            ):
+                continue
+            departed = await self._depart(keys=[keys.present(room)], args=[_ms(time.time()), *sorted(stopped)])
+            if departed:
+                people = sorted(json.loads(value.partition(b" ")[2]) for value in departed)
+                left = [Identity(username, name).person() for username, name in people]
+                await self.emit(room, "Presence", protocol.Presence([], left, await self.member_count(room)))
+                self.log.info("llmchat: %d member(s) of a stopped server left room %r", len(left), room)
 
     async def _end_answer(self, answer: str, entry: dict[str, Any]) -> None:
         room = entry["room"]

@@ -9,7 +9,7 @@ Every key starts with `llmchat:`. Per room `r`:
 | `llmchat:room:{r}:live` | Pub/Sub channel | each emitted batch: `<first seq> <epoch>\\n<frame>\\n<frame>…` |
 | `llmchat:room:{r}:msgs` | sorted set | stored message ids, scored by seq |
 | `llmchat:room:{r}:msg` | hash | message id -> the stored `Text` data (JSON) |
-| `llmchat:room:{r}:present` | hash | `<server>|<username>` -> `<expiry ms> <identity JSON>` |
+| `llmchat:room:{r}:present` | hash | `<server>|<username>` -> `<expiry ms> <identity JSON>`; a stopped server's entries are removed by `DEPART` |
 
 Shared: `llmchat:rooms` (set of room names), `llmchat:settings` (hash room -> JSON),
 `llmchat:answers` (hash answer id -> JSON {server, room, stub}: answers streaming now),
@@ -81,39 +81,75 @@ redis.call('PUBLISH', KEYS[3], first .. ' ' .. epoch .. '\\n' .. table.concat(ou
 return first
 """
 
-# A user arrives in a room through this server: drop expired entries, add this one; returns
+# A user arrives in a room through this server: add this one (entries of servers that stopped
+# are removed by DEPART, which announces them), keep this server's heartbeat; returns
 # {1 when no other server has the user there (a Presence is due), the room's epoch}.
-# KEYS: present hash, rooms set, room hash. ARGV: now ms, field, value, username, room name, epoch.
+# KEYS: present hash, rooms set, room hash, this server's heartbeat.
+# ARGV: now ms, field, value, username, room name, epoch, heartbeat ttl ms.
 JOIN = """
 local now = tonumber(ARGV[1])
 local all = redis.call('HGETALL', KEYS[1])
 local elsewhere = 0
 for i = 1, #all, 2 do
   local field, value = all[i], all[i + 1]
-  if tonumber(string.match(value, '^%d+')) < now then
-    redis.call('HDEL', KEYS[1], field)
-  elseif field ~= ARGV[2] and string.sub(field, string.find(field, '|', 1, true) + 1) == ARGV[4] then
+  if field ~= ARGV[2] and tonumber(string.match(value, '^%d+')) >= now
+     and string.sub(field, string.find(field, '|', 1, true) + 1) == ARGV[4] then
     elsewhere = 1
   end
 end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[7])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[5])
 redis.call('HSETNX', KEYS[3], 'epoch', ARGV[6])
 return {1 - elsewhere, redis.call('HGET', KEYS[3], 'epoch')}
 """
 
-# A user's last connection here left: remove this server's entry; returns 1 when the user is
-# on no other server there (a Presence is due). KEYS: present hash. ARGV: now ms, field, username.
+# A user's last connection here left: remove this server's entry, and the user's expired ones
+# (this Presence announces them too); returns 1 when the user is on no other server there (a
+# Presence is due). KEYS: present hash. ARGV: now ms, field, username.
 LEAVE = """
 local now = tonumber(ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[2])
 local all = redis.call('HGETALL', KEYS[1])
+local elsewhere = 0
 for i = 1, #all, 2 do
   local field, value = all[i], all[i + 1]
-  if tonumber(string.match(value, '^%d+')) >= now
-     and string.sub(field, string.find(field, '|', 1, true) + 1) == ARGV[3] then
-    return 0
+  if string.sub(field, string.find(field, '|', 1, true) + 1) == ARGV[3] then
+    if tonumber(string.match(value, '^%d+')) < now then
+      redis.call('HDEL', KEYS[1], field)
+    else
+      elsewhere = 1
+    end
   end
 end
-return 1
+return 1 - elsewhere
+"""
+
+# The members of servers that stopped (their entries expired, or their heartbeat did) leave a
+# room: remove their entries and return the values (`<expiry> <identity JSON>`) of the users
+# now on no server there, one per user. Removing is the claim: when several servers run this
+# at once, each departure is returned to exactly one of them, which announces it.
+# KEYS: present hash. ARGV: now ms, then the ids of the servers whose heartbeat expired.
+DEPART = """
+local now = tonumber(ARGV[1])
+local stopped = {}
+for i = 2, #ARGV do stopped[ARGV[i]] = true end
+local all = redis.call('HGETALL', KEYS[1])
+local gone, staying = {}, {}
+for i = 1, #all, 2 do
+  local field, value = all[i], all[i + 1]
+  local bar = string.find(field, '|', 1, true)
+  local user = string.sub(field, bar + 1)
+  if stopped[string.sub(field, 1, bar - 1)] or tonumber(string.match(value, '^%d+')) < now then
+    redis.call('HDEL', KEYS[1], field)
+    gone[user] = value
+  else
+    staying[user] = true
+  end
+end
+local out = {}
+for user, value in pairs(gone) do
+  if not staying[user] then out[#out + 1] = value end
+end
+return out
 """

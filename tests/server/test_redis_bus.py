@@ -207,6 +207,25 @@ async def test_another_server_ends_the_answers_of_a_server_that_stopped(servers)
 
 
 @pytest.mark.fast
+async def test_the_members_of_a_server_that_stopped_are_announced_gone_once_and_a_tab_elsewhere_stays(servers):
+    a, b, c = servers(), servers(), servers()
+    dan = Identity("dan", "Dan")
+    members = [a.client(ADA), a.client(dan), b.client(BOB), c.client(EVE), c.client(dan)]
+    for member in members:
+        await join(member, "shared-gone")
+    bob, eve = members[2], members[3]
+    await until(lambda: len([f for f in bob.inbox if f["type"] == "Presence"]) == 2)  # his own arrival, then eve's
+    await a.bus.redis.delete(keys.server(a.bus.server_id))  # server A stops: its heartbeat expires
+    await asyncio.gather(b.service.sweep(time.monotonic()), c.service.sweep(time.monotonic()))  # both notice
+    await bob.asend("Text", {"content": "after"}, room="shared-gone")  # everything emitted before it arrives first
+    await until(lambda: all(any(f["type"] == "Text" for f in m.inbox) for m in (bob, eve)))
+    for member in (bob, eve):
+        gone = [f["data"] for f in member.inbox if f["type"] == "Presence" and f["data"]["left"]]
+        assert gone == [{"joined": [], "left": [{"username": "ada", "name": ADA.name}], "count": 3}]
+    assert await b.bus.member_count("shared-gone") == 3  # ada gone; dan still on C, bob, eve
+
+
+@pytest.mark.fast
 async def test_redis_away_gives_a_clear_503_and_the_room_works_when_it_returns(redis, servers, tmp_path):
     a = servers()
     ada = a.client(ADA)
@@ -327,8 +346,19 @@ def test_two_real_servers_share_a_room_and_one_survives_the_other_being_killed(r
         final = carol.until(lambda f: f["type"] == "Token" and f["data"]["is_final"])
         assert time.monotonic() - killed < 30
         assert (final["data"]["finish_reason"], final["data"]["error"]) == ("error", INTERRUPTED)
+        # ... and tells Carol, once, that A's members (Alice, and Bob since he came back) left.
+        on_a = sorted((socket.welcome["data"]["user"] for socket in (alice, bob)), key=lambda p: p["username"])
+
+        def gone(frame: dict[str, Any]) -> bool:
+            return frame["type"] == "Presence" and any(person in on_a for person in frame["data"]["left"])
+
+        if not any(gone(f) for f in carol.events):
+            carol.until(gone)
+        assert time.monotonic() - killed < 30
         carol.send("Text", {"content": "still here"}, room="class")
         assert carol.until(lambda f: f["type"] == "Text")["data"]["content"] == "still here"
+        departures = [f["data"] for f in carol.events if gone(f)]
+        assert departures == [{"joined": [], "left": on_a, "count": 1}]
         stored = second.get("llmchat/api/rooms/class/messages")
         assert [m["data"]["author"]["kind"] for m in stored["messages"]][-2:] == ["assistant", "user"]
         assert stored["messages"][-2]["data"]["finish_reason"] == "error"
