@@ -1,7 +1,7 @@
 """A fake llmchat server inside the kernel, plugged into ChatWidget's kernel relay.
 
 Used by the end-to-end tests to drive the real widget in a real browser without the server
-extension: it answers Join/Text/Generate/Cancel/Stats/Ping like the SPEC's transcript.
+extension: it answers Join/Text/Generate/Cancel/Stats/Ping like the transcript in docs/protocol.md.
 """
 
 from __future__ import annotations

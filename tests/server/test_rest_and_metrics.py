@@ -1,4 +1,4 @@
-"""REST API (SPEC section 7) and Prometheus metrics (section 6) on a real server, whose
+"""REST API and Prometheus metrics (docs/protocol.md) on a real server, whose
 model is the stand-in (fast tier)."""
 
 from __future__ import annotations

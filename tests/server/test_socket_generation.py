@@ -1,4 +1,4 @@
-"""Streaming answers from the shared model over a real socket (SPEC sections 4, 5 and 9)."""
+"""Streaming answers from the shared model over a real socket (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""llmchat.v1 over a real socket: welcome, rooms, text, history, errors (SPEC sections 2-5).
+"""llmchat.v1 over a real socket: welcome, rooms, text, history, errors (docs/protocol.md).
 The server's model is the stand-in (fast tier)."""
 
 from __future__ import annotations
