@@ -563,6 +563,7 @@ def main() -> None:
         server_args = [
             f"--LLMChat.n_threads={args.threads}",
             "--LLMChat.rate_limit=0",
+            "--LLMChat.max_answers_per_user=0",  # one client asks for all N streams
             f"--LLMChat.history_path={tmp}/bench.sqlite",
         ]
         print(f"starting jupyter server (load average {os.getloadavg()[0]:.2f}) ...", flush=True)

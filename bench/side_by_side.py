@@ -165,7 +165,9 @@ class LLMChatTarget:
         home.mkdir()
         self.server = ServerProcess(
             home,
-            [f"--LLMChat.n_threads={threads}", "--LLMChat.rate_limit=0", f"--LLMChat.history_path={home}/history.sqlite"],
+            # One client asks for all N streams: the per-user caps are not what is measured.
+            [f"--LLMChat.n_threads={threads}", "--LLMChat.rate_limit=0", "--LLMChat.max_answers_per_user=0",
+             f"--LLMChat.history_path={home}/history.sqlite"],
             env={"PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))},
         )
         self.clients: list[ChatClient] = []
