@@ -139,6 +139,11 @@ class Stream:
         return (self.completion - 1) / max(self.final - self.first, 1e-9)
 
 
+# Request ids are unique across clients: every client of one token is one user, and a
+# Generate whose id that user already sent is a retry (answered with the first Ack).
+_REQUEST_IDS = itertools.count()
+
+
 @dataclass
 class Client:
     """One WebSocket connection; a reader task routes frames to streams and replies."""
@@ -147,7 +152,7 @@ class Client:
     streams: dict[str, Stream] = field(default_factory=dict)  # by request id
     by_message: dict[str, Stream] = field(default_factory=dict)
     replies: dict[str, asyncio.Future] = field(default_factory=dict)
-    ids: itertools.count = field(default_factory=itertools.count)
+    ids: itertools.count = field(default_factory=lambda: _REQUEST_IDS)
 
     @classmethod
     async def connect(cls, url: str, token: str) -> Client:
