@@ -111,7 +111,7 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         ):
             connection.send(protocol.error_frame(403, f"not authorized to send {kind}", id=request_id))
             return
-        await self.service.receive(connection, message)
+        await self.service.receive(connection, message, request_id)
 
     def on_pong(self, data: bytes) -> None:
         if self.connection is not None:

@@ -180,13 +180,16 @@ class ChatService(HookApi):
 
     # ------------------------------------------------------------------- messages
 
-    async def receive(self, connection: Connection, raw: str | bytes) -> None:
-        """Handle one frame from a client; every failure becomes an `Error` frame."""
+    async def receive(self, connection: Connection, raw: str | bytes, request_id: str | None) -> None:
+        """Handle one frame from a client; every failure becomes an `Error` frame.
+
+        `request_id` is what the transport's `protocol.peek` read of the frame (it peeks to
+        authorize by type): the frame is peeked once, and even an invalid frame's Error
+        carries its id."""
         connection.last_seen = time.monotonic()
         self.counters.messages_received += 1
         self.counters.bytes_received += len(raw.encode()) if isinstance(raw, str) else len(raw)
         allowed = self.rate.take(connection.user.username)  # malformed frames count too
-        _, request_id = protocol.peek(raw)  # so that even an invalid frame's Error carries its id
         try:
             envelope = protocol.decode_envelope(raw)
             request_id = envelope.id

@@ -196,7 +196,7 @@ async def test_idle_connections_and_quiet_rooms_are_swept(make_chat):
 async def test_rate_limit_is_per_user_counts_bad_frames_and_rest_posts(make_chat):
     chat = make_chat(rate_limit=0.001, rate_limit_burst=3)
     ada, bob = chat.client(ADA), chat.client(BOB)
-    await chat.service.receive(ada.connection, "{not json")
+    await chat.service.receive(ada.connection, "{not json", None)
     ids = [ada.send("Ping") for _ in range(4)]
     bob.send("Ping", id="bob")
     await chat.settle()
