@@ -170,6 +170,7 @@ class ChatService(HookApi):
                 message_size_limit=limits.message_size_limit,
                 max_tokens=limits.max_tokens,
                 max_connections=limits.max_connections,
+                max_connections_per_user=limits.max_connections_per_user,
                 rate_limit=limits.rate_limit,
                 rate_limit_burst=limits.rate_limit_burst,
                 replay_events=limits.replay_events,
