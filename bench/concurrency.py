@@ -128,6 +128,7 @@ class Stream:
     prompt_tokens: int = 0
     finish: str = ""
     server_ttft: float = 0.0  # ms, the engine's own (submit -> first token sampled)
+    arrivals: list[float] = field(default_factory=list)  # when each Token with text came
 
     @property
     def ttft(self) -> float:
@@ -176,8 +177,9 @@ class Client:
                 s = self.by_message.get(data["message_id"])
                 if s is None:
                     continue
-                if data["text"] and s.first is None:
-                    s.first = now
+                if data["text"]:
+                    s.arrivals.append(now)
+                    s.first = s.first or now
                 if data["is_final"]:
                     s.final = now
                     s.first = s.first or now

@@ -86,12 +86,17 @@ def raw_batched_tokens_per_second(
     kv_unified: bool = True,
     flash_attn: int = -1,
     context_tokens: int = 0,
+    lengths: list[int] | None = None,
 ) -> float:
     """Aggregate decode tokens/s of `n_seq` sequences decoded together (prefill excluded).
 
     `context_tokens` pads each sequence's prompt to about that many tokens (KV occupancy);
-    `flash_attn` is llama.cpp's flash_attn_type (-1 auto, 0 off, 1 on).
+    `flash_attn` is llama.cpp's flash_attn_type (-1 auto, 0 off, 1 on). With `lengths`
+    (one per sequence, at most `n_tokens`), sequence i leaves the batch after lengths[i]
+    tokens, as answers of those lengths would: the same work as a server run that gave them.
     """
+    lengths = [min(n_tokens, max(1, x)) for x in lengths] if lengths else [n_tokens] * n_seq
+    n_seq = len(lengths)
     from jupyter_llmchat.engine.model import default_model_path
 
     L.llama_log_set(_quiet_log, ctypes.c_void_p(0))
@@ -135,14 +140,16 @@ def raw_batched_tokens_per_second(
         last = [L.llama_sampler_sample(samplers[0], ctx, -1)] * n_seq
         pos = len(prompt)
         t0 = time.perf_counter()
-        for _ in range(n_tokens):
-            batch.n_tokens = n_seq
-            for s in range(n_seq):
-                batch.token[s], batch.pos[s], batch.n_seq_id[s] = last[s], pos, 1
-                batch.seq_id[s][0] = s
-                batch.logits[s] = 1
+        for step in range(max(lengths)):
+            active = [s for s in range(n_seq) if lengths[s] > step]
+            batch.n_tokens = len(active)
+            for i, s in enumerate(active):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = last[s], pos, 1
+                batch.seq_id[i][0] = s
+                batch.logits[i] = 1
             assert L.llama_decode(ctx, batch) == 0
-            last = [L.llama_sampler_sample(samplers[s], ctx, s) for s in range(n_seq)]
+            for i, s in enumerate(active):
+                last[s] = L.llama_sampler_sample(samplers[s], ctx, i)
             pos += 1
         elapsed = time.perf_counter() - t0
     finally:
@@ -151,7 +158,7 @@ def raw_batched_tokens_per_second(
             L.llama_sampler_free(s)
         L.llama_free(ctx)
         L.llama_model_free(model)
-    return n_seq * n_tokens / elapsed
+    return sum(lengths) / elapsed
 
 
 async def engine_tokens_per_second(

@@ -62,6 +62,7 @@ sys.path[:0] = [str(HERE), str(REPO / "tests"), str(REPO)]
 
 from concurrency import Client, LoadMeter, Stream, join_rooms, leave_rooms, pct, prompt_for  # noqa: E402
 from engine_batch import busy_core, raw_batched_tokens_per_second  # noqa: E402
+from prefill import measure as raw_prefill_ms  # noqa: E402
 from servers import ServerProcess, free_port  # noqa: E402
 
 from jupyter_llmchat.engine.chat_format import make_formatter  # noqa: E402
@@ -130,6 +131,7 @@ class Outcome:
     streams: list[Stream]
     start: float
     threads_seen: list[int] = field(default_factory=list)  # adaptive: n_threads polled during the run
+    new_prompt_tokens: float = 0.0  # llmchat bursts: prompt tokens evaluated per request (not cached)
 
     @property
     def agg(self) -> float:
@@ -138,6 +140,15 @@ class Outcome:
     @property
     def ttft_ms(self) -> list[float]:
         return [(s.first - s.sent) * 1000 for s in self.streams]
+
+    def decode_phase(self) -> tuple[list[int], float]:
+        """Tokens each answer got after every answer had its first one, and that span: the
+        decoding of these answers once all prompts are evaluated, to compare with raw
+        decoding of the same lengths."""
+        start = max(s.first for s in self.streams)
+        end = max(s.final for s in self.streams)
+        lengths = [max(0, s.completion - sum(1 for t in s.arrivals if t <= start)) for s in self.streams]
+        return lengths, end - start
 
 
 class ChatClient(Client):
@@ -190,13 +201,16 @@ class LLMChatTarget:
     async def burst(self, n: int, tokens: int) -> Outcome:
         clients, rooms = self.clients[:n], [self.room() for _ in range(n)]
         await join_rooms(clients, rooms)
+        evaluated = (await clients[0].model_stats())["prompt_tokens_evaluated"]
         watch = asyncio.ensure_future(self._watch_threads())
         start = time.perf_counter()
         streams = [c.generate(r, prompt_for(i), tokens) for i, (c, r) in enumerate(zip(clients, rooms))]
         await asyncio.wait_for(asyncio.gather(*(s.done for s in streams)), 600)
         watch.cancel()
         await leave_rooms(clients, rooms)
-        return Outcome(streams, start, await _result(watch))
+        out = Outcome(streams, start, await _result(watch))
+        out.new_prompt_tokens = ((await clients[0].model_stats())["prompt_tokens_evaluated"] - evaluated) / n
+        return out
 
     async def loop(self, n: int, tokens: int, seconds: float) -> Outcome:
         start = time.perf_counter()
@@ -307,6 +321,7 @@ class LlamaServerTarget:
                     continue
                 event = json.loads(line[5:])
                 if event.get("content"):
+                    s.arrivals.append(now)
                     s.first = s.first or now
                     s.final = now
                 if event.get("stop"):
@@ -392,7 +407,8 @@ async def bench(args: argparse.Namespace, targets: list, meter: LoadMeter) -> No
         if t.kind == "llmchat":
             context_tokens = int(statistics.median(s.prompt_tokens for s in warm.streams))
     results: dict[tuple[str, str, int], list[Outcome]] = {}
-    raw: dict[tuple[int, int], list[float]] = {}
+    raw: dict[tuple[int, int], list[tuple[float, float, float]]] = {}  # (ours decoding, raw same lengths, raw full)
+    floors: dict[int, tuple[int, int, float]] = {}  # threads: (N, new tokens per prompt, raw prefill ms)
     for r in range(args.rounds):
         order = targets[r % len(targets) :] + targets[: r % len(targets)]
         for phase in args.phases:
@@ -406,15 +422,30 @@ async def bench(args: argparse.Namespace, targets: list, meter: LoadMeter) -> No
                     results.setdefault((phase, t.name, n), []).append(out)
                 if phase == "quiet" and n in (1, max(args.n)) and not args.no_raw:
                     for threads in (1, 2):
+                        # Raw batched greedy decoding of the answers this run's fixed-thread
+                        # server gave (same count, same lengths), and of N full-length answers.
+                        lengths, seconds = results[(phase, f"llmchat {threads}", n)][-1].decode_phase()
                         with meter.span("quiet;"):
-                            rate = await asyncio.to_thread(
+                            same = await asyncio.to_thread(
+                                raw_batched_tokens_per_second, n, args.tokens, threads,
+                                context_tokens=context_tokens, lengths=lengths,
+                            )
+                            full = await asyncio.to_thread(
                                 raw_batched_tokens_per_second, n, args.tokens, threads, context_tokens=context_tokens
                             )
-                        raw.setdefault((threads, n), []).append(rate)
+                        raw.setdefault((threads, n), []).append((sum(lengths) / seconds, same, full))
+                if phase == "quiet" and n == max(args.n) and not args.no_raw and r == 0:
+                    new = [o.new_prompt_tokens for (ph, name, k), outs in results.items()
+                           if ph == phase and k == n and name.startswith("llmchat") for o in outs]
+                    t = max(1, round(med(new)))
+                    for threads in (1, 2):
+                        with meter.span("quiet;"):
+                            ms = await asyncio.to_thread(raw_prefill_ms, threads, [(n, t)], context_tokens - t, 0, 3)
+                        floors[threads] = (n, t, ms[(n, t)])
                 print(f"  round {r + 1}/{args.rounds} {phase} N={n} done at {time.monotonic() - t0:.0f} s", flush=True)
     for t in targets:
         t.disconnect()
-    report(args, targets, results, raw, meter, context_tokens, time.monotonic() - t0)
+    report(args, targets, results, raw, floors, meter, context_tokens, time.monotonic() - t0)
 
 
 # ---------------------------------------------------------------------------- the report
@@ -425,7 +456,7 @@ def med(values) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(args, targets, results, raw, meter: LoadMeter, context_tokens: int, elapsed: float) -> None:
+def report(args, targets, results, raw, floors, meter: LoadMeter, context_tokens: int, elapsed: float) -> None:
     p = print
     names = [t.name for t in targets]
     sampling = "greedy (temperature 0, repeat_penalty 1.0)" if args.greedy else (
@@ -496,12 +527,21 @@ def report(args, targets, results, raw, meter: LoadMeter, context_tokens: int, e
         for phase in args.phases:
             ratios = [f"N={n} {agg(phase, 'llmchat default', n) / agg(phase, 'baseline default', n):.2f}" for n in args.n]
             p(f"    {phase:<11} " + "  ".join(ratios))
+    if floors and has_ls:
+        p("  the floor under TTFT: raw prefill (low-level API, no server) of N prompts' new tokens in one llama_decode:")
+        for threads, (n, t, ms) in sorted(floors.items()):
+            ls_p95 = min(p95("quiet", "llama-server 1", n), p95("quiet", "llama-server 2", n))
+            p(f"    threads={threads}: {n} x {t} tokens {ms:5.0f} ms = {ms / ls_p95:.2f} x llama-server's best p95 ({ls_p95:.0f} ms)")
     if raw:
-        p("  sampling: over the socket (fixed threads, agg incl. prompt evaluation) / raw batched greedy (decode only):")
-        for (threads, n), rates in sorted(raw.items()):
-            ours = agg("quiet", f"llmchat {threads}", n)
+        p("  sampling: over the socket with the settings above (fixed threads) / raw batched greedy decoding:")
+        p("    decoding = tokens after every answer had its first / that span; raw of the same answer lengths;")
+        p("    agg = all tokens incl. prompt evaluation (the columns above); raw of N answers of max_tokens")
+        for (threads, n), runs in sorted(raw.items()):
+            ours, same, full = (med(x[i] for x in runs) for i in range(3))
             target = "0.9" if n > 1 else "0.95"
-            p(f"    threads={threads} N={n}: {ours:6.1f} / {med(rates):6.1f} = {ours / med(rates):.2f} (>= {target})")
+            total = agg("quiet", f"llmchat {threads}", n)
+            p(f"    threads={threads} N={n}: decoding {ours:6.1f} / {same:6.1f} = {ours / same:.2f} (>= {target});"
+              f"  agg {total:6.1f} / {full:6.1f} = {total / full:.2f}")
     if not has_ls:
         p("  (llama-server not built: run bench/build_llama_server.sh for the llama-server columns)")
 

@@ -4,7 +4,8 @@ The event loop thread calls `submit`, `cancel`, `stats` and `close`; they only t
 queue under a lock and never wait for the model. The decode thread loads the model, then
 loops: admit queued requests into free slots, run one decode step, and hand the step's
 events to the loop with a single `call_soon_threadsafe`. When there is nothing to do it
-sleeps on a condition variable.
+sleeps on a condition variable, waking four times a second with adaptive threads to look
+at the machine (threads.py).
 """
 
 from __future__ import annotations
@@ -261,7 +262,8 @@ class Engine:
         while True:
             with cond:
                 while not self._closing and not self._waiting and not sched.has_work():
-                    cond.wait()
+                    if not cond.wait(self.threads.idle_wait):
+                        self.threads.choose()  # idle: keep the reading of the machine fresh (threads.py)
                 if self._closing:
                     return
                 admit: list[Job] = []

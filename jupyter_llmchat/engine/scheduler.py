@@ -72,7 +72,8 @@ class Scheduler:
         self.tokens_generated = 0
         self.prompt_tokens_evaluated = 0
         self.prompt_tokens_cached = 0
-        self.grouping = OutputGrouping()
+        self._groupings = {threads.threads: OutputGrouping()}  # by thread count
+        self.grouping = self._groupings[threads.threads]
         self.prefill_chunk = PREFILL_CHUNK_WHILE_STREAMING
         self.prefill_finish = PREFILL_FINISH_WHILE_STREAMING
         self._decode = _llama().llama_decode
@@ -162,7 +163,9 @@ class Scheduler:
         if n != self._n_threads:
             _llama().llama_set_n_threads(self._ctx, n, n)  # generation and prompt evaluation
             self._n_threads = n
-            self.grouping = OutputGrouping()  # which batch shape is faster depends on the threads
+            # Which batch shape is faster depends on the threads: each count keeps what it
+            # measured, so switching back and forth does not measure everything again.
+            self.grouping = self._groupings.setdefault(n, OutputGrouping())
 
     def _fill(self, gen: list[Job], with_prefill: bool) -> list[tuple[Job, int, int]]:
         """Fill the batch; return (job, logits row or -1, prompt tokens fed) per participant."""

@@ -595,3 +595,26 @@ def test_stats_name_the_backend_and_the_threads_it_decodes_with(h):
     assert stats["backend"] == "llama"
     assert stats["threads"] == ("adaptive" if h.engine.settings.n_threads == 0 else "fixed")
     assert 1 <= stats["n_threads"] <= h.engine.threads.cores
+
+
+def test_an_idle_adaptive_engine_keeps_looking_at_the_machine():
+    # The first step of a burst must decode with a thread count from the last quarter
+    # second, so the idle decode thread reads the machine every idle_wait (threads.py).
+    from jupyter_llmchat.engine.threads import ThreadPolicy, machine_busy_seconds
+
+    looks: list[float] = []
+
+    def machine() -> float | None:
+        looks.append(time.monotonic())
+        return machine_busy_seconds()
+
+    hx = Harness(EngineSettings(n_ctx=512, parallel=1, n_threads=0))
+    hx.engine.threads = ThreadPolicy(0, machine=machine)
+    try:
+        assert hx.start(), hx.engine.load_error
+        looks.clear()
+        time.sleep(1.1)  # nothing to decode
+        assert len(looks) >= 3, looks
+        assert hx.engine.stats()["n_threads"] == hx.engine.threads.threads
+    finally:
+        hx.close()
