@@ -23,10 +23,19 @@ message where it is not built). Then, for N = 1, 2, 4, 8 concurrent streams, in 
 Quiet and busy runs are bursts: N requests sent at once. Rates are aggregate tokens over
 (first request sent -> last token), prompt evaluation included (what users wait for);
 TTFT = request sent -> first token with text, p95 pooled over rounds. Configurations are
-interleaved and their order rotated round by round; rates are medians over rounds. Raw
-batched greedy decoding (bench/engine_batch.py, prefill excluded) at 1 and 2 threads is
-measured in the quiet phase, for the sampling target. The CPU other processes used meanwhile
-(not this bench and what it started) is printed per phase.
+interleaved and their order rotated round by round; rates are medians over rounds. The CPU
+other processes used meanwhile (not this bench and what it started) is printed per phase.
+
+Two raw llama.cpp figures (the low-level API, no server, run in the quiet phase):
+- the sampling target: raw batched greedy decoding (bench/engine_batch.py) at 1 and 2
+  threads of the very answers the fixed-thread jupyter-llmchat run just gave (as many
+  sequences, each leaving the batch after as many tokens as its answer got once every
+  answer had its first token), beside that run's decoding rate over that span; with
+  sampling most answers end before max_tokens, and a comparison with N full-length
+  sequences would mostly measure the answers' lengths. Raw of N full-length sequences is
+  printed too, beside the rate with prompt evaluation;
+- the floor under time to first token: the N prompts' new tokens (as many as the engine
+  evaluated per request) in one `llama_decode` after a cached prefix (bench/prefill.py).
 
     .venv/bin/python bench/side_by_side.py --quick      # 1 round (~12 min quiet; 30 on a loaded machine)
     .venv/bin/python bench/side_by_side.py              # 3 rounds (~35 min)
