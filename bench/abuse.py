@@ -38,17 +38,16 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tornado.httpclient import HTTPRequest
-from tornado.websocket import websocket_connect
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+from concurrency import Client, Stream  # noqa: E402
 from servers import ServerProcess, running_server  # noqa: E402
 
 SHORT = "What is the capital of Italy?"
+TOKENS = 16  # of an answer to SHORT
 MB = 1_000_000
 _tags = itertools.count(1)
 
@@ -66,98 +65,25 @@ def tagged(text: str) -> str:
     return f"({next(_tags)}) {text}"
 
 
-@dataclass
-class Answer:
-    sent: float
-    first: float | None = None
-    final: dict | None = None
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+class AbuseClient(Client):
+    """concurrency.Client as a logged-in user of its own (`login`), with greedy sampling."""
 
-    @property
-    def ttft(self) -> float:
-        return (self.first or time.perf_counter()) - self.sent
-
-
-class Client:
-    """One user's WebSocket; answers are tracked by request id, then by message id."""
-
-    def __init__(self, conn) -> None:
-        self.conn = conn
-        self.by_request: dict[str, Answer] = {}
-        self.by_message: dict[str, Answer] = {}
-        self.replies: dict[str, asyncio.Future] = {}
-        self.refused: list[dict] = []
-        self.ids = itertools.count()
-        self.reader = asyncio.ensure_future(self._read())
+    config = {"temperature": 0}
 
     @classmethod
-    async def open(cls, server: ServerProcess, headers: dict[str, str]) -> Client:
-        request = HTTPRequest(server.ws_url, headers=headers)
-        conn = await websocket_connect(request, subprotocols=["llmchat.v1"], max_message_size=64 << 20)
-        welcome = json.loads(await conn.read_message())
-        assert welcome["type"] == "Welcome", welcome
-        return cls(conn)
+    async def login(cls, server: ServerProcess) -> AbuseClient:
+        return await cls.connect(server.ws_url, headers=server.login())
 
-    async def _read(self) -> None:
-        while (raw := await self.conn.read_message()) is not None:
-            now = time.perf_counter()
-            frame = json.loads(raw)
-            kind, data, rid = frame["type"], frame.get("data") or {}, frame.get("id")
-            if kind == "Token":
-                answer = self.by_message.get(data["message_id"])
-                if answer is None:
-                    continue
-                if data["text"] and answer.first is None:
-                    answer.first = now
-                if data["is_final"]:
-                    answer.final = data
-                    answer.first = answer.first or now
-                    if not answer.done.done():
-                        answer.done.set_result(answer)
-            elif kind == "Ack" and rid in self.by_request:
-                answer = self.by_request.pop(rid)
-                self.by_message[data["message_id"]] = answer
-            elif kind == "Error" and rid in self.by_request:
-                answer = self.by_request.pop(rid)
-                self.refused.append(data)
-                answer.done.set_exception(RuntimeError(f"{data['code']}: {data['message']}"))
-            elif rid in self.replies:
-                self.replies.pop(rid).set_result(frame)
-
-    async def call(self, type_: str, data: dict | None = None, room: str | None = None) -> dict:
-        rid = f"r{next(self.ids)}"
-        self.replies[rid] = asyncio.get_running_loop().create_future()
-        await self.send(type_, data, room, rid)
-        return await asyncio.wait_for(self.replies[rid], 60)
-
-    async def send(self, type_: str, data: dict | None, room: str | None, rid: str) -> None:
-        frame = {"type": type_, "id": rid, "data": data or {}}
-        if room:
-            frame["room"] = room
-        await self.conn.write_message(json.dumps(frame))
-
-    async def ask(self, prompt: str, room: str | None = None, max_tokens: int = 16) -> Answer:
-        """Send a `Generate` and return its Answer at once (await `answer.done` for the end)."""
-        rid = f"g{next(self.ids)}"
-        answer = Answer(time.perf_counter())
-        answer.done.add_done_callback(lambda f: f.exception())  # refused answers are counted, not raised
-        self.by_request[rid] = answer
-        await self.send("Generate", {"prompt": prompt, "config": {"max_tokens": max_tokens, "temperature": 0}}, room, rid)
-        return answer
-
-    async def cancel_all(self) -> None:
-        for message_id, answer in self.by_message.items():
-            if not answer.done.done():
-                await self.send("Cancel", {"message_id": message_id}, None, f"c{next(self.ids)}")
-
-    def close(self) -> None:
-        self.conn.close()
+    def cancel_all(self) -> None:
+        for message_id, stream in self.by_message.items():
+            if not stream.done.done():
+                self._send("Cancel", None, {"message_id": message_id}, f"c-{next(self.ids)}")
 
 
-async def quiet_ttft(client: Client, room: str) -> tuple[float, float]:
+async def quiet_ttft(client: AbuseClient, room: str) -> tuple[float, float]:
     """TTFT and total time of the short question on an idle server, asked in the user's
     room as the widget asks (the room's conversation is kept in the KV cache)."""
-    answer = await client.ask(tagged(SHORT), room=room)
+    answer = client.generate(room, tagged(SHORT), TOKENS)
     await asyncio.wait_for(answer.done, 120)
     return answer.ttft, time.perf_counter() - answer.sent
 
@@ -187,12 +113,12 @@ def post(server: ServerProcess, path: str, body: dict, method: str = "POST") -> 
         return error.code
 
 
-async def huge_room(server: ServerProcess, asker: Client) -> None:
+async def huge_room(server: ServerProcess, asker: AbuseClient) -> None:
     pid = server.process.pid
     room = "huge"
-    await asker.call("Join", {}, "quiet")
-    quiet, _ = await timed(asker, "quiet")  # warms the model up too
-    quiet, _ = await timed(asker, "quiet")
+    await asker.request("Join", "quiet")
+    await timed(asker, "quiet")  # warms the model up too
+    quiet = (await timed(asker, "quiet")).ttft
     rss0 = rss_mib(pid)
     t0 = time.perf_counter()
     posted = 0
@@ -205,10 +131,10 @@ async def huge_room(server: ServerProcess, asker: Client) -> None:
         posted += 1
     t_post = time.perf_counter() - t0
     rss1 = rss_mib(pid)
-    await asker.call("Join", {}, room)
-    own, _ = await timed(asker, room)
+    await asker.request("Join", room)
+    own = (await timed(asker, room)).ttft
     assert post(server, f"llmchat/api/rooms/{room}", {"context": "shared"}, "PUT") == 200
-    shared, final = await timed(asker, room)
+    shared = await timed(asker, room)
     await asyncio.sleep(0.5)
     rss2 = rss_mib(pid)
     # The same shared context filled by ordinary chatter (64 lines of ~100 characters): what
@@ -218,21 +144,21 @@ async def huge_room(server: ServerProcess, asker: Client) -> None:
     for i in range(64):
         while post(server, f"llmchat/api/rooms/{chat}/messages", {"content": f"note {i}: " + "the results look fine to me, " * 3}) == 429:
             await asyncio.sleep(0.2)
-    await asker.call("Join", {}, chat)
-    chatty, chatty_final = await timed(asker, chat)
+    await asker.request("Join", chat)
+    chatty = await timed(asker, chat)
     print(f"(a) 64 posts of 1 MB in {t_post:.1f} s, then a Generate in that room: TTFT {own:.2f} s with the default "
           f"context (target < 2 s; {quiet:.2f} s in an empty room)")
-    print(f"    with the room set to shared context: {shared:.2f} s, prompt {final['usage']['prompt_tokens']} tokens, "
-          f"truncated={final.get('truncated', False)}; a shared room of 64 short notes: {chatty:.2f} s, "
-          f"prompt {chatty_final['usage']['prompt_tokens']} tokens")
+    print(f"    with the room set to shared context: {shared.ttft:.2f} s, prompt {shared.prompt_tokens} tokens, "
+          f"truncated={shared.truncated}; a shared room of 64 short notes: {chatty.ttft:.2f} s, "
+          f"prompt {chatty.prompt_tokens} tokens")
     print(f"    server RSS {rss0:.0f} MiB before the posts, {rss1:.0f} after them (+{rss1 - rss0:.0f}), "
           f"{rss2:.0f} after the two answers (+{rss2 - rss1:.0f} from the Generates; target < 100)")
 
 
-async def timed(client: Client, room: str) -> tuple[float, dict]:
-    answer = await client.ask(tagged(SHORT), room=room)
+async def timed(client: AbuseClient, room: str) -> Stream:
+    answer = client.generate(room, tagged(SHORT), TOKENS)
     await asyncio.wait_for(answer.done, 600)
-    return answer.ttft, answer.final
+    return answer
 
 
 # -- (b) ------------------------------------------------------------------------------------------
@@ -244,25 +170,25 @@ def over_long(i: int) -> str:
 
 
 async def long_prompts(server: ServerProcess, rounds: int) -> None:
-    longs = [await Client.open(server, server.login()) for _ in range(4)]
-    other = await Client.open(server, server.login())
-    await other.call("Join", {}, "other-b")
+    longs = [await AbuseClient.login(server) for _ in range(4)]
+    other = await AbuseClient.login(server)
+    await other.request("Join", "other-b")
     quiet, loaded, endings, engine_ttft = [], [], [], []
     for _ in range(rounds):
         await until_idle(server)
         quiet.append((await quiet_ttft(other, "other-b"))[0])
-        running = [await c.ask(over_long(i), max_tokens=64) for i, c in enumerate(longs)]
+        running = [c.generate(None, over_long(i), 64) for i, c in enumerate(longs)]
         await asyncio.sleep(1.0)  # the four are being evaluated
-        answer = await other.ask(tagged(SHORT), room="other-b")
+        answer = other.generate("other-b", tagged(SHORT), TOKENS)
         await asyncio.wait_for(answer.done, 600)
         loaded.append(answer.ttft)
-        engine_ttft.append(answer.final["timings"]["ttft_ms"] / 1000)
+        engine_ttft.append(answer.server_ttft / 1000)
         for a in running:
             try:
                 await asyncio.wait_for(a.done, 600)
-                endings.append((a.final["finish_reason"], a.final.get("truncated", False), a.final.get("error")))
-            except RuntimeError as error:
-                endings.append(("refused", False, str(error)))
+                endings.append((a.finish, a.truncated, a.error))
+            except RuntimeError:
+                endings.append(("refused", False, a.error))
     q, l = statistics.median(quiet), statistics.median(loaded)
     print(f"(b) 4 over-long prompts (~8,000 characters each, 4 users) running, another user's short question:")
     print(f"    TTFT {l:.2f} s loaded vs {q:.2f} s quiet: {l / q:.1f}x (target <= 3x); "
@@ -279,9 +205,9 @@ async def long_prompts(server: ServerProcess, rounds: int) -> None:
 
 
 async def flood(server: ServerProcess, rounds: int) -> None:
-    flooder = await Client.open(server, server.login())
-    other = await Client.open(server, server.login())
-    await other.call("Join", {}, "other-c")
+    flooder = await AbuseClient.login(server)
+    other = await AbuseClient.login(server)
+    await other.request("Join", "other-c")
     quiet, loaded, totals, quiet_totals, accepted = [], [], [], [], []
     for _ in range(rounds):
         await until_idle(server)
@@ -289,15 +215,15 @@ async def flood(server: ServerProcess, rounds: int) -> None:
         quiet.append(q)
         quiet_totals.append(q_total)
         flooder.refused.clear()
-        flood_answers = [await flooder.ask(tagged("Write a long story about a dragon."), max_tokens=256) for _ in range(100)]
+        flood_answers = [flooder.generate(None, tagged("Write a long story about a dragon."), 256) for _ in range(100)]
         await asyncio.sleep(0.5)
         accepted.append(100 - len(flooder.refused))
-        answer = await other.ask(tagged(SHORT), room="other-c")
+        answer = other.generate("other-c", tagged(SHORT), TOKENS)
         await asyncio.wait_for(answer.done, 600)
         loaded.append(answer.ttft)
         totals.append(time.perf_counter() - answer.sent)
         refusal = flooder.refused[0]["message"] if flooder.refused else ""
-        await flooder.cancel_all()
+        flooder.cancel_all()
         await asyncio.gather(*(a.done for a in flood_answers), return_exceptions=True)
     q, l = statistics.median(quiet), statistics.median(loaded)
     print(f"(c) one user floods 100 Generates: {', '.join(map(str, accepted))} accepted per round, the rest refused:")
@@ -313,7 +239,7 @@ async def main(server: ServerProcess, only: str, rounds: int) -> None:
     print(f"model {model['name']}: n_ctx {model['n_ctx']}, parallel {model['parallel']}, "
           f"prompt budget {model.get('prompt_budget', '?')} tokens, threads {model.get('threads')}")
     if "a" in only:
-        asker = await Client.open(server, server.login())
+        asker = await AbuseClient.login(server)
         await huge_room(server, asker)
         asker.close()
     if "b" in only:

@@ -58,6 +58,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
@@ -127,6 +128,8 @@ class Stream:
     completion: int = 0
     prompt_tokens: int = 0
     finish: str = ""
+    truncated: bool = False  # the prompt was cut to fit
+    error: str | None = None  # why it ended with "error", or was refused ("<code>: <message>")
     server_ttft: float = 0.0  # ms, the engine's own (submit -> first token sampled)
     arrivals: list[float] = field(default_factory=list)  # when each Token with text came
 
@@ -149,15 +152,19 @@ _REQUEST_IDS = itertools.count()
 class Client:
     """One WebSocket connection; a reader task routes frames to streams and replies."""
 
+    config: ClassVar[dict] = CONFIG  # the sampling of every Generate; a subclass may set its own
+
     conn: object
     streams: dict[str, Stream] = field(default_factory=dict)  # by request id
     by_message: dict[str, Stream] = field(default_factory=dict)
     replies: dict[str, asyncio.Future] = field(default_factory=dict)
+    refused: list[dict] = field(default_factory=list)  # the data of each Error that answered a Generate
     ids: itertools.count = field(default_factory=lambda: _REQUEST_IDS)
 
     @classmethod
-    async def connect(cls, url: str, token: str) -> Client:
-        req = HTTPRequest(url, headers={"Authorization": f"token {token}"})
+    async def connect(cls, url: str, token: str | None = None, headers: dict[str, str] | None = None) -> Client:
+        """A socket of the token's user, or with a login's `headers` (a user of its own)."""
+        req = HTTPRequest(url, headers=headers or {"Authorization": f"token {token}"})
         conn = await websocket_connect(req, subprotocols=["llmchat.v1"], max_message_size=16 << 20)
         welcome = json.loads(await conn.read_message())
         assert welcome["type"] == "Welcome", welcome
@@ -186,6 +193,8 @@ class Client:
                     s.completion = data["usage"]["completion_tokens"]
                     s.prompt_tokens = data["usage"]["prompt_tokens"]
                     s.finish = data["finish_reason"]
+                    s.truncated = data.get("truncated", False)
+                    s.error = data.get("error")
                     s.server_ttft = data["timings"]["ttft_ms"]
                     if not s.done.done():
                         s.done.set_result(s)
@@ -195,7 +204,11 @@ class Client:
                 self.by_message[s.message_id] = s
             elif kind == "Error":
                 err = RuntimeError(f"server error: {data}")
-                fut = self.replies.pop(rid, None) or getattr(self.streams.pop(rid, None), "done", None)
+                s = self.streams.pop(rid, None)
+                if s is not None:
+                    s.error = f"{data['code']}: {data['message']}"
+                    self.refused.append(data)
+                fut = self.replies.pop(rid, None) or getattr(s, "done", None)
                 if fut is not None and not fut.done():
                     fut.set_exception(err)
                 else:
@@ -221,11 +234,13 @@ class Client:
     def text(self, room: str, content: str) -> None:
         self._send("Text", room, {"content": content}, f"t-{next(self.ids)}")
 
-    def generate(self, room: str, prompt: str, max_tokens: int) -> Stream:
+    def generate(self, room: str | None, prompt: str, max_tokens: int) -> Stream:
+        """Send a `Generate` (`room` None: a private answer); await the Stream's `done`."""
         rid = f"g-{next(self.ids)}"
         s = Stream(time.perf_counter(), asyncio.get_running_loop().create_future())
+        s.done.add_done_callback(lambda f: f.cancelled() or f.exception())  # a refusal is counted, not logged
         self.streams[rid] = s
-        self._send("Generate", room, {"prompt": prompt, "config": {**CONFIG, "max_tokens": max_tokens}}, rid)
+        self._send("Generate", room, {"prompt": prompt, "config": {**self.config, "max_tokens": max_tokens}}, rid)
         return s
 
     async def model_stats(self) -> dict:

@@ -17,7 +17,6 @@ bench/ws_stream.py does.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -33,7 +32,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from model_server import MODEL_ALIAS, running_model_server  # noqa: E402
 from servers import ServerProcess, running_server  # noqa: E402
-from ws_stream import one_stream  # noqa: E402
+from ws_stream import one_stream, parse_args  # noqa: E402
 
 # A question both formats answer at length (128 tokens at temperature 0), so that all three
 # stream the same number of tokens: the in-process engine ends most answers much earlier.
@@ -85,11 +84,7 @@ def socket_to(server: ServerProcess) -> websocket.WebSocket:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -163,14 +163,7 @@ class Outcome:
 class ChatClient(Client):
     """concurrency.Client with the sampling settings of this bench."""
 
-    config: dict = DEFAULT_SAMPLING
-
-    def generate(self, room: str, prompt: str, max_tokens: int) -> Stream:
-        rid = f"g-{next(self.ids)}"
-        s = Stream(time.perf_counter(), asyncio.get_running_loop().create_future())
-        self.streams[rid] = s
-        self._send("Generate", room, {"prompt": prompt, "config": {**self.config, "max_tokens": max_tokens}}, rid)
-        return s
+    config = DEFAULT_SAMPLING
 
 
 class LLMChatTarget:

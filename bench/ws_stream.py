@@ -59,12 +59,18 @@ def one_stream(ws: websocket.WebSocket, n_tokens: int, run: int, prompt: str = P
     return decode_rate, (first - sent) * 1000, n, final["timings"]["tokens_per_second"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(doc: str) -> argparse.Namespace:
+    """The options of a single-stream bench (this one and bench/openai_backend.py), described
+    by the first paragraph of its docstring `doc`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args(__doc__)
 
     with tempfile.TemporaryDirectory() as tmp:
         server_args = [

@@ -18,6 +18,7 @@ from typing import Any, Callable, Coroutine, TypeVar
 
 from standin import StandIn
 
+from jupyter_llmchat import protocol
 from jupyter_llmchat.engine.types import EngineSettings
 from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.server.memory_bus import MemoryRoomBus
@@ -69,13 +70,13 @@ class FakeClient:
     def send(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> str:
         """Send one frame (as JSON text), handled at once; returns its id."""
         request_id, frame = self.frame(type_, data, **envelope)
-        run_now(self.chat.service.receive(self.connection, frame))
+        run_now(self.chat.service.receive(self.connection, frame, protocol.peek(frame)[1]))
         return request_id
 
     async def asend(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> str:
         """Send one frame and await its handling (a bus that does I/O, e.g. Redis); returns its id."""
         request_id, frame = self.frame(type_, data, **envelope)
-        await self.chat.service.receive(self.connection, frame)
+        await self.chat.service.receive(self.connection, frame, protocol.peek(frame)[1])
         return request_id
 
     def frame(self, type_: str, data: dict[str, Any] | None = None, **envelope: Any) -> tuple[str, str]:

@@ -175,6 +175,7 @@ export interface Limits {
   message_size_limit: number;
   max_tokens: number;
   max_connections: number;
+  max_connections_per_user: number;
   rate_limit: number;
   rate_limit_burst: number;
   replay_events: number;

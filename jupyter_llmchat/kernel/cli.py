@@ -20,6 +20,8 @@ from .discovery import ServerInfo, find_server, running_servers
 from .errors import LLMChatClientError
 
 CONTENT_WIDTH = 72
+# Under an answer whose prompt was cut, as the widget says it (docs/context.md).
+TRUNCATED_NOTE = "note: part of the conversation was left out to fit the model's context"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +94,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             if not _confirm(question, err):
                 print("not cleared", file=err)
                 return 1
-        return COMMANDS[command](client, args, out)
+        return COMMANDS[command](client, args, out, err)
     except LLMChatClientError as error:
         print(f"jupyter llmchat: {type(error).__name__}: {error}", file=err)
         return 1
@@ -104,7 +106,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
 # -- commands
 
 
-def _status(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+def _status(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stats = client.stats()
     server, model = client.server, stats.get("model", {})
     status = {
@@ -134,7 +136,7 @@ def _status(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _stats(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+def _stats(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stats = client.stats()
     if args.json:
         return _json(stats, out)
@@ -142,7 +144,7 @@ def _stats(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _rooms(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+def _rooms(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rooms = client.rooms()
     if args.json:
         return _json(rooms, out)
@@ -150,7 +152,7 @@ def _rooms(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _history(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+def _history(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     messages = client.history(args.room, since=args.since, limit=args.limit)
     if args.json:
         return _json(messages, out)
@@ -164,7 +166,7 @@ def _history(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _broadcast(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+def _broadcast(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     posted = client.broadcast(args.room, text, author_name=args.name)
     if args.json:
@@ -173,7 +175,7 @@ def _broadcast(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int
     return 0
 
 
-def _ask(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+def _ask(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = {"max_tokens": args.max_tokens, "temperature": args.temperature}
     with client.ask(args.room, args.prompt, **config) as answer:
         for piece in answer:
@@ -181,13 +183,15 @@ def _ask(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
                 out.write(piece)
                 out.flush()
     if args.json:
-        result = {"message_id": answer.message_id, "text": "".join(answer.parts)}
-        return _json({**result, "finish_reason": answer.finish_reason, "usage": answer.usage}, out)
+        result = {"message_id": answer.message_id, "text": "".join(answer.parts), "finish_reason": answer.finish_reason}
+        return _json({**result, "truncated": answer.truncated, "usage": answer.usage}, out)
     out.write("\n")
+    if answer.truncated:  # on stderr, as the other notes: stdout stays the answer
+        print(TRUNCATED_NOTE, file=err)
     return 0
 
 
-def _clear(client: ChatClient, args: argparse.Namespace, out: TextIO) -> int:
+def _clear(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     result = client.clear(args.room)
     if args.json:
         return _json(result, out)
@@ -233,7 +237,8 @@ def _servers(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO], int]] = {
+# Each command writes its result to `out` and any note about it to `err`.
+COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO, TextIO], int]] = {
     "status": _status,
     "stats": _stats,
     "rooms": _rooms,

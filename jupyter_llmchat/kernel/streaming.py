@@ -87,7 +87,8 @@ class Answer(Iterator[str]):
 
     `ask` returns it once the server has accepted the request (`Ack`), so refusals such
     as 503 (model loading) or 429 (queue full) are raised by `ask` itself. Iterate for the
-    pieces; afterwards `finish_reason`, `usage` and `timings` are set. Closing it early
+    pieces; afterwards `finish_reason`, `usage`, `timings` and `truncated` (the prompt was
+    cut to fit the model's context) are set. Closing it early
     (`close()`, leaving a `with` block, a kernel interrupt) cancels the generation.
     Displayed as a cell's result, it prints the answer as it streams.
     """
@@ -108,6 +109,7 @@ class Answer(Iterator[str]):
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] = {}
         self.timings: dict[str, Any] = {}
+        self.truncated = False
         self.parts: list[str] = []
         self._error: str | None = None
         self._ws: websocket.WebSocket | None = None
@@ -236,6 +238,7 @@ class Answer(Iterator[str]):
             self.finish_reason = data.get("finish_reason") or "stop"
             self.usage = data.get("usage") or {}
             self.timings = data.get("timings") or {}
+            self.truncated = bool(data.get("truncated"))
             self._error = data.get("error")
         return text
 

@@ -64,6 +64,7 @@ class Limits(msgspec.Struct):
     message_size_limit: int
     max_tokens: int
     max_connections: int
+    max_connections_per_user: int
     rate_limit: float
     rate_limit_burst: int
     replay_events: int

@@ -120,7 +120,7 @@ class Answers:
         message_id = new_message_id()
         asking = GenerationRequest(
             message_id, context.turns, self.sampling(request.config), cache_key,
-            user=owner.username, owner=is_server_owner(owner),
+            user=owner.username, owner=owner.owner,  # the server's owner: the queue's reserve
         )
         try:
             position = backend.submit(asking)
@@ -329,12 +329,6 @@ class Answers:
         if content:
             text = msgspec.structs.replace(self._answer_text(generation, content), finish_reason="error", error=INTERRUPTED)
             await self.bus.store_in_progress(generation.room or "", generation.first_seq or seq, text, seq)
-
-
-def is_server_owner(user: Identity) -> bool:
-    """The runtime secret's holder: the server owner's kernels and CLI, the only
-    connections whose identity is a bot (`handlers.identity_of`)."""
-    return user.kind == "bot"
 
 
 def token_data(event: TokenEvent, context_cut: bool = False) -> Token:

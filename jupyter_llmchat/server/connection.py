@@ -26,15 +26,20 @@ CLOSE_TOO_SLOW = 1008  # policy violation: the client does not read its frames
 class Identity:
     """A user as Jupyter Server authenticated them; never taken from the client.
 
-    `kind` is the author kind of what they post: "user" for people, "bot" for kernels
-    and scripts (connections authenticated with the server's runtime secret). `owner`:
-    authenticated with the runtime secret, i.e. the server owner's own kernel or CLI.
+    `owner`: authenticated with the server's runtime secret (`handlers.identity_of`), i.e.
+    the server owner's own kernel or CLI. It is the one flag the owner's reserves go by
+    (`owner_reserved_connections`, `owner_queue_reserve`) and it makes what they post a
+    bot's; what a request says (an `author_name`) never makes anyone the owner.
     """
 
     username: str
     name: str
-    kind: AuthorKind = "user"
     owner: bool = False
+
+    @property
+    def kind(self) -> AuthorKind:
+        """The author kind of what they post: "bot" for the owner's kernels, else "user"."""
+        return "bot" if self.owner else "user"
 
     def person(self) -> Person:
         return Person(self.username, self.name)

@@ -43,7 +43,7 @@ def identity_of(handler: Any) -> Identity:
     user = handler.current_user
     username = getattr(user, "username", None) or str(user)
     if handler._secret_owner() is not None:
-        return Identity(username, "notebook", "bot", owner=True)
+        return Identity(username, "notebook", owner=True)
     name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
     return Identity(username, name)
 
@@ -111,7 +111,7 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         ):
             connection.send(protocol.error_frame(403, f"not authorized to send {kind}", id=request_id))
             return
-        await self.service.receive(connection, message)
+        await self.service.receive(connection, message, request_id)
 
     def on_pong(self, data: bytes) -> None:
         if self.connection is not None:

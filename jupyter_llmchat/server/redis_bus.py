@@ -123,7 +123,7 @@ class RedisRoomBus(RoomBus):
         if user.username not in local.room.identities:
             value = f"{_ms(time.time() + PRESENCE_TTL)} {json.dumps([user.username, user.name])}"
             first, epoch = await self._join(
-                keys=[keys.present(room), keys.ROOMS, keys.room(room), keys.server(self.server_id)],
+                keys=[keys.room(room, "present"), keys.ROOMS, keys.room(room), keys.server(self.server_id)],
                 args=[_ms(time.time()), self._field(user), value, user.username, room, new_epoch(), _ms(HEARTBEAT_TTL)],
             )
             first = bool(first)
@@ -137,7 +137,7 @@ class RedisRoomBus(RoomBus):
         if local is None or not local.room.remove(connection):
             return False
         user = connection.user
-        return bool(await self._leave(keys=[keys.present(room)], args=[_ms(time.time()), self._field(user), user.username]))
+        return bool(await self._leave(keys=[keys.room(room, "present")], args=[_ms(time.time()), self._field(user), user.username]))
 
     def _field(self, user: Identity) -> str:
         return f"{self.server_id}|{user.username}"
@@ -148,7 +148,7 @@ class RedisRoomBus(RoomBus):
 
     async def _present(self, room: str) -> list[Identity]:
         """Distinct users present on any server, their entries not expired."""
-        return _people(await self.redis.hgetall(keys.present(room)))
+        return _people(await self.redis.hgetall(keys.room(room, "present")))
 
     @redis_errors_as_503
     async def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
@@ -177,13 +177,13 @@ class RedisRoomBus(RoomBus):
                 self._first_sent.add(answer)
             args += [head, tail, answer, "1" if first_token else "0"]
         first = int(await self._emit(
-            keys=[keys.room(room), keys.events(room), keys.live(room), keys.ROOMS, keys.ANSWER_FIRST], args=args
+            keys=[keys.room(room), keys.room(room, "events"), keys.room(room, "live"), keys.ROOMS, keys.ANSWER_FIRST], args=args
         ))
         return list(range(first, first + len(events)))
 
     @redis_errors_as_503
     async def deliver(self, room: str, frame: bytes) -> None:
-        await self.redis.publish(keys.live(room), b"0\n" + frame)
+        await self.redis.publish(keys.room(room, "live"), b"0\n" + frame)
 
     # -- sequence, replay and epochs -----------------------------------------------------------
 
@@ -207,7 +207,7 @@ class RedisRoomBus(RoomBus):
             return None
         if since == head:
             return []
-        entries = await self.redis.xrange(keys.events(room), min=f"{since + 1}-0", max=f"{head}-0")
+        entries = await self.redis.xrange(keys.room(room, "events"), min=f"{since + 1}-0", max=f"{head}-0")
         if len(entries) != head - since:  # trimmed from the window: cannot all be replayed
             return None
         return [fields[b"f"] for _, fields in entries]
@@ -228,7 +228,7 @@ class RedisRoomBus(RoomBus):
         if not firsts:
             return []
         head = self._local(room).room.head_seq
-        entries = await self.redis.xrange(keys.events(room), min=f"{min(firsts)}-0", max=f"{head}-0")
+        entries = await self.redis.xrange(keys.room(room, "events"), min=f"{min(firsts)}-0", max=f"{head}-0")
         wanted = {answer.encode() for answer in running}
         return [fields[b"f"] for _, fields in entries if fields.get(b"a") in wanted]
 
@@ -267,8 +267,8 @@ class RedisRoomBus(RoomBus):
     @redis_errors_as_503
     async def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys.msgs(room), {text.message_id: seq})
-            pipe.hset(keys.msg(room), text.message_id, msgspec.json.encode(text))
+            pipe.zadd(keys.room(room, "msgs"), {text.message_id: seq})
+            pipe.hset(keys.room(room, "msg"), text.message_id, msgspec.json.encode(text))
             pipe.sadd(keys.ROOMS, room)
             await pipe.execute()
 
@@ -282,7 +282,7 @@ class RedisRoomBus(RoomBus):
     async def _rows(self, room: str, ids_and_seqs: list[tuple[bytes, float]]) -> list[Message]:
         if not ids_and_seqs:
             return []
-        datas = await self.redis.hmget(keys.msg(room), [message_id for message_id, _ in ids_and_seqs])
+        datas = await self.redis.hmget(keys.room(room, "msg"), [message_id for message_id, _ in ids_and_seqs])
         return [(int(seq), json.loads(data)) for (_, seq), data in zip(ids_and_seqs, datas) if data is not None]
 
     @redis_errors_as_503
@@ -292,18 +292,18 @@ class RedisRoomBus(RoomBus):
         low = f"({since}" if since is not None else "-inf"
         high = f"({before_seq}" if before_seq is not None else "+inf"
         if since is not None and before_seq is None:  # paging forward: the oldest after `since`
-            found = await self.redis.zrangebyscore(keys.msgs(room), low, high, start=0, num=limit, withscores=True)
+            found = await self.redis.zrangebyscore(keys.room(room, "msgs"), low, high, start=0, num=limit, withscores=True)
         else:
-            found = (await self.redis.zrevrangebyscore(keys.msgs(room), high, low, start=0, num=limit, withscores=True))[::-1]
+            found = (await self.redis.zrevrangebyscore(keys.room(room, "msgs"), high, low, start=0, num=limit, withscores=True))[::-1]
         return await self._rows(room, found)
 
     @redis_errors_as_503
     async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
         if message_id is not None:
-            score = await self.redis.zscore(keys.msgs(room), message_id)
+            score = await self.redis.zscore(keys.room(room, "msgs"), message_id)
             found = [] if score is None else [(message_id.encode(), score)]
         else:
-            found = await self.redis.zrangebyscore(keys.msgs(room), seq, seq, withscores=True)
+            found = await self.redis.zrangebyscore(keys.room(room, "msgs"), seq, seq, withscores=True)
         rows = await self._rows(room, found[:1])
         return rows[0] if rows else None
 
@@ -325,7 +325,7 @@ class RedisRoomBus(RoomBus):
             asked = [str(data.get("in_reply_to")) for data in answers if data.get("in_reply_to")]
             questions = {}
             if asked:
-                for raw in await self.redis.hmget(keys.msg(room), asked):
+                for raw in await self.redis.hmget(keys.room(room, "msg"), asked):
                     if raw is not None:
                         data = json.loads(raw)
                         questions[data["message_id"]] = data
@@ -345,10 +345,10 @@ class RedisRoomBus(RoomBus):
     async def clear(self, room: str) -> int:
         epoch = new_epoch()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zcard(keys.msgs(room))
-            pipe.delete(keys.msgs(room), keys.msg(room), keys.events(room))
+            pipe.zcard(keys.room(room, "msgs"))
+            pipe.delete(keys.room(room, "msgs"), keys.room(room, "msg"), keys.room(room, "events"))
             pipe.hset(keys.room(room), "epoch", epoch)
-            pipe.publish(keys.live(room), b"E\n" + epoch.encode())  # every server's members: a new epoch
+            pipe.publish(keys.room(room, "live"), b"E\n" + epoch.encode())  # every server's members: a new epoch
             deleted, *_ = await pipe.execute()
         local = self.local.get(room)
         if local is not None:
@@ -361,13 +361,13 @@ class RedisRoomBus(RoomBus):
         for name in await self.redis.smembers(keys.ROOMS):
             room = name.decode()
             old = [
-                message_id for message_id, raw in (await self.redis.hgetall(keys.msg(room))).items()
+                message_id for message_id, raw in (await self.redis.hgetall(keys.room(room, "msg"))).items()
                 if json.loads(raw).get("created", "") < created_before
             ]
             if old:
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.zrem(keys.msgs(room), *old)
-                    pipe.hdel(keys.msg(room), *old)
+                    pipe.zrem(keys.room(room, "msgs"), *old)
+                    pipe.hdel(keys.room(room, "msg"), *old)
                     await pipe.execute()
                 deleted += len(old)
         return deleted
@@ -387,7 +387,7 @@ class RedisRoomBus(RoomBus):
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hget(keys.room(name), "seq")
-                pipe.hgetall(keys.present(name))
+                pipe.hgetall(keys.room(name, "present"))
             found = await pipe.execute()
         return [
             {"room": name, "members": len(_people(present)), "head_seq": int(head or 0)}
@@ -429,7 +429,7 @@ class RedisRoomBus(RoomBus):
             subscribed = [local for local in self.local.values() if local.subscribed]
             for local in subscribed:
                 for user in local.room.identities.values():
-                    pipe.hset(keys.present(local.name), self._field(user), f"{expiry} {json.dumps([user.username, user.name])}")
+                    pipe.hset(keys.room(local.name, "present"), self._field(user), f"{expiry} {json.dumps([user.username, user.name])}")
                 pipe.hget(keys.room(local.name), "seq")
             results = await pipe.execute()
         heads = [result for result in results if not isinstance(result, (bool, int))]
@@ -459,7 +459,7 @@ class RedisRoomBus(RoomBus):
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for room in rooms:
-                pipe.hgetall(keys.present(room))
+                pipe.hgetall(keys.room(room, "present"))
             presents: list[dict[bytes, bytes]] = await pipe.execute()
         others = sorted({field.partition(b"|")[0].decode() for present in presents for field in present} - {self.server_id})
         beats = await self.redis.mget([keys.server(server) for server in others]) if others else []
@@ -471,7 +471,7 @@ class RedisRoomBus(RoomBus):
                 for field, value in present.items()
             ):
                 continue
-            departed = await self._depart(keys=[keys.present(room)], args=[_ms(time.time()), *sorted(stopped)])
+            departed = await self._depart(keys=[keys.room(room, "present")], args=[_ms(time.time()), *sorted(stopped)])
             if departed:
                 people = sorted(json.loads(value.partition(b" ")[2]) for value in departed)
                 left = [Identity(username, name).person() for username, name in people]
@@ -484,7 +484,7 @@ class RedisRoomBus(RoomBus):
         said: list[str] = []
         first_seq = int(first) if first is not None else None
         if first_seq is not None:
-            for _, fields in await self.redis.xrange(keys.events(room), min=f"{first_seq}-0", max="+"):
+            for _, fields in await self.redis.xrange(keys.room(room, "events"), min=f"{first_seq}-0", max="+"):
                 if fields.get(b"a") == answer.encode():
                     said.append(json.loads(fields[b"f"])["data"]["text"])
         final = protocol.Token(
@@ -507,11 +507,11 @@ class RedisRoomBus(RoomBus):
         high = f"{upto}-0" if upto else "+"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.room(local.name), "epoch")
-            pipe.xrange(keys.events(local.name), min=f"{local.room.head_seq + 1}-0", max=high)
+            pipe.xrange(keys.room(local.name, "events"), min=f"{local.room.head_seq + 1}-0", max=high)
             raw, entries = await pipe.execute()
         epoch = raw.decode() if raw else None
         if epoch is not None and epoch != local.epoch:
-            entries = await self.redis.xrange(keys.events(local.name), min="-", max=high)
+            entries = await self.redis.xrange(keys.room(local.name, "events"), min="-", max=high)
         return epoch, [(int(entry_id.split(b"-")[0]), fields[b"f"]) for entry_id, fields in entries]
 
     async def close(self) -> None:
@@ -520,7 +520,7 @@ class RedisRoomBus(RoomBus):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for local in self.local.values():
                     for user in local.room.identities.values():
-                        pipe.hdel(keys.present(local.name), self._field(user))
+                        pipe.hdel(keys.room(local.name, "present"), self._field(user))
                 pipe.delete(keys.server(self.server_id))
                 await pipe.execute()
         except (RedisError, OSError) as error:

@@ -65,7 +65,7 @@ class Subscriber:
         """Subscribe, then read the head: every event after it will arrive by Pub/Sub."""
         if local.subscribed:
             return
-        channel = keys.live(local.name).encode()
+        channel = keys.room(local.name, "live").encode()
         confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
         try:
             await self.pubsub.subscribe(channel)
@@ -83,7 +83,7 @@ class Subscriber:
         local.subscribed = False
         local.pending.clear()
         try:
-            await self.pubsub.unsubscribe(keys.live(local.name))
+            await self.pubsub.unsubscribe(keys.room(local.name, "live"))
         except (RedisError, OSError):
             pass  # gone with the connection anyway
 
@@ -121,7 +121,7 @@ class Subscriber:
                     self._kick(local)
 
     def _local_of(self, channel: bytes) -> LocalRoom | None:
-        return self.rooms.get(channel[len(keys.LIVE_PREFIX) : -len(keys.LIVE_SUFFIX)].decode())
+        return self.rooms.get(keys.room_of_channel(channel))
 
     def _sent_now(self, local: LocalRoom, batch: bytes) -> bool:
         """The usual case, handed on in this step: the next events of the room, nothing

@@ -19,42 +19,30 @@ Shared: `llmchat:rooms` (set of room names), `llmchat:settings` (hash room -> JS
 
 from __future__ import annotations
 
+from typing import Literal
+
 ROOMS = "llmchat:rooms"
 SETTINGS = "llmchat:settings"
 ANSWERS = "llmchat:answers"
 ANSWER_FIRST = "llmchat:answer_first"
 
-
-def room(name: str) -> str:
-    return f"llmchat:room:{name}"
-
-
-def events(name: str) -> str:
-    return f"llmchat:room:{name}:events"
+_ROOM = "llmchat:room:"
+RoomPart = Literal["", "events", "live", "msgs", "msg", "present"]
 
 
-def live(name: str) -> str:
-    return f"llmchat:room:{name}:live"
+def room(name: str, part: RoomPart = "") -> str:
+    """The key of room `name`'s hash, or of one of its other parts (the table above)."""
+    return f"{_ROOM}{name}:{part}" if part else f"{_ROOM}{name}"
 
 
-def msgs(name: str) -> str:
-    return f"llmchat:room:{name}:msgs"
-
-
-def msg(name: str) -> str:
-    return f"llmchat:room:{name}:msg"
-
-
-def present(name: str) -> str:
-    return f"llmchat:room:{name}:present"
+def room_of_channel(channel: bytes) -> str:
+    """The room whose `room(name, "live")` channel this is (Pub/Sub names it in bytes)."""
+    return channel[len(_ROOM) : -len(":live")].decode()
 
 
 def server(server_id: str) -> str:
     return f"llmchat:server:{server_id}"
 
-
-LIVE_PREFIX = "llmchat:room:"
-LIVE_SUFFIX = ":live"
 
 # Number a batch of events, keep them in the stream, publish them: one atomic step, so seq
 # order = stream order = publish order on every server.

@@ -170,6 +170,7 @@ class ChatService(HookApi):
                 message_size_limit=limits.message_size_limit,
                 max_tokens=limits.max_tokens,
                 max_connections=limits.max_connections,
+                max_connections_per_user=limits.max_connections_per_user,
                 rate_limit=limits.rate_limit,
                 rate_limit_burst=limits.rate_limit_burst,
                 replay_events=limits.replay_events,
@@ -180,13 +181,16 @@ class ChatService(HookApi):
 
     # ------------------------------------------------------------------- messages
 
-    async def receive(self, connection: Connection, raw: str | bytes) -> None:
-        """Handle one frame from a client; every failure becomes an `Error` frame."""
+    async def receive(self, connection: Connection, raw: str | bytes, request_id: str | None) -> None:
+        """Handle one frame from a client; every failure becomes an `Error` frame.
+
+        `request_id` is what the transport's `protocol.peek` read of the frame (it peeks to
+        authorize by type): the frame is peeked once, and even an invalid frame's Error
+        carries its id."""
         connection.last_seen = time.monotonic()
         self.counters.messages_received += 1
         self.counters.bytes_received += len(raw.encode()) if isinstance(raw, str) else len(raw)
         allowed = self.rate.take(connection.user.username)  # malformed frames count too
-        _, request_id = protocol.peek(raw)  # so that even an invalid frame's Error carries its id
         try:
             envelope = protocol.decode_envelope(raw)
             request_id = envelope.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -140,6 +141,22 @@ def test_clear_asks_first_then_deletes_the_rooms_messages(cli, monkeypatch):
     assert posted["seq"] > seqs[-1]  # seq goes on: no client mistakes the new message for an old one
     status, out, _ = cli("clear", "cli-clear", "--yes", "--json")  # no question asked
     assert status == 0 and json.loads(out)["deleted"] == 1
+
+
+@pytest.mark.fast
+async def test_ask_notes_on_stderr_when_the_prompt_was_cut(chat_server, jp_http_port, jp_base_url):
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+
+    def ask(room: str, prompt: str, *options: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["ask", room, prompt, "--url", url, "--token", "tok-ada", *options], out=out, err=err)
+        return status, out.getvalue(), err.getvalue()
+
+    status, out, err = await asyncio.to_thread(ask, "cut", "x" * 2000)  # over the stand-in's budget
+    assert (status, out) == (0, "Hello from the stand-in.\n")
+    assert err.splitlines()[-1] == "note: part of the conversation was left out to fit the model's context"
+    status, out, err = await asyncio.to_thread(ask, "whole", "Short.", "--json")
+    assert json.loads(out)["truncated"] is False and "note" not in err
 
 
 @pytest.mark.fast

@@ -56,6 +56,14 @@ async def test_ask_streams_the_answer_into_the_room(client, connect, chat_server
     assert private == "Hello from the stand-in."
 
 
+async def test_an_answer_says_whether_its_prompt_was_cut_to_fit(client):
+    cut = await off_loop(client.ask, None, "x" * 2000)  # over the stand-in's budget: 1,024 characters
+    whole = await off_loop(client.ask, None, "Just me")
+    await off_loop(cut.text)
+    await off_loop(whole.text)
+    assert (cut.truncated, whole.truncated) == (True, False)
+
+
 @pytest.mark.parametrize("standin_options", [{"delay": 0.05}])  # an answer that runs long enough to cancel
 async def test_generate_then_cancel_and_only_once(client, connect, chat_server, standin_options):
     member = await connect("tok-bob")

@@ -310,7 +310,7 @@ async def test_one_user_may_have_only_max_answers_per_user_waiting_or_running(ma
 
 
 async def test_the_owners_kernel_gets_the_reserved_queue_places_others_are_refused(make_chat):
-    owner = Identity("ada", "notebook", "bot")  # the runtime secret's identity (handlers.identity_of)
+    owner = Identity("ada", "notebook", owner=True)  # the runtime secret's identity (handlers.identity_of)
     engine = EngineSettings(parallel=1, max_queue=4, owner_queue_reserve=2)
     chat = make_chat(engine=engine, max_answers_per_user=0, standin={"delay": 0.02})
     bob, kernel = chat.client(BOB), chat.client(owner)

@@ -3,6 +3,8 @@ model is the stand-in (fast tier)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.fast
@@ -37,6 +39,18 @@ async def test_rest_generate_streams_into_the_room(chat_server, connect, api):
     assert prompt["data"]["author"]["kind"] == "bot"
     tokens = await member.answer(ack["message_id"])
     assert tokens[-1]["data"]["is_final"]
+
+
+@pytest.mark.parametrize("standin_options", [{"delay": 0.5}])
+@pytest.mark.parametrize("llmchat_config", [{"parallel": 1, "max_queue": 2, "owner_queue_reserve": 1}])
+async def test_a_rest_bot_post_does_not_get_the_owners_queue_place(chat_server, api, jp_fetch, llmchat_config):
+    """`author_name` makes a post a bot's, not the owner's: only the runtime secret does."""
+    ask = {"prompt": "x", "author_name": "grader"}
+    codes = [(await api("POST", "rooms", "class", "generate", body=ask))[0] for _ in range(3)]
+    assert codes == [202, 202, 429]
+    owner = {"Authorization": f"llmchat-secret {chat_server.settings['llmchat_secret']}"}
+    reserved = await jp_fetch("llmchat", "api", "rooms", "class", "generate", method="POST", headers=owner, body=json.dumps(ask))
+    assert json.loads(reserved.body)["queue_position"] == 2
 
 
 @pytest.mark.parametrize(

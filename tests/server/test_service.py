@@ -18,13 +18,14 @@ BOB_D = {"username": "bob", "name": "Bob"}
 
 
 async def test_welcome_names_the_user_the_model_and_the_limits(make_chat):
-    chat = make_chat(message_size_limit=2048, max_tokens=64)
+    chat = make_chat(message_size_limit=2048, max_tokens=64, max_connections_per_user=3)
     ada, again = chat.client(ADA), chat.client(ADA)
     await chat.settle()
     welcome = ada.one("Welcome")["data"]
     assert welcome["user"] == ADA_D and welcome["protocol"] == "llmchat.v1"
     assert welcome["model"] == {"name": "stand-in", "loaded": True, "n_ctx": 4096, "parallel": 4}
     assert welcome["limits"]["message_size_limit"] == 2048 and welcome["limits"]["max_tokens"] == 64
+    assert welcome["limits"]["max_connections_per_user"] == 3
     assert welcome["client_id"] != again.one("Welcome")["data"]["client_id"]
 
 
@@ -196,7 +197,7 @@ async def test_idle_connections_and_quiet_rooms_are_swept(make_chat):
 async def test_rate_limit_is_per_user_counts_bad_frames_and_rest_posts(make_chat):
     chat = make_chat(rate_limit=0.001, rate_limit_burst=3)
     ada, bob = chat.client(ADA), chat.client(BOB)
-    await chat.service.receive(ada.connection, "{not json")
+    await chat.service.receive(ada.connection, "{not json", None)
     ids = [ada.send("Ping") for _ in range(4)]
     bob.send("Ping", id="bob")
     await chat.settle()
