@@ -234,13 +234,14 @@ class Client:
     def text(self, room: str, content: str) -> None:
         self._send("Text", room, {"content": content}, f"t-{next(self.ids)}")
 
-    def generate(self, room: str | None, prompt: str, max_tokens: int) -> Stream:
+    def generate(self, room: str | None, prompt: str, max_tokens: int, seed: int | None = None) -> Stream:
         """Send a `Generate` (`room` None: a private answer); await the Stream's `done`."""
         rid = f"g-{next(self.ids)}"
         s = Stream(time.perf_counter(), asyncio.get_running_loop().create_future())
         s.done.add_done_callback(lambda f: f.cancelled() or f.exception())  # a refusal is counted, not logged
         self.streams[rid] = s
-        self._send("Generate", room, {"prompt": prompt, "config": {**self.config, "max_tokens": max_tokens}}, rid)
+        config = {**self.config, "max_tokens": max_tokens, **({} if seed is None else {"seed": seed})}
+        self._send("Generate", room, {"prompt": prompt, "config": config}, rid)
         return s
 
     async def model_stats(self) -> dict:

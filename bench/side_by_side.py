@@ -60,6 +60,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO / "tests"), str(REPO)]
 
-from concurrency import Client, LoadMeter, Stream, join_rooms, leave_rooms, pct, prompt_for  # noqa: E402
+from concurrency import PROMPTS, Client, LoadMeter, Stream, join_rooms, leave_rooms, pct  # noqa: E402
 from engine_batch import busy_core, raw_batched_tokens_per_second  # noqa: E402
 from prefill import measure as raw_prefill_ms  # noqa: E402
 from servers import ServerProcess, free_port  # noqa: E402
@@ -100,6 +101,22 @@ def prompt_text(prompt: str) -> str:
     formatted = FORMATTER.format([ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", prompt)])
     return "".join(text for text, _ in formatted.segments)
 PHASES = ("quiet", "busy", "alternating")
+
+
+class Questions:
+    """Every target of a run gets the same questions and sampling seeds: with sampling, the
+    answers' lengths decide much of a run's rate, and different questions (or seeds) per
+    target would compare what sampling happened to make of them. Each target is its own
+    server, so a tag need only be unique within one (its KV cache is matched by content:
+    a question asked before would be served from the cache)."""
+
+    run = "warm-up"  # set for each (round, phase, N) by bench()
+
+    @classmethod
+    def get(cls, i: int, k: int = 0) -> tuple[str, int]:
+        """Client i's k-th question of the current run, and its seed."""
+        key = f"{cls.run}.{i}.{k}"
+        return f"({key}) {PROMPTS[i % len(PROMPTS)]}", zlib.crc32(key.encode())
 
 
 # ---------------------------------------------------------------------------- the spinners
@@ -206,7 +223,8 @@ class LLMChatTarget:
         evaluated = (await clients[0].model_stats())["prompt_tokens_evaluated"]
         watch = asyncio.ensure_future(self._watch_threads())
         start = time.perf_counter()
-        streams = [c.generate(r, prompt_for(i), tokens) for i, (c, r) in enumerate(zip(clients, rooms))]
+        asked = [Questions.get(i) for i in range(n)]
+        streams = [c.generate(r, q, tokens, seed) for c, r, (q, seed) in zip(clients, rooms, asked)]
         await asyncio.wait_for(asyncio.gather(*(s.done for s in streams)), 600)
         watch.cancel()
         await leave_rooms(clients, rooms)
@@ -225,7 +243,8 @@ class LLMChatTarget:
             while time.perf_counter() < until:
                 room = await joining
                 joining = asyncio.ensure_future(self._joined(client))  # the next room, meanwhile
-                s = client.generate(room, prompt_for(i), tokens)
+                q, seed = Questions.get(i, len(done))
+                s = client.generate(room, q, tokens, seed)
                 await asyncio.wait_for(s.done, 600)
                 done.append(s)
                 asyncio.ensure_future(client.request("Leave", room))
@@ -307,7 +326,7 @@ class LlamaServerTarget:
     def disconnect(self) -> None:
         self.http.close()
 
-    async def generate(self, prompt: str, tokens: int) -> Stream:
+    async def generate(self, prompt: str, seed: int, tokens: int) -> Stream:
         """One streamed `/completion` of jupyter-llmchat's own prompt text for `prompt`."""
         s = Stream(time.perf_counter(), asyncio.get_running_loop().create_future())
         pending = bytearray()
@@ -339,6 +358,7 @@ class LlamaServerTarget:
             "stream": True,
             "cache_prompt": True,
             "repeat_last_n": 64,
+            "seed": seed,
             **ChatClient.config,
         }
         await self.http.fetch(
@@ -357,7 +377,7 @@ class LlamaServerTarget:
 
     async def burst(self, n: int, tokens: int) -> Outcome:
         start = time.perf_counter()
-        streams = await asyncio.gather(*(self.generate(prompt_for(i), tokens) for i in range(n)))
+        streams = await asyncio.gather(*(self.generate(*Questions.get(i), tokens) for i in range(n)))
         return Outcome(list(streams), start)
 
     async def loop(self, n: int, tokens: int, seconds: float) -> Outcome:
@@ -367,7 +387,7 @@ class LlamaServerTarget:
         async def worker(i: int) -> list[Stream]:
             done = []
             while time.perf_counter() < until:
-                done.append(await self.generate(prompt_for(i), tokens))
+                done.append(await self.generate(*Questions.get(i, len(done)), tokens))
             return done
 
         per_client = await asyncio.gather(*(worker(i) for i in range(n)))
@@ -416,6 +436,8 @@ async def bench(args: argparse.Namespace, targets: list, meter: LoadMeter) -> No
         for phase in args.phases:
             for n in args.n:
                 for t in order:
+                    Questions.run = f"{phase[0]}{r}n{n}"
+                    await asyncio.sleep(args.settle)  # the previous target's work is not this run's load
                     with meter.span(f"{phase};"), phase_load(phase, args, r):
                         if phase == "alternating":
                             out = await t.loop(n, args.tokens, args.window)
@@ -562,6 +584,7 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=10.0, help="seconds busy, then seconds quiet, alternating")
     parser.add_argument("--greedy", action="store_true", help="temperature 0, no penalty (default: the server's defaults)")
     parser.add_argument("--no-raw", action="store_true", help="skip raw batched decoding")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds of quiet before each run")
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. before a change) whose default runs too")
     parser.add_argument("--llama-server", type=Path, default=Path(os.environ.get("LLAMA_SERVER", DEFAULT_LLAMA_SERVER)))
     args = parser.parse_args()

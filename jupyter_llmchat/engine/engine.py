@@ -4,7 +4,7 @@ The event loop thread calls `submit`, `cancel`, `stats` and `close`; they only t
 queue under a lock and never wait for the model. The decode thread loads the model, then
 loops: admit queued requests into free slots, run one decode step, and hand the step's
 events to the loop with a single `call_soon_threadsafe`. When there is nothing to do it
-sleeps on a condition variable, waking four times a second with adaptive threads to look
+sleeps on a condition variable, waking ten times a second with adaptive threads to look
 at the machine (threads.py).
 """
 
@@ -263,7 +263,7 @@ class Engine:
             with cond:
                 while not self._closing and not self._waiting and not sched.has_work():
                     if not cond.wait(self.threads.idle_wait):
-                        self.threads.choose()  # idle: keep the reading of the machine fresh (threads.py)
+                        self.threads.look_while_idle()  # keeps the reading of the machine fresh (threads.py)
                 if self._closing:
                     return
                 admit: list[Job] = []

@@ -368,23 +368,23 @@ def test_a_core_the_others_use_in_part_is_still_worth_a_second_thread():
 def test_an_idle_engine_keeps_looking_so_a_burst_starts_with_what_runs_now():
     machine = _Machine()
     policy = _policy(machine)
-    assert policy.idle_wait == 0.25
+    assert policy.idle_wait == 0.1
 
     def idle(seconds: float) -> None:  # what the decode thread does with nothing to decode
         for _ in range(round(seconds / policy.idle_wait)):
             machine.tick(policy.idle_wait)
-            policy.choose()
+            policy.look_while_idle()
 
     policy.choose()
     machine.mine = 0.0
     idle(60.0)  # a quiet minute...
     machine.others = 1.0  # ...then a kernel starts spinning
-    idle(0.25)
+    idle(0.1)
     machine.tick(0.01)  # and a request arrives
     assert policy.choose() == 1  # the pause's average (0.004 cores) would have said 2
     idle(60.0)  # a busy minute of others
     machine.others = 0.0  # the kernel finishes
-    idle(0.25)
+    idle(0.1)
     machine.tick(0.01)
     assert policy.choose() == 2  # that pause's average (1 core) would have said 1
 
