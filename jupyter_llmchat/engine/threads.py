@@ -11,9 +11,9 @@ A core counts as free while the others use at most `HEADROOM` of it. llama.cpp's
 wait for each other at every operation, so a thread that shares its core stalls the rest;
 measured on 2 cores (bench/threads_crossover.py, raw batched decoding beside a process
 busy for a share of every 10 or 100 ms), 2 threads still beat 1 while the other process
-uses 60 % of a core (8 streams 1.09-1.10x, 1 stream 1.19x) and lose from about 70-80 %
-(8 streams 0.83x at 80 %; a whole core: 0.65x). So with one core busy it uses one thread,
-never two.
+uses 60 % of a core (8 streams 1.10x, 1 stream 1.21x) and lose from about 75-85 %
+(8 streams 0.83-0.95x at 80 %; a whole core: 0.65x). So with one core busy it uses one
+thread, never two.
 
 The engine keeps looking while it is idle (the decode thread wakes every `IDLE_INTERVAL`):
 the first step of a burst of requests then decodes with a count chosen from the last tenth
