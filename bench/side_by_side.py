@@ -326,7 +326,7 @@ class LlamaServerTarget:
     def disconnect(self) -> None:
         self.http.close()
 
-    async def generate(self, prompt: str, seed: int, tokens: int) -> Stream:
+    async def generate(self, prompt: str, tokens: int, seed: int) -> Stream:
         """One streamed `/completion` of jupyter-llmchat's own prompt text for `prompt`."""
         s = Stream(time.perf_counter(), asyncio.get_running_loop().create_future())
         pending = bytearray()
@@ -377,7 +377,8 @@ class LlamaServerTarget:
 
     async def burst(self, n: int, tokens: int) -> Outcome:
         start = time.perf_counter()
-        streams = await asyncio.gather(*(self.generate(*Questions.get(i), tokens) for i in range(n)))
+        asked = [Questions.get(i) for i in range(n)]
+        streams = await asyncio.gather(*(self.generate(q, tokens, seed) for q, seed in asked))
         return Outcome(list(streams), start)
 
     async def loop(self, n: int, tokens: int, seconds: float) -> Outcome:
@@ -387,7 +388,8 @@ class LlamaServerTarget:
         async def worker(i: int) -> list[Stream]:
             done = []
             while time.perf_counter() < until:
-                done.append(await self.generate(*Questions.get(i, len(done)), tokens))
+                q, seed = Questions.get(i, len(done))
+                done.append(await self.generate(q, tokens, seed))
             return done
 
         per_client = await asyncio.gather(*(worker(i) for i in range(n)))
