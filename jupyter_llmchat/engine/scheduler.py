@@ -72,8 +72,7 @@ class Scheduler:
         self.tokens_generated = 0
         self.prompt_tokens_evaluated = 0
         self.prompt_tokens_cached = 0
-        self._groupings = {threads.threads: OutputGrouping()}  # by thread count
-        self.grouping = self._groupings[threads.threads]
+        self._groupings: dict[int, OutputGrouping] = {}  # by thread count (see `grouping`)
         self.prefill_chunk = PREFILL_CHUNK_WHILE_STREAMING
         self.prefill_finish = PREFILL_FINISH_WHILE_STREAMING
         self._decode = _llama().llama_decode
@@ -157,15 +156,18 @@ class Scheduler:
             self.grouping.record(k, plan, (time.perf_counter() - t0) / k)
         return self._take_events()
 
+    @property
+    def grouping(self) -> OutputGrouping:
+        """Which batch shape is faster depends on the threads: each count keeps what it
+        measured, so switching back and forth does not measure everything again."""
+        return self._groupings.setdefault(self._n_threads, OutputGrouping())
+
     def _apply_threads(self) -> None:
         """Decode with the threads the rest of the machine leaves free (threads.py)."""
         n = self.threads.choose()
         if n != self._n_threads:
             _llama().llama_set_n_threads(self._ctx, n, n)  # generation and prompt evaluation
             self._n_threads = n
-            # Which batch shape is faster depends on the threads: each count keeps what it
-            # measured, so switching back and forth does not measure everything again.
-            self.grouping = self._groupings.setdefault(n, OutputGrouping())
 
     def _fill(self, gen: list[Job], with_prefill: bool) -> list[tuple[Job, int, int]]:
         """Fill the batch; return (job, logits row or -1, prompt tokens fed) per participant."""
