@@ -143,7 +143,7 @@ async def redis_hop(url: str, count: int) -> tuple[float, float]:
     """The Redis hop alone, in one process: `emit` on one bus until the frame is queued to a
     member of another bus (script + publish + subscription + fan-out). (p50, p99) in ms."""
     from jupyter_llmchat import protocol
-    from jupyter_llmchat.server.redis_bus import RedisRoomBus
+    from jupyter_llmchat.room_bus.redis_bus import RedisRoomBus
 
     sender, receiver = RedisRoomBus(url, 4096, 300), RedisRoomBus(url, 4096, 300)
     member = Receiver("hop")

@@ -1,8 +1,9 @@
 """jupyter-llmchat: a shared local LLM and real-time chat rooms for every Jupyter server.
 
-Three wings on a shared base (docs/architecture.md): `server/` (the Jupyter Server
-extension), `kernel/` (what notebook code and the CLI use), `engine/` (the in-process
-llama.cpp model); `protocol.py` and `runtime_secret.py` are what both sides speak.
+Five wings on a shared base (docs/architecture.md): `server/` (the Jupyter Server
+extension: transport and service), its two seams `room_bus/` (the room bus) and `backends/`
+(the model backend), `kernel/` (what notebook code and the CLI use), `engine/` (the
+in-process llama.cpp model); `protocol/` and `runtime_secret.py` are what both sides speak.
 """
 
 from __future__ import annotations

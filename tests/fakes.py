@@ -21,10 +21,10 @@ from standin import StandIn
 from jupyter_llmchat import protocol
 from jupyter_llmchat.engine.types import EngineSettings
 from jupyter_llmchat.server.connection import Identity
-from jupyter_llmchat.server.memory_bus import MemoryRoomBus
-from jupyter_llmchat.server.room_bus import RoomBus
+from jupyter_llmchat.room_bus.memory_bus import MemoryRoomBus
+from jupyter_llmchat.room_bus.bus import RoomBus
 from jupyter_llmchat.server.service import ChatService, ServiceLimits
-from jupyter_llmchat.server.store import HistoryStore
+from jupyter_llmchat.room_bus.store import HistoryStore
 
 T = TypeVar("T")
 

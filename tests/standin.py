@@ -1,4 +1,4 @@
-"""A model backend without a model, for the fast tier (server/model_backend.ModelBackend).
+"""A model backend without a model, for the fast tier (backends/model_backend.ModelBackend).
 
 Each answer is `words`, one token per loop turn (`call_soon`, or `call_later(delay)`),
 cut at the request's `max_tokens` (itself capped by `settings.max_tokens`, as the engine

@@ -32,3 +32,22 @@ def test_the_public_names_stay_where_users_import_them():
 
     for name in ("ChatWidget", "broadcast", "ask", "aask", "connect", "new_thread", "stats", "rooms", "history"):
         assert getattr(chat, name).__module__.startswith("jupyter_llmchat.kernel."), name
+
+
+SEAM_MODULES = [
+    "room_bus.bus", "room_bus.memory_bus", "room_bus.rooms", "room_bus.store", "room_bus.redis_bus",
+    "room_bus.redis_fanout", "room_bus.redis_keys", "backends.model_backend", "backends.openai_backend",
+]
+
+
+def test_the_two_seams_load_no_tornado_handler():
+    code = (
+        "import sys\n"
+        + "".join(f"import jupyter_llmchat.{name}\n" for name in SEAM_MODULES)
+        + "bad = sorted(m for m in sys.modules if m.startswith(('jupyter_llmchat.server.handlers',"
+        " 'jupyter_llmchat.server.extension', 'jupyter_server', 'tornado.web', 'tornado.websocket')))\n"
+        "print(bad)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -33,11 +33,11 @@ from ..protocol import Ack, Author, ChatError, Text, Timings, Token, Usage
 from .connection import Connection, Identity
 from .messages import ASSISTANT_USERNAME, INTERRUPTED, new_message_id, now_iso, post_text, question_fields
 from .prompt_context import Question, build_context
-from .room_bus import RoomBus
+from ..room_bus.bus import RoomBus
 from .room_settings import RoomSettingsBook
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model_backend import ModelBackend
+    from ..backends.model_backend import ModelBackend
     from .service import ServiceLimits
 
 _SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries

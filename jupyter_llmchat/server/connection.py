@@ -30,11 +30,16 @@ class Identity:
     the server owner's own kernel or CLI. It is the one flag the owner's reserves go by
     (`owner_reserved_connections`, `owner_queue_reserve`) and it makes what they post a
     bot's; what a request says (an `author_name`) never makes anyone the owner.
+
+    `moderator`: may run rooms and switch the model (docs/security.md): the owner, a
+    JupyterHub admin (as the Hub's identity says) or a user named in `LLMChat.moderators`.
+    Never Jupyter's authorizer alone: its default allows everything.
     """
 
     username: str
     name: str
     owner: bool = False
+    moderator: bool = False
 
     @property
     def kind(self) -> AuthorKind:

@@ -26,11 +26,11 @@ from .hooks import install_hooks
 from .owner_auth import owner_user
 from ..runtime_secret import owner_username, remove_secret, write_secret
 from .service import ChatService, ServiceLimits
-from .memory_bus import MemoryRoomBus
-from .room_bus import RoomBus
-from .model_backend import ModelBackend, llama_backend, openai_backend
-from .openai_backend import OpenAISettings
-from .store import HistoryInUse, HistoryStore
+from ..room_bus.memory_bus import MemoryRoomBus
+from ..room_bus.bus import RoomBus
+from ..backends.model_backend import ModelBackend, llama_backend, openai_backend
+from ..backends.openai_backend import OpenAISettings
+from ..room_bus.store import HistoryInUse, HistoryStore
 
 T = TypeVar("T")
 
@@ -173,6 +173,13 @@ class LLMChat(ExtensionApp):
         help="Delete stored room messages older than this many days (0 = keep them forever).",
     )
     room_cleanup_delay = Float(300.0, min=0.0, config=True, help="Seconds an empty room stays live before it is dropped.")
+
+    # --- who runs rooms
+    moderators = List(
+        Unicode(), config=True,
+        help="Usernames who may moderate rooms and switch the model, besides the server's owner (runtime secret) "
+        "and JupyterHub admins (docs/security.md).",
+    )
     cancel_when_room_empty = Bool(
         _default(ServiceLimits, "cancel_when_room_empty"), config=True, help="Stop a room's generations when its last member leaves."
     )
@@ -240,6 +247,7 @@ class LLMChat(ExtensionApp):
             llmchat_service=self.service,
             llmchat_ping_interval=self.ping_interval,
             llmchat_compression=self.enable_compression,
+            llmchat_moderators=frozenset(self.moderators),
             llmchat_secret=secret,
             llmchat_owner=owner_user(owner_username()),
         )
@@ -255,7 +263,7 @@ class LLMChat(ExtensionApp):
                 store, self.replay_events, self.room_cleanup_delay, self.replay_bytes, self.replay_memory, self.max_rooms
             )
         if self.room_bus.startswith(("redis://", "rediss://", "unix://")):
-            from .redis_bus import RedisRoomBus  # imports the redis client only when it is used
+            from ..room_bus.redis_bus import RedisRoomBus  # imports the redis client only when it is used
 
             return RedisRoomBus(self.room_bus, self.replay_events, self.room_cleanup_delay, self.max_rooms, self.log)
         raise ConfigError(

@@ -43,9 +43,17 @@ def identity_of(handler: Any) -> Identity:
     user = handler.current_user
     username = getattr(user, "username", None) or str(user)
     if handler._secret_owner() is not None:
-        return Identity(username, "notebook", owner=True)
+        return Identity(username, "notebook", owner=True, moderator=True)
     name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
-    return Identity(username, name)
+    return Identity(username, name, moderator=is_moderator(user, username, handler.settings))
+
+
+def is_moderator(user: Any, username: str, settings: dict[str, Any]) -> bool:
+    """A JupyterHub admin (the Hub's own identity model says so) or a named moderator."""
+    hub_user = getattr(user, "hub_user", None)
+    if isinstance(hub_user, dict) and hub_user.get("admin") is True:
+        return True
+    return username in settings.get("llmchat_moderators", ())
 
 
 class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import protocol
 from ..protocol import Author, AttachmentSummary
-from .room_bus import RoomBus
+from ..room_bus.bus import RoomBus
 
 ASSISTANT_USERNAME = "model"
 # Why an answer ended early when its server died mid-answer (kill -9, a crash): stored with

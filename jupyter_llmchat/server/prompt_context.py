@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from ..engine.types import ChatTurn
 from ..protocol import Attachment
-from .room_bus import RoomBus
+from ..room_bus.bus import RoomBus
 
 MESSAGE_CHARS = 2000  # most characters of any one context message (its beginning is kept)
 QUESTION_CHARS = 8000  # most characters of the question itself (its end is kept)

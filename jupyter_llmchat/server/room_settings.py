@@ -8,7 +8,7 @@ from .. import protocol
 from ..protocol import Author, RoomSettings
 from .connection import Identity
 from .messages import post_text
-from .room_bus import RoomBus
+from ..room_bus.bus import RoomBus
 
 _CACHED = 4096  # rooms whose settings are kept in memory (a cache, not a registry)
 

@@ -32,8 +32,8 @@ from .connection import Connection, Identity
 from .hooks import HookApi, HookRegistry
 from .limits import RateLimiter
 from .messages import bot_author, post_text
-from .model_backend import ModelBackend
-from .room_bus import RoomBus
+from ..backends.model_backend import ModelBackend
+from ..room_bus.bus import RoomBus
 from .room_settings import RoomSettingsBook
 from .stats import TrafficCounters, model_summary, server_stats
 

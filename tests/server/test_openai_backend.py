@@ -21,7 +21,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from jupyter_llmchat.server.extension import ConfigError, LLMChat
-from jupyter_llmchat.server.openai_backend import OpenAIBackend
+from jupyter_llmchat.backends.openai_backend import OpenAIBackend
 
 SECRET = "sk-never-shown-4d1c9a"
 

@@ -9,8 +9,8 @@ import pytest
 from jupyter_llmchat.engine.types import ChatTurn
 from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_context
 from jupyter_llmchat.protocol import Attachment
-from jupyter_llmchat.server.memory_bus import MemoryRoomBus
-from jupyter_llmchat.server.store import HistoryStore
+from jupyter_llmchat.room_bus.memory_bus import MemoryRoomBus
+from jupyter_llmchat.room_bus.store import HistoryStore
 from fakes import run_now
 
 pytestmark = pytest.mark.fast

@@ -21,11 +21,11 @@ from redis_server import RedisServer, running_redis
 from servers import ServerProcess
 
 from jupyter_llmchat import protocol
-from jupyter_llmchat.server import redis_keys as keys
+from jupyter_llmchat.room_bus import redis_keys as keys
 from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.server.messages import INTERRUPTED
-from jupyter_llmchat.server.redis_bus import RedisRoomBus
-from jupyter_llmchat.server.redis_fanout import frame_parts
+from jupyter_llmchat.room_bus.redis_bus import RedisRoomBus
+from jupyter_llmchat.room_bus.redis_fanout import frame_parts
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import msgspec
 
 from ..protocol import Text
 from ..protocol import ChatError
-from .connection import Connection, Identity
-from .room_bus import Message, RoomBus
+from ..server.connection import Connection, Identity
+from .bus import Message, RoomBus
 from .rooms import ReplayBudget, Room
 from .store import HistoryStore
 

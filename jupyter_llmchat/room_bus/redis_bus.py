@@ -32,10 +32,10 @@ from redis.exceptions import RedisError
 from .. import protocol
 from ..protocol import ChatError, Text
 from . import redis_keys as keys
-from .connection import Connection, Identity
-from .messages import INTERRUPTED
+from ..server.connection import Connection, Identity
+from ..server.messages import INTERRUPTED
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
-from .room_bus import Message, RoomBus
+from .bus import Message, RoomBus
 from .rooms import new_epoch
 from .store import CONTEXT_SCAN
 

@@ -15,7 +15,7 @@ from typing import Iterable
 import msgspec
 
 from .. import protocol
-from .connection import Connection, Identity
+from ..server.connection import Connection, Identity
 
 
 # What Python holds for each kept event besides the frame's bytes: the (seq, answer, frame)
