@@ -23,7 +23,8 @@ from jupyter_llmchat.engine.types import EngineSettings
 from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.room_bus.memory_bus import MemoryRoomBus
 from jupyter_llmchat.room_bus.bus import RoomBus
-from jupyter_llmchat.server.service import ChatService, ServiceLimits
+from jupyter_llmchat.server.service import ChatService
+from jupyter_llmchat.server.settings import ServiceLimits
 from jupyter_llmchat.room_bus.store import HistoryStore
 
 T = TypeVar("T")

@@ -36,7 +36,7 @@ def test_the_public_names_stay_where_users_import_them():
 
 SEAM_MODULES = [
     "room_bus.bus", "room_bus.memory_bus", "room_bus.rooms", "room_bus.store", "room_bus.redis_bus",
-    "room_bus.redis_fanout", "room_bus.redis_keys", "backends.model_backend", "backends.openai_backend",
+    "room_bus.redis_fanout", "room_bus.redis_keys", "backends.model_backend", "backends.openai_backend", "backends.openai_requests",
 ]
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..engine.types import EngineSettings, GenerationRequest, TokenSink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .openai_backend import OpenAISettings
+    from .openai_requests import OpenAISettings
 
 
 class ModelBackend(Protocol):

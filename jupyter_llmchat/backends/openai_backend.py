@@ -14,7 +14,7 @@ raises `EngineUnavailable` (Error 503) with that reason, and `/v1/models` is ask
 every `openai_retry_interval` seconds until it answers. While the server is up nothing
 polls it (llama-cpp-python's server would make such a probe wait behind running answers).
 The API key is sent as the `Authorization` header only: it is never in stats, logs or
-any message (`_Redactor`).
+any message (`openai_requests.Redactor`).
 """
 
 from __future__ import annotations
@@ -24,21 +24,19 @@ import collections
 import os
 import threading
 import time
-import urllib.parse
-from dataclasses import dataclass, field
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..engine.chat_format import merge_turns, split_system
-from ..engine.types import (
-    ChatTurn,
-    EngineSettings,
-    EngineUnavailable,
-    FinishReason,
-    GenerationRequest,
-    QueueFull,
-    TokenEvent,
-    TokenSink,
+from ..engine.types import EngineSettings, EngineUnavailable, FinishReason, GenerationRequest, QueueFull, TokenEvent, TokenSink
+from .openai_requests import (
+    OpenAISettings,
+    Redactor,
+    StreamedAnswer,
+    Unusable,
+    chat_messages,
+    describe,
+    openai_module,
+    shown_url,
+    takes_server_down,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,113 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 _SHUTDOWN = "server shutting down"
 _TPS_WINDOW = 5.0  # seconds of history behind stats()["tokens_per_second"], as the engine's
 _PROBE_TIMEOUT = 10.0  # seconds a `/v1/models` probe may take
-_DETAIL_CHARS = 300  # most characters of a model server's own error message passed on
-
-
-def _openai() -> ModuleType:
-    """The `openai` package, imported on first use: a server on the llama backend never pays for it."""
-    import openai
-
-    return openai
-
-
-@dataclass(frozen=True)
-class OpenAISettings:
-    """What the OpenAI backend needs from the `LLMChat` traits of the same names."""
-
-    openai_base_url: str = ""  # e.g. http://127.0.0.1:8080/v1
-    openai_model: str = ""  # "" means the first model the server lists at /v1/models
-    openai_api_key: str = ""  # "" means the OPENAI_API_KEY environment variable
-    openai_timeout: float = 60.0  # seconds to wait for the model server's next byte
-    openai_retry_interval: float = 5.0  # seconds between /v1/models probes while it is down
-
-    def check(self) -> None:
-        """Raise `ValueError` naming the setting that makes this backend unusable."""
-        url = urllib.parse.urlsplit(self.openai_base_url)
-        if not self.openai_base_url:
-            raise ValueError('openai_base_url must be set when model_backend is "openai" (e.g. http://127.0.0.1:8080/v1)')
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"openai_base_url must be an http(s) URL, not {shown_url(self.openai_base_url)!r}")
-
-
-def shown_url(url: str) -> str:
-    """`url` without any user:password part, for stats, logs and messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def chat_messages(turns: list[ChatTurn]) -> list[dict[str, str]]:
-    """The OpenAI `messages` of a request: the system prompt first, then alternating turns.
-
-    The model server applies the model's own chat template to these role-tagged messages.
-    A system turn after the first is shown as a user turn (templates accept one system
-    message, at the top), and consecutive turns of one role are merged, as the engine does.
-    """
-    system, rest = split_system(merge_turns(turns))
-    lead = [ChatTurn("system", system)] if system else []
-    body = merge_turns([ChatTurn("user" if turn.role == "system" else turn.role, turn.content) for turn in rest])
-    return [{"role": turn.role, "content": turn.content} for turn in lead + body]
-
-
-class _Redactor:
-    """Removes the API key from any text that may leave this module."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __call__(self, text: str) -> str:
-        return text.replace(self.key, "***") if self.key else text
-
-
-@dataclass(eq=False)
-class _Answer:
-    """One request from `submit` until its final event."""
-
-    request: GenerationRequest
-    max_tokens: int
-    t_submit: float = field(default_factory=time.perf_counter)
-    task: asyncio.Task[None] | None = None
-    stopped: tuple[FinishReason, str | None] | None = None  # set by cancel() or close()
-    finish_reason: FinishReason | None = None  # what the model server said
-    index: int = 0  # next event index
-    n_tokens: int = 0  # content pieces streamed
-    usage: dict[str, int] | None = None  # the server's own figures, when it sends them
-    t_start: float | None = None
-    t_first: float | None = None
-    t_last: float | None = None
-
-    @property
-    def message_id(self) -> str:
-        return self.request.message_id
-
-    def final_event(self, reason: FinishReason, error: str | None) -> TokenEvent:
-        """The last event, with usage and timings in the engine's terms (job.Job.final_event)."""
-        now = time.perf_counter()
-        t_start = self.t_start if self.t_start is not None else now
-        tps = 0.0
-        if self.n_tokens >= 2 and self.t_first is not None and self.t_last is not None and self.t_last > self.t_first:
-            tps = (self.n_tokens - 1) / (self.t_last - self.t_first)
-        usage = dict(self.usage) if self.usage else {"completion_tokens": self.n_tokens}
-        event = TokenEvent(
-            self.message_id,
-            self.index,
-            "",
-            is_final=True,
-            finish_reason=reason,
-            error=error,
-            usage=usage,
-            timings={
-                "queue_ms": round((t_start - self.t_submit) * 1000.0, 1),
-                "ttft_ms": round((self.t_first - self.t_submit) * 1000.0, 1) if self.t_first is not None else 0.0,
-                "tokens_per_second": round(tps, 1),
-            },
-        )
-        self.index += 1
-        return event
 
 
 class OpenAIBackend:
@@ -176,16 +67,16 @@ class OpenAIBackend:
         self.log = log
         self.base_url = shown_url(settings.openai_base_url)
         self._key = settings.openai_api_key or os.environ.get("OPENAI_API_KEY", "")
-        self._redact = _Redactor(self._key)
+        self._redact = Redactor(self._key)
         self.loaded = False
         self.load_error: str | None = None
         self.model_name = settings.openai_model  # else the first one /v1/models lists, once it answers
         self.n_ctx = 0  # the model server's context, when /v1/models says (vLLM's max_model_len)
         self.parallel = max(1, int(engine.parallel))
         self._client: openai.AsyncOpenAI | None = None
-        self._waiting: collections.deque[_Answer] = collections.deque()
-        self._running: dict[str, _Answer] = {}
-        self._answers: dict[str, _Answer] = {}  # every queued or running answer
+        self._waiting: collections.deque[StreamedAnswer] = collections.deque()
+        self._running: dict[str, StreamedAnswer] = {}
+        self._answers: dict[str, StreamedAnswer] = {}  # every queued or running answer
         self._watcher: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()  # the first probe has answered, one way or the other
         self._closing = False
@@ -198,7 +89,7 @@ class OpenAIBackend:
 
     def start(self) -> None:
         """Make the client and ask the model server for its models, without waiting."""
-        openai = _openai()
+        openai = openai_module()
         self._client = openai.AsyncOpenAI(
             base_url=self.settings.openai_base_url,
             api_key=self._key or "unused",  # a local server needs none, but the client insists
@@ -289,7 +180,7 @@ class OpenAIBackend:
         ids = [entry.id for entry in listed]
         model = self.settings.openai_model or (ids[0] if ids else "")
         if not model:
-            raise _Unusable(f"the model server at {self.base_url} lists no model; set LLMChat.openai_model")
+            raise Unusable(f"the model server at {self.base_url} lists no model; set LLMChat.openai_model")
         if self.settings.openai_model and ids and model not in ids:
             self.log.warning("llmchat: the model server at %s does not list %r (it lists %s)", self.base_url, model, ids)
         entry = next((e for e in listed if e.id == model), None)
@@ -313,33 +204,7 @@ class OpenAIBackend:
         self._watch_soon()
 
     def _describe(self, error: BaseException, mid_answer: bool = False) -> str:
-        """A sentence for the user about why the model server did not answer (no key in it)."""
-        openai = _openai()
-        where = f"the model server at {self.base_url}"
-        if isinstance(error, _Unusable):
-            text = str(error)
-        elif isinstance(error, openai.APITimeoutError):
-            text = f"{where} did not answer within {self.settings.openai_timeout:g} s"
-        elif isinstance(error, openai.APIConnectionError):
-            cause = error.__cause__ or error.__context__
-            lost = f"lost {where} in the middle of the answer" if mid_answer else f"cannot reach {where}"
-            text = lost + (f": {cause}" if cause is not None and str(cause) else "")
-        elif isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            text = f"{where} refused the API key (HTTP {error.status_code}); set LLMChat.openai_api_key or OPENAI_API_KEY"
-        elif isinstance(error, openai.APIStatusError):
-            detail = error.message[:_DETAIL_CHARS] if error.message else ""
-            text = f"{where} answered HTTP {error.status_code}" + (f": {detail}" if detail else "")
-        else:
-            text = f"{where}: {type(error).__name__}: {error}"
-        return self._redact(text)
-
-    @staticmethod
-    def _takes_server_down(error: BaseException) -> bool:
-        """Errors after which no other request would fare better (not one bad request)."""
-        openai = _openai()
-        if isinstance(error, openai.APIStatusError):
-            return error.status_code in (401, 403) or error.status_code >= 500
-        return isinstance(error, openai.APIConnectionError)
+        return self._redact(describe(error, self.base_url, self.settings.openai_timeout, mid_answer))
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -357,7 +222,7 @@ class OpenAIBackend:
         if position > self.engine.max_queue:
             raise QueueFull(f"{ahead} requests already waiting (max_queue={self.engine.max_queue})")
         cap = max(1, int(self.engine.max_tokens))
-        answer = _Answer(request, max_tokens=max(1, min(int(request.config.max_tokens), cap)))
+        answer = StreamedAnswer(request, max_tokens=max(1, min(int(request.config.max_tokens), cap)))
         self._answers[request.message_id] = answer
         self._waiting.append(answer)
         self._pump()  # tasks start on the next loop turn: no event reaches the sink from here
@@ -390,7 +255,7 @@ class OpenAIBackend:
             answer.stopped = answer.stopped or ("error", reason)
             self._loop.call_soon(self._finish, answer, *answer.stopped)
 
-    async def _stream(self, answer: _Answer) -> None:
+    async def _stream(self, answer: StreamedAnswer) -> None:
         """One answer: the request, every piece to the sink as it comes, the final event."""
         reason: FinishReason = "error"
         error: str | None = None
@@ -408,17 +273,17 @@ class OpenAIBackend:
         except asyncio.CancelledError:  # cancel() or close(): the stream is closed by now
             reason, error = answer.stopped or ("error", _SHUTDOWN)
         except Exception as failure:
-            if not isinstance(failure, _openai().OpenAIError):  # ours: a bug to see in the log
+            if not isinstance(failure, openai_module().OpenAIError):  # ours: a bug to see in the log
                 self.log.exception("llmchat: answer %s failed", answer.message_id)
             error = self._describe(failure, mid_answer=answer.index > 0)
-            if self._takes_server_down(failure):
+            if takes_server_down(failure):
                 self._down(error)
             else:
                 self.log.warning("llmchat: an answer failed: %s", error)
         self._finish(answer, reason, error)
         self._pump()
 
-    def _body(self, answer: _Answer) -> dict[str, Any]:
+    def _body(self, answer: StreamedAnswer) -> dict[str, Any]:
         """The chat completion request: the messages and the sampling of the request."""
         config = answer.request.config
         body: dict[str, Any] = {
@@ -444,7 +309,7 @@ class OpenAIBackend:
             body["stop"] = list(config.stop)
         return body
 
-    def _on_chunk(self, answer: _Answer, chunk: Any) -> None:
+    def _on_chunk(self, answer: StreamedAnswer, chunk: Any) -> None:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             answer.usage = {"prompt_tokens": int(usage.prompt_tokens or 0), "completion_tokens": int(usage.completion_tokens or 0)}
@@ -464,7 +329,7 @@ class OpenAIBackend:
             if choice.finish_reason:
                 answer.finish_reason = "length" if choice.finish_reason == "length" else "stop"
 
-    def _finish(self, answer: _Answer, reason: FinishReason, error: str | None) -> None:
+    def _finish(self, answer: StreamedAnswer, reason: FinishReason, error: str | None) -> None:
         self._running.pop(answer.message_id, None)
         self._answers.pop(answer.message_id, None)
         if answer.usage:
@@ -500,7 +365,3 @@ class OpenAIBackend:
             "tokens_per_second_per_sequence": round(tps / max(1, active), 1),
             "prompt_tokens_evaluated": self._prompt_evaluated,
         }
-
-
-class _Unusable(RuntimeError):
-    """The model server answered, but not with anything this backend can use."""

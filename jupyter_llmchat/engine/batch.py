@@ -14,11 +14,7 @@ import ctypes
 
 import numpy as np
 
-
-def _llama():
-    import llama_cpp.llama_cpp as llama
-
-    return llama
+from .llama_api import llama as _llama
 
 
 class Batch:

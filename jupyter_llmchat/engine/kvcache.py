@@ -26,15 +26,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .llama_api import llama as _llama
+
 if TYPE_CHECKING:  # pragma: no cover
     from .job import Job
     from .model import LoadedModel
-
-
-def _llama():
-    import llama_cpp.llama_cpp as llama
-
-    return llama
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

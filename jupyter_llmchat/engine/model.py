@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from .types import EngineSettings
+from .llama_api import llama as _llama
 
 _LOG = logging.getLogger("jupyter_llmchat.engine.llama")
 
@@ -47,12 +48,6 @@ def default_model_path() -> Path:
 
     return Path(assemble())
 
-
-def _llama():
-    """Import the ctypes bindings lazily: importing them loads the native library."""
-    import llama_cpp.llama_cpp as llama
-
-    return llama
 
 
 def _ensure_backend() -> None:

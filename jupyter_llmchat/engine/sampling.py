@@ -22,15 +22,11 @@ from collections import deque
 import numpy as np
 
 from .types import SamplingConfig
+from .llama_api import llama as _llama
 
 WINDOW = 10.0  # nats below the best logit that a candidate may be
 PENALTY_LAST_N = 64  # tokens the repetition penalty looks back on (llama.cpp's default)
 
-
-def _llama():
-    import llama_cpp.llama_cpp as llama
-
-    return llama
 
 
 class SequenceSampler:

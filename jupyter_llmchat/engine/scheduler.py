@@ -22,6 +22,7 @@ from .prompt import PromptBuilder
 from .sampling import SequenceSampler
 from .threads import ThreadPolicy
 from .types import FinishReason, TokenEvent
+from .llama_api import llama as _llama
 
 # Prompt tokens per step while other sequences are generating, or several prompts wait.
 # Prefill runs at ~400 tok/s on one core here, so 64 tokens pause the running streams for
@@ -43,12 +44,6 @@ PREFILL_FINISH_WHILE_STREAMING = 256
 # conversation's whole prompt still goes in one step, as with 512 (greedy answers depend on
 # how a prompt was split: the tests' reference answers are computed that way).
 PREFILL_CHUNK_ALONE = 256
-
-
-def _llama():
-    import llama_cpp.llama_cpp as llama
-
-    return llama
 
 
 class Scheduler:

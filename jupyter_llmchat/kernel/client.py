@@ -25,7 +25,7 @@ from .discovery import ServerInfo, find_server
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
 from .context import describe_all
 from .. import protocol
-from ..protocol import ROOM_PATTERN, ContextMode
+from ..protocol import ROOM_PATTERN, ROOM_RULE, ContextMode
 from .streaming import Answer, AsyncAnswer, new_id, open_socket, raise_for_error, read_frame, shutdown_socket
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 ROOM_RE = re.compile(ROOM_PATTERN)
-CONFIG_KEYS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop"})
+CONFIG_KEYS = frozenset(protocol.GenerateConfig.__struct_fields__)  # declared once, in the protocol
 CONTEXT_MODES = get_args(ContextMode)  # declared once, in the protocol
 T = TypeVar("T")
 # The server cannot be used at all (nothing was done): callers may rediscover or fall back.
@@ -439,7 +439,7 @@ def history(room: str, since: int | None = None, limit: int = 50) -> list[dict[s
 
 def _room(room: str) -> str:
     if not isinstance(room, str) or not ROOM_RE.match(room):
-        raise ValueError(f"invalid room name {room!r}: 1-128 of A-Z a-z 0-9 _ . : -, starting with a letter or digit")
+        raise ValueError(f"invalid room name {room!r}: {ROOM_RULE}")
     return room  # the pattern leaves nothing to escape in a URL path
 
 

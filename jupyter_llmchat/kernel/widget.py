@@ -33,6 +33,7 @@ from . import context as kernel_context
 from .client import ROOM_RE, UNREACHABLE, with_default_client
 from .client import generation_config
 from .errors import LLMChatClientError
+from ..protocol import ROOM_RULE
 from .relay import KernelRelay
 from .streaming import new_id
 
@@ -140,9 +141,7 @@ class ChatWidget(anywidget.AnyWidget):
     def _check_room(self, proposal: dict[str, Any]) -> str:
         value = proposal["value"]
         if not isinstance(value, str) or not ROOM_RE.match(value):
-            raise traitlets.TraitError(
-                f"invalid room name {value!r}: 1-128 chars of A-Z a-z 0-9 _ . : -, starting with a letter or digit"
-            )
+            raise traitlets.TraitError(f"invalid room name {value!r}: {ROOM_RULE}")
         return value
 
     @traitlets.validate("config")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
-    "ROOM_PATTERN", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_CHARS", "MAX_SYSTEM_PROMPT_CHARS",
+    "ROOM_PATTERN", "ROOM_RULE", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_CHARS", "MAX_SYSTEM_PROMPT_CHARS",
     "RoomName", "RequestId", "NonNegative", "MessageId", "ContextMode",
     "Envelope", "GenerateConfig", "JoinData", "EmptyData", "TextData", "Attachment", "GenerateData",
     "RoomSettingsData", "CancelData", "HistoryData", "CustomData", "BinaryData", "AudioData",
@@ -20,6 +20,7 @@ __all__ = [
 
 # `\Z`, not `$`: `$` also matches before a trailing newline ("general\n" is not a room name).
 ROOM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z"
+ROOM_RULE = "1-128 characters of A-Z a-z 0-9 _ . : -, starting with a letter or digit"  # ROOM_PATTERN in words
 
 MAX_ATTACHMENTS = 8
 MAX_ATTACHMENT_CHARS = 16 * 1024

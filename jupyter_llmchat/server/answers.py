@@ -38,7 +38,7 @@ from .room_settings import RoomSettingsBook
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.model_backend import ModelBackend
-    from .service import ServiceLimits
+    from .settings import ServiceLimits
 
 _SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409

@@ -25,11 +25,12 @@ from .handlers import routes
 from .hooks import install_hooks
 from .owner_auth import owner_user
 from ..runtime_secret import owner_username, remove_secret, write_secret
-from .service import ChatService, ServiceLimits
+from .service import ChatService
+from .settings import ServiceLimits
 from ..room_bus.memory_bus import MemoryRoomBus
 from ..room_bus.bus import RoomBus
 from ..backends.model_backend import ModelBackend, llama_backend, openai_backend
-from ..backends.openai_backend import OpenAISettings
+from ..backends.openai_requests import OpenAISettings
 from ..room_bus.store import HistoryInUse, HistoryStore
 
 T = TypeVar("T")

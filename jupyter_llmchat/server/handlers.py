@@ -24,7 +24,7 @@ from .. import protocol
 from .connection import Connection, Identity
 from .messages import bot_author
 from .owner_auth import OwnerSecretMixin
-from ..protocol import ChatError, RoomName
+from ..protocol import ROOM_RULE, ChatError, RoomName
 from .service import ChatService
 from .socket_closes import with_close_frames
 
@@ -227,7 +227,7 @@ class ChatAPIHandler(OwnerSecretMixin, APIHandler):
         try:
             return msgspec.convert(room, RoomName)
         except msgspec.ValidationError:
-            raise ChatError(400, f"invalid room name {room!r}") from None
+            raise ChatError(400, f"invalid room name {room!r}: {ROOM_RULE}") from None
 
     def int_argument(self, name: str, default: int | None, low: int, high: int) -> int | None:
         raw = self.get_argument(name, None)

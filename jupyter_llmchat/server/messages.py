@@ -16,8 +16,13 @@ ASSISTANT_USERNAME = "model"
 INTERRUPTED = "interrupted: the server generating this answer stopped"
 
 
+def iso_time(when: datetime) -> str:
+    """The one time format of stored and sent messages: UTC, milliseconds, `Z`."""
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(datetime.now(timezone.utc))
 
 
 def new_message_id() -> str:

@@ -17,55 +17,26 @@ import binascii
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
 
 from .. import protocol
-from ..engine.primer import DEFAULT_SYSTEM_PROMPT
-from ..engine.types import SamplingConfig, TokenEvent
+from ..engine.types import TokenEvent
 from ..protocol import ChatError, Person, Stats
 from .answers import Answers
 from .connection import Connection, Identity
 from .hooks import HookApi, HookRegistry
 from .limits import RateLimiter
-from .messages import bot_author, post_text
+from .messages import bot_author, iso_time, post_text
 from ..backends.model_backend import ModelBackend
 from ..room_bus.bus import RoomBus
 from .room_settings import RoomSettingsBook
+from .settings import ServiceLimits
 from .stats import TrafficCounters, model_summary, server_stats
 
 _RETENTION_EVERY = 3600.0  # seconds between two sweeps of the history retention
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """The limits and defaults the service enforces (built from the `LLMChat` traits)."""
-
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_connections: int = 100
-    max_connections_per_user: int = 20
-    owner_reserved_connections: int = 10
-    message_size_limit: int = 1024 * 1024
-    max_tokens: int = 1024
-    default_max_tokens: int = 256
-    rate_limit: float = 20.0
-    rate_limit_burst: int = 40
-    replay_events: int = 4096
-    replay_bytes: int = 4 * 1024 * 1024
-    replay_memory: int = 64 * 1024 * 1024
-    max_rooms: int = 10_000
-    max_rooms_per_connection: int = 64
-    send_queue_bytes: int = 8 * 1024 * 1024
-    history_messages: int = 64
-    max_answers_per_user: int = 4  # answers one user may have waiting or running; more get 429
-    connection_timeout: float = 300.0
-    max_binary_bytes: int = 512 * 1024
-    cancel_when_room_empty: bool = False
-    history_retention_days: float = 0.0
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
 def _within(rows: list[tuple[int, Any]], max_bytes: int, *, newest: bool) -> list[tuple[int, Any]]:
@@ -449,7 +420,7 @@ class ChatService(HookApi):
         if days > 0 and now >= self._retention_due:
             self._retention_due = now + _RETENTION_EVERY
             cutoff = datetime.now(timezone.utc) - timedelta(days=days)
-            await self.bus.delete_older_than(cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+            await self.bus.delete_older_than(iso_time(cutoff))
         await self.bus.sweep(now)
 
     async def close(self) -> None:

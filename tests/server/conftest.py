@@ -10,7 +10,7 @@ import pytest
 from fakes import ENGINE, LIMITS, Chat
 
 from jupyter_llmchat.engine.types import EngineSettings
-from jupyter_llmchat.server.service import ServiceLimits
+from jupyter_llmchat.server.settings import ServiceLimits
 
 
 @pytest.fixture

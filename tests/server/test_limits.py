@@ -36,6 +36,7 @@ async def test_a_full_server_refuses_with_1013(chat_server, connect, llmchat_con
         await asyncio.sleep(0.05)
         if chat_server.service.connection_count() == 1:
             break
+    assert chat_server.service.connection_count() == 1
     again = await connect("tok-bob")
     assert again.welcome["type"] == "Welcome"
 
