@@ -1,6 +1,6 @@
 """One user trying to stop everyone else: is the model still there for the others?
 
-Starts one real `jupyter server` with the extension on 127.0.0.1 (tests/servers.py), with
+Starts one real `jupyter server` with the extension on 127.0.0.1 (tests/support/servers.py), with
 the default settings (a temporary history file), users logged in like browsers
 (`ServerProcess.login()`: each login is a distinct user), and prints figures for:
 
@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from concurrency import Client, Stream  # noqa: E402
-from servers import ServerProcess, running_server  # noqa: E402
+from support.servers import ServerProcess, running_server  # noqa: E402
 
 SHORT = "What is the capital of Italy?"
 TOKENS = 16  # of an answer to SHORT

@@ -1,8 +1,8 @@
 """Answer quality over the real WebSocket, in a clean room, a busy room and privately (issue 14).
 
-Starts a real `jupyter server` with the extension (tests/servers.py) in temporary Jupyter
+Starts a real `jupyter server` with the extension (tests/support/servers.py) in temporary Jupyter
 config, data and runtime dirs, with the default settings (system prompt, few_shot,
-sampling) except what `--set` changes. Each question of tests/answer_quality.py is asked:
+sampling) except what `--set` changes. Each question of tests/support/answer_quality.py is asked:
 
 - (a)  in a clean room: a fresh room per question;
 - (b)  in a busy room, after 40 bot broadcasts (REST posts), other users' messages and
@@ -26,7 +26,7 @@ plus the question's index). For reproducibility the server decodes with one thre
     .venv/bin/python bench/answers.py --held-out            # the 16 questions nothing was tuned on
     .venv/bin/python bench/answers.py --set repeat_penalty=1.0 --set 'few_shot=[["Hi","Hello!"]]'
 
-Each answer is scored by tests/answer_quality.py: `stop` before the cap, non-empty, no run
+Each answer is scored by tests/support/answer_quality.py: `stop` before the cap, non-empty, no run
 of 8 words shared with the system prompt, the examples or any earlier room message, and
 the known answer where there is one. The table gives the share passing each check and the
 overall score (all checks passed), with each condition's score over (a)'s.
@@ -47,10 +47,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from answer_quality import HELD_OUT, QUESTIONS, Checks, Item, prompt_material, score, summarise  # noqa: E402
-from answer_rooms import Asked, Peer, ask_busy, ask_clean, ask_private  # noqa: E402
+from support.answer_quality import HELD_OUT, QUESTIONS, Checks, Item, prompt_material, score, summarise  # noqa: E402
+from support.answer_rooms import Asked, Peer, ask_busy, ask_clean, ask_private  # noqa: E402
 from raw_answer import raw_answers  # noqa: E402
-from servers import running_server  # noqa: E402
+from support.servers import running_server  # noqa: E402
 
 from jupyter_llmchat.engine.primer import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT  # noqa: E402
 from jupyter_llmchat.engine.types import SamplingConfig  # noqa: E402

@@ -1,5 +1,5 @@
 """Shared by the room benches (presence, load, fanout, nonreader): a real `jupyter server`
-on 127.0.0.1 (tests/servers.py) and a class of distinct users on WebSockets.
+on 127.0.0.1 (tests/support/servers.py) and a class of distinct users on WebSockets.
 
 Every member logs in on its own (`ServerProcess.login()`: a new user per login), so the
 benches measure N users, not one user's N tabs.
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from servers import ServerProcess, running_server  # noqa: E402
+from support.servers import ServerProcess, running_server  # noqa: E402
 
 # The checkout whose server is measured: this one, or another (a copy of an older commit,
 # `git archive <commit> | tar -x -C /tmp/before`) for before/after figures.

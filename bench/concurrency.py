@@ -1,6 +1,6 @@
 """Concurrent room generations over the WebSocket, beside raw batched decoding.
 
-Starts one real `jupyter server` with the extension on 127.0.0.1 (tests/servers.py), opens
+Starts one real `jupyter server` with the extension on 127.0.0.1 (tests/support/servers.py), opens
 N WebSocket clients, each joined to its *own* fresh room (N clients, N rooms: every
 answer has the same short context, system prompt + prompt, and nothing but the system
 prompt is shared between them), and measures, for N = 1, 2, 4, 8:
@@ -72,7 +72,7 @@ except ImportError:  # pragma: no cover
     psutil = None
 
 from engine_batch import busy_core, raw_batched_tokens_per_second  # noqa: E402
-from servers import running_server  # noqa: E402
+from support.servers import running_server  # noqa: E402
 
 # Prompts whose greedy answers (with the default system prompt) run past 64 tokens: this
 # small model answers most requests in one sentence (each of these reached 64 tokens with

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from classroom import Member, cpu_seconds, join_all, logins, member, quiet, serve, until
-from servers import free_port, wait_listening
+from support.servers import free_port, wait_listening
 
 ROOM = "fan"
 

@@ -1,7 +1,7 @@
 """Every frame answered: random and mutated frames against a real server.
 
 Starts a real `jupyter server` with the extension and the real model, then sends fuzz
-frames (tests/fuzzing.py: invalid JSON, wrong types, huge numbers, deep nesting, NUL and
+frames (tests/support/fuzzing.py: invalid JSON, wrong types, huge numbers, deep nesting, NUL and
 lone surrogates, unknown types, binary, oversized and non-UTF-8 frames, bogus since/epoch,
 thousands of room names, absurd generation settings) over many sockets of several users,
 with odd REST calls among them.
@@ -25,8 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-import fuzzing  # noqa: E402
-from servers import running_server  # noqa: E402
+from support import fuzzing  # noqa: E402
+from support.servers import running_server  # noqa: E402
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 import tornado.httpclient
 
 from classroom import cpu_seconds, join_all, logins, quiet, rss_kib, serve, until
-from servers import ServerProcess
+from support.servers import ServerProcess
 
 ROOM = "load"
 

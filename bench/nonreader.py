@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from classroom import Member, join_frame, logins, member, quiet, rss_kib, serve, until
-from servers import ServerProcess
+from support.servers import ServerProcess
 
 MIB = 1 << 20
 

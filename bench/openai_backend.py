@@ -1,7 +1,7 @@
 """Single-stream speed through `model_backend = "openai"` beside the model server itself
 and beside the in-process llama backend, at the same thread count.
 
-Starts llama-cpp-python's model server with the packaged model (tests/model_server.py),
+Starts llama-cpp-python's model server with the packaged model (tests/support/model_server.py),
 a `jupyter server` whose answers come from it, and a second one with the model in-process;
 then, in turn, one answer at a time: straight from the model server with the `openai`
 client, through our WebSocket from the OpenAI backend, and through our WebSocket from the
@@ -30,8 +30,8 @@ import websocket
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from model_server import MODEL_ALIAS, running_model_server  # noqa: E402
-from servers import ServerProcess, running_server  # noqa: E402
+from support.model_server import MODEL_ALIAS, running_model_server  # noqa: E402
+from support.servers import ServerProcess, running_server  # noqa: E402
 from ws_stream import one_stream, parse_args  # noqa: E402
 
 # A question both formats answer at length (128 tokens at temperature 0), so that all three

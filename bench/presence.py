@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from classroom import cpu_seconds, join_all, logins, quiet, rss_kib, serve
-from servers import ServerProcess
+from support.servers import ServerProcess
 
 
 async def one_room(server: ServerProcess, heads: list[dict[str, str]]) -> None:

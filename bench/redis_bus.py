@@ -1,6 +1,6 @@
 """One room across two servers through Redis, beside the same room on one server.
 
-Starts a `redis-server` and real `jupyter server`s (tests/servers.py, tests/redis_server.py)
+Starts a `redis-server` and real `jupyter server`s (tests/support/servers.py, tests/support/redis_server.py)
 on 127.0.0.1, then, for each N:
 
 - **memory**: one server with the memory bus, 2N members in one room;
@@ -36,8 +36,8 @@ import tornado.websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from redis_server import running_redis  # noqa: E402
-from servers import ServerProcess, running_server  # noqa: E402
+from support.redis_server import running_redis  # noqa: E402
+from support.servers import ServerProcess, running_server  # noqa: E402
 
 
 

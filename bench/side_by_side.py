@@ -8,7 +8,7 @@ The prompts are ones this model answers at length, so most answers run to `max_t
 the tokens are counted from each answer's usage, and the table lists the mean per answer.
 
 Servers, started by the bench and kept running throughout: three `jupyter server`s with
-the extension (n_threads = 0 adaptive — the default —, 1 and 2; tests/servers.py) and two
+the extension (n_threads = 0 adaptive — the default —, 1 and 2; tests/support/servers.py) and two
 `llama-server`s (`-t 1` and `-t 2`; built by bench/build_llama_server.sh, skipped with a
 message where it is not built). Then, for N = 1, 2, 4, 8 concurrent streams, in phases:
 
@@ -73,7 +73,7 @@ sys.path[:0] = [str(HERE), str(REPO / "tests"), str(REPO)]
 from concurrency import PROMPTS, Client, LoadMeter, Stream, join_rooms, leave_rooms, pct  # noqa: E402
 from engine_batch import busy_core, raw_batched_tokens_per_second  # noqa: E402
 from prefill import measure as raw_prefill_ms  # noqa: E402
-from servers import ServerProcess, free_port  # noqa: E402
+from support.servers import ServerProcess, free_port  # noqa: E402
 
 from jupyter_llmchat.engine.chat_format import make_formatter  # noqa: E402
 from jupyter_llmchat.engine.model import default_model_path  # noqa: E402

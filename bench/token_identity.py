@@ -26,7 +26,7 @@ import websocket
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from servers import running_server  # noqa: E402
+from support.servers import running_server  # noqa: E402
 
 
 def post(url: str, headers: dict[str, str], body: dict) -> tuple[int, dict]:

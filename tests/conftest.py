@@ -3,7 +3,7 @@
 Two tiers (docs/architecture.md, "How it is tested"): a test marked `fast` runs without the
 model, in milliseconds; every other test is marked `integration` here and uses the real
 model and real servers. `chat_server` starts pytest-jupyter's server in-process with the
-real model, or, for a `fast` test, with the stand-in backend (tests/standin.py).
+real model, or, for a `fast` test, with the stand-in backend (tests/support/standin.py).
 `ChatClient` speaks llmchat.v1 over Tornado's WebSocket client. Several users are
 simulated with an identity provider that maps tokens to users, as JupyterHub does.
 """
@@ -21,7 +21,7 @@ import tornado.httpclient
 import tornado.websocket
 from jupyter_server.auth.identity import IdentityProvider, User
 
-from standin import StandIn
+from support.standin import StandIn
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -44,7 +44,7 @@ def fast_tests_load_no_model(request: pytest.FixtureRequest, monkeypatch: pytest
         from jupyter_llmchat.engine.engine import Engine
 
         def refuse(engine: Engine) -> None:
-            raise AssertionError("a fast test must not load the model: use the stand-in (tests/standin.py)")
+            raise AssertionError("a fast test must not load the model: use the stand-in (tests/support/standin.py)")
 
         monkeypatch.setattr(Engine, "start", refuse)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 
-from kernels import Member, llmchat_server, run_cell, server_kernel
+from support.kernels import Member, llmchat_server, run_cell, server_kernel
 
 DEMO = Path(__file__).resolve().parent.parent / "notebooks" / "demo.ipynb"
 

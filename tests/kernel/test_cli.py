@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kernels import NO_CLIENT_ENV, llmchat_server
+from support.kernels import NO_CLIENT_ENV, llmchat_server
 
 from jupyter_llmchat.kernel.cli import main
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kernels import Member, last_json, llmchat_server, run_cell, server_kernel
+from support.kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
 from jupyter_llmchat.kernel.client import ChatClient, connect
 from jupyter_llmchat.kernel.discovery import find_server, running_servers

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pytest
 import traitlets
-from kernels import Member, last_json, llmchat_server, run_cell, server_kernel
+from support.kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
 import jupyter_llmchat.kernel.client as kernel_client
 from jupyter_llmchat.kernel.errors import ModelUnavailable, ServerNotFound

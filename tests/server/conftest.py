@@ -1,4 +1,4 @@
-"""Fixtures of the server wing's fast tests: the chat service with fake clients (tests/fakes.py)."""
+"""Fixtures of the server wing's fast tests: the chat service with fake clients (tests/support/fakes.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import ENGINE, LIMITS, Chat
+from support.fakes import ENGINE, LIMITS, Chat
 
 from jupyter_llmchat.engine.types import EngineSettings
 from jupyter_llmchat.server.settings import ServiceLimits

@@ -4,7 +4,7 @@ while it streams, readers see its tokens, never that row as well."""
 from __future__ import annotations
 
 import pytest
-from fakes import ADA, BOB
+from support.fakes import ADA, BOB
 
 from jupyter_llmchat.server import answers
 from jupyter_llmchat.server.messages import INTERRUPTED

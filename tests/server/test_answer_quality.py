@@ -1,7 +1,7 @@
 """The answer-quality check, short: six questions in a clean room and in a busy one.
 
 The full check is bench/answers.py (docs/performance.md, "Answer quality"). Here the same
-scoring (tests/answer_quality.py) runs on six of its questions, with the packaged model at
+scoring (tests/support/answer_quality.py) runs on six of its questions, with the packaged model at
 temperature 0, the default system prompt, examples and repeat penalty. Each answer must
 end by itself before the cap, say something, share no run of 8 words with the system
 prompt, an example or any earlier message of its room (40 bot broadcasts, another user's
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from answer_quality import QUESTIONS, TEST_PROMPTS, prompt_material, score
-from answer_rooms import Peer, ask_busy, ask_clean
+from support.answer_quality import QUESTIONS, TEST_PROMPTS, prompt_material, score
+from support.answer_rooms import Peer, ask_busy, ask_clean
 from jupyter_llmchat.engine.primer import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT
 
 MAX_TOKENS = 64

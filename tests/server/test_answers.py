@@ -5,7 +5,7 @@ stand-in answers "Hello from the stand-in." in five tokens and records every req
 from __future__ import annotations
 
 import pytest
-from fakes import ADA, BOB, EVE, ENGINE
+from support.fakes import ADA, BOB, EVE, ENGINE
 
 from jupyter_llmchat.engine.types import ChatTurn, EngineSettings
 from jupyter_llmchat.protocol import GenerateData

@@ -10,7 +10,7 @@ import time
 
 import websocket
 
-from servers import running_server
+from support.servers import running_server
 
 # The small base model often answers these at length, but not always: tried in turn, with
 # new seeds, until one answer streams long enough (a short one costs a second or two).

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fuzzing
-from servers import running_server
+from support import fuzzing
+from support.servers import running_server
 
 SIZE_LIMIT = 64 * 1024
 

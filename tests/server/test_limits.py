@@ -10,6 +10,7 @@ import time
 
 import pytest
 import websocket  # websocket-client, a dependency of jupyter_server
+from support.waiting import until
 
 pytestmark = pytest.mark.fast
 
@@ -32,11 +33,7 @@ async def test_a_full_server_refuses_with_1013(chat_server, connect, llmchat_con
     code, reason = await third.closed()
     assert code == 1013 and "max_connections" in reason
     bob.close()
-    for _ in range(50):  # the server notices bob's close
-        await asyncio.sleep(0.05)
-        if chat_server.service.connection_count() == 1:
-            break
-    assert chat_server.service.connection_count() == 1
+    await until(lambda: chat_server.service.connection_count() == 1, what="the server to notice bob's close")
     again = await connect("tok-bob")
     assert again.welcome["type"] == "Welcome"
 
@@ -138,11 +135,7 @@ async def test_an_empty_room_is_dropped_after_a_delay_and_comes_back_with_a_new_
     await client.recv_type("Text")
     await client.send("Leave", room="brief")
     await client.recv_type("Left")
-    for _ in range(60):  # the sweep runs every second
-        await asyncio.sleep(0.1)
-        if "brief" not in chat_server.service.bus.rooms:
-            break
-    assert "brief" not in chat_server.service.bus.rooms
+    await until(lambda: "brief" not in chat_server.service.bus.rooms, timeout=6, what="the sweep (every second) to drop the room")
     again = await client.join("brief", since=first["data"]["seq"], epoch=first["data"]["epoch"])
     assert again["data"]["epoch"] != first["data"]["epoch"]
     assert again["data"]["seq"] >= first["data"]["seq"] + 2  # seq continues

@@ -1,6 +1,6 @@
 """`model_backend = "openai"`: answers from a real OpenAI-compatible model server.
 
-The model server is llama-cpp-python's own (`tests/model_server.py`) with the packaged
+The model server is llama-cpp-python's own (`tests/support/model_server.py`) with the packaged
 model, started once for the module with an API key; each test runs a real in-process
 Jupyter server pointed at it. The tests without a model server (one that is not there,
 bad settings) are in the fast tier.
@@ -15,8 +15,9 @@ import time
 from typing import Any, Iterator
 
 import pytest
-from model_server import MODEL_ALIAS, ModelServer
-from servers import free_port
+from support.model_server import MODEL_ALIAS, ModelServer
+from support.servers import free_port
+from support.waiting import until
 from traitlets import TraitError
 from traitlets.config import Config
 
@@ -175,10 +176,10 @@ async def test_a_model_server_that_goes_away_gives_503_then_answers_again_when_b
         assert status == 201 and posted["seq"] > 0
     finally:
         await asyncio.to_thread(model_server.start)
-    deadline = time.monotonic() + 10
-    while not (await api("GET", "stats"))[1]["model"]["loaded"]:
-        assert time.monotonic() < deadline, "the server did not see the model server come back"
-        await asyncio.sleep(0.1)
+    async def loaded() -> bool:
+        return (await api("GET", "stats"))[1]["model"]["loaded"]
+
+    await until(loaded, timeout=10, what="the server to see the model server come back")
     ack = await ask(ada, "outage")
     assert ack["type"] == "Ack"
     assert (await ada.answer(ack["data"]["message_id"]))[-1]["data"]["finish_reason"] in ("stop", "length")
@@ -223,11 +224,7 @@ async def test_a_wrong_api_key_gives_503_saying_so_without_the_key(chat_server, 
     assert refused["type"] == "Error" and refused["data"]["code"] == 503
     assert "refused the API key" in refused["data"]["message"]
     probes = lambda: [r for r in logged.records if "/models" in r.getMessage() and "401" in r.getMessage()]  # noqa: E731
-    for _ in range(50):  # retries every 0.2 s, each refused
-        if len(probes()) >= 3:
-            break
-        await asyncio.sleep(0.1)
-    assert len(probes()) >= 3, "the backend did not ask the model server again"
+    await until(lambda: len(probes()) >= 3, what="the backend to ask the model server again (every 0.2 s)")
     shown = [json.dumps(ada.welcome), json.dumps(refused)] + [record.getMessage() for record in logged.records]
     assert not [text for text in shown if openai_key in text or SECRET in text]
 

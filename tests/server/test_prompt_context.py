@@ -11,7 +11,7 @@ from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, 
 from jupyter_llmchat.protocol import Attachment
 from jupyter_llmchat.room_bus.memory_bus import MemoryRoomBus
 from jupyter_llmchat.room_bus.store import HistoryStore
-from fakes import run_now
+from support.fakes import run_now
 
 pytestmark = pytest.mark.fast
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import redis_server
+from support import redis_server
 import websocket
-from fakes import ADA, BOB, ENGINE, EVE, LIMITS, Chat, FakeClient
-from redis_server import RedisServer, running_redis
-from servers import ServerProcess
+from support.fakes import ADA, BOB, ENGINE, EVE, LIMITS, Chat, FakeClient
+from support.waiting import until
+from support.redis_server import RedisServer, running_redis
+from support.servers import ServerProcess
 
 from jupyter_llmchat import protocol
 from jupyter_llmchat.room_bus import redis_keys as keys
@@ -51,13 +52,6 @@ def servers(redis: RedisServer, tmp_path: Path, jp_asyncio_loop: asyncio.Abstrac
     for chat in made:
         chat.backend.close()
         jp_asyncio_loop.run_until_complete(chat.bus.close())
-
-
-async def until(condition: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 async def join(client: FakeClient, room: str, **data: Any) -> dict[str, Any]:

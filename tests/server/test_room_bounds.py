@@ -4,7 +4,7 @@ in bytes per room and for the whole server, and a room of huge messages always o
 from __future__ import annotations
 
 import pytest
-from fakes import ADA, BOB
+from support.fakes import ADA, BOB
 
 from jupyter_llmchat.server.connection import Identity
 

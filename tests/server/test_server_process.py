@@ -10,7 +10,7 @@ import sys
 import pytest
 import websocket
 
-from servers import running_server
+from support.servers import running_server
 
 
 def test_the_extension_is_enabled_on_install():

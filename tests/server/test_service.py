@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from fakes import ADA, BOB, EVE
+from support.fakes import ADA, BOB, EVE
 
 from jupyter_llmchat.protocol import ChatError
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from servers import free_port, terminate
+from .servers import free_port, terminate
 
 MODEL_ALIAS = "gemma-3-270m-q4_k_m"
 

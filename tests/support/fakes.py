@@ -2,7 +2,7 @@
 
 `make_chat()` (tests/server/conftest.py) builds what the extension builds, a `ChatService`
 over a `MemoryRoomBus` and a SQLite `HistoryStore`, with the stand-in backend
-(tests/standin.py) in place of the engine.
+(tests/support/standin.py) in place of the engine.
 `chat.client(user)` connects through a fake transport (`server.connection.Transport`): it
 sends frames as JSON text, as a socket would, and keeps every frame it was sent, decoded.
 Tests are `async`: connections write through the running event loop. A frame is handled at
@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
-from standin import StandIn
+from .standin import StandIn
 
 from jupyter_llmchat import protocol
 from jupyter_llmchat.engine.types import EngineSettings

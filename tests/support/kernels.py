@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import websocket
 from jupyter_client.blocking import BlockingKernelClient
-from servers import ServerProcess, wait_listening
+from .servers import ServerProcess, wait_listening
 
 # Small and fast: short answers, greedy decoding (reproducible), no repetition penalty.
 SERVER_ARGS = [

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import tornado.httpclient
 import tornado.websocket
 
-from answer_quality import Item
+from .answer_quality import Item
 
 TIMEOUT = 120.0
 Broadcast = Callable[[str, str, str], Awaitable[None]]  # (room, content, author_name)

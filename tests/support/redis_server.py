@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from servers import free_port, terminate
+from .servers import free_port, terminate
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
