@@ -7,15 +7,14 @@ same way every time, so the KV prefix of the previous turn is found again on the
 
 - GGUF without `tokenizer.chat_template` (the shipped Gemma 3 270M): Gemma's turn format,
   built here. llama-cpp-python would otherwise silently fall back to a wrong format.
-- GGUF with a template: rendered with jinja2 like llama-cpp-python's Jinja2ChatFormatter.
+- GGUF with a template: rendered by llama-cpp-python's Jinja2ChatFormatter, as llama.cpp
+  prompts it (docs/context.md).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol, Sequence
 
 from .primer import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT  # noqa: F401  (re-exported)
@@ -136,56 +135,54 @@ class GemmaFormatter:
 
 _SENTINEL = "\x00\x01LLMCHAT{}\x01\x00"
 _SENTINEL_RE = re.compile("\x00\x01LLMCHAT(\\d+)\x01\x00")
+# What a chat template's turn markers look like: <|im_end|>, <|eot_id|>, <end_of_turn>,
+# </s>, [INST]. Only such text between two turns becomes a stop string, never plain words.
+_MARKER_RE = re.compile(r"<[^<>\s]{1,40}>|\[/?[A-Z_]{2,20}\]")
 
 
 class JinjaFormatter:
-    """A GGUF's `tokenizer.chat_template`, rendered like llama-cpp-python does.
+    """A GGUF's `tokenizer.chat_template`, rendered by llama-cpp-python's Jinja2ChatFormatter
+    (the template variables llama.cpp and Transformers give it: `messages`, `bos_token`,
+    `eos_token`, `add_generation_prompt`, `raise_exception`, `strftime_now`).
 
     Contents are replaced by sentinels while rendering so template text and user text can
-    be tokenized differently; if the template transforms contents in a way that loses the
-    sentinels, the fully rendered text is used as template text instead.
+    be tokenized differently; if the template transforms contents so that the sentinels
+    are lost or its output differs from the real rendering, the real rendering is used
+    whole, as template text (as llama.cpp would).
     """
 
     kind = "jinja"
-    extra_stops: tuple[str, ...] = ()
 
     def __init__(self, template: str, bos_text: str = "", eos_text: str = "", add_bos: bool = True):
-        import jinja2
-        import jinja2.ext
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        env = ImmutableSandboxedEnvironment(
-            loader=jinja2.BaseLoader(),
-            trim_blocks=True,
-            lstrip_blocks=True,
-            extensions=[jinja2.ext.loopcontrols],
-        )
-        env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(x, ensure_ascii=False, indent=indent)
-        self._template = env.from_string(template)
+        self._jinja = Jinja2ChatFormatter(template, eos_token=eos_text, bos_token=bos_text, add_generation_prompt=True)
         self.source = template
         self.bos_text = bos_text
         self.eos_text = eos_text
         self.add_bos = add_bos
+        self.extra_stops = self._turn_markers()
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
-        def raise_exception(message: str) -> None:
-            raise ValueError(message)
-
-        return self._template.render(
-            messages=messages,
-            bos_token=self.bos_text,
-            eos_token=self.eos_text,
-            add_generation_prompt=True,
-            raise_exception=raise_exception,
-            strftime_now=lambda fmt: datetime.now().strftime(fmt),
-        )
-
-    def _render_turns(self, turns: list[ChatTurn], sentinels: bool) -> str:
+    def _render(self, turns: Sequence[ChatTurn], sentinels: bool) -> str:
         messages = [
-            {"role": t.role, "content": _SENTINEL.format(i) if sentinels else t.content}
-            for i, t in enumerate(turns)
+            {"role": t.role, "content": _SENTINEL.format(i) if sentinels else t.content} for i, t in enumerate(turns)
         ]
-        return self._render(messages)
+        return self._jinja(messages=messages).prompt
+
+    def _turn_markers(self) -> tuple[str, ...]:
+        """The markers the template writes between an answer and the next question
+        (`<|im_end|>`, `<|im_start|>`; `<|eot_id|>`, `<|start_header_id|>`, …).
+
+        A model writing one has ended its turn, whether as the vocabulary's control token
+        or spelt out as text (a template whose markers are not tokens of this vocabulary).
+        """
+        probe = [ChatTurn("user", "q"), ChatTurn("assistant", "a"), ChatTurn("user", "q")]
+        try:
+            parts = _SENTINEL_RE.split(self._render(probe, sentinels=True))
+        except Exception:  # a template that needs a system turn, or is broken: no markers
+            return ()
+        between = parts[4] if len(parts) == 7 else ""  # after the answer, before the question
+        return tuple(dict.fromkeys(_MARKER_RE.findall(between)))
 
     def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt:
         system, rest = split_system(merge_turns(turns))
@@ -195,13 +192,14 @@ class JinjaFormatter:
         last_error: Exception | None = None
         for cand in candidates:
             try:
-                rendered = self._render_turns(cand, sentinels=True)
+                rendered = self._render(cand, sentinels=True)
+                real = self._render(cand, sentinels=False)
             except Exception as exc:  # template's raise_exception, or a jinja error
                 last_error = exc
                 continue
             segments = self._split(rendered, cand)
-            if segments is None:
-                segments = [(self._render_turns(cand, sentinels=False), True)]
+            if segments is None or "".join(text for text, _ in segments) != real:
+                segments = [(real, True)]
             return self._strip_bos(segments)
         raise ValueError(f"chat template failed: {last_error}")
 
@@ -221,7 +219,8 @@ class JinjaFormatter:
         return segments
 
     def _strip_bos(self, segments: list[Segment]) -> FormattedPrompt:
-        """Templates often write the BOS text themselves; we add the BOS *token* instead."""
+        """Templates often write the BOS text themselves; we add the BOS *token* instead
+        (as llama.cpp does: it strips the rendered BOS text and tokenizes with add_bos)."""
         add_bos = self.add_bos
         if self.bos_text and segments and segments[0][1] and segments[0][0].startswith(self.bos_text):
             segments[0] = (segments[0][0][len(self.bos_text) :], True)

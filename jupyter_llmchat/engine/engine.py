@@ -229,9 +229,10 @@ class Engine:
             )
             builder = PromptBuilder(
                 formatter,
-                tokenize=lambda text, special: model.tokenize(text, special),
+                tokenize=lambda text: model.tokenize(text, False),
                 detokenize=model.detokenize,
                 bos_id=model.bos_id,
+                specials=model.specials,
             )
             self._sched = Scheduler(model, builder, self.log, self.threads, self.settings.prompt_budget)
             self.prompt_budget = self._sched.prompt_budget

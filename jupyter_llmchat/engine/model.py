@@ -116,6 +116,9 @@ class LoadedModel:
     bos_text: str
     eos_text: str
     control_texts: dict[str, int] = field(default_factory=dict, repr=False)  # e.g. "<end_of_turn>" -> 106
+    # The tokens llama.cpp reads out of text only when asked to parse special tokens
+    # (control and unknown ones): what template text may contain, and user text never does.
+    specials: dict[str, int] = field(default_factory=dict, repr=False)
     _pieces: dict[int, bytes] = field(default_factory=dict, repr=False)
     _closed: bool = False
 
@@ -293,16 +296,23 @@ def load_model(
     # Every end-of-generation and every control token ends an answer (the model's own
     # vocabulary says which: <eos>, <end_of_turn>, <start_of_turn>, <|im_end|>, …). None of
     # them is ever text for a reader, and a model that writes one has left its turn.
-    is_eog, is_control = llama.llama_vocab_is_eog, llama.llama_vocab_is_control
+    is_eog, is_control, attr_of = llama.llama_vocab_is_eog, llama.llama_vocab_is_control, llama.llama_vocab_get_attr
+    parsed_special = llama.LLAMA_TOKEN_ATTR_CONTROL | llama.LLAMA_TOKEN_ATTR_UNKNOWN
     stop_ids: set[int] = set()  # eos and eot are end-of-generation tokens: found by the scan
     control_texts: dict[str, int] = {}
+    specials: dict[str, int] = {}
     for tid in range(n_vocab):
         if is_eog(vocab, tid) or is_control(vocab, tid):
             stop_ids.add(tid)
             text = _token_text(vocab, tid)
             if text:
                 control_texts[text] = tid
+        if attr_of(vocab, tid) & parsed_special:
+            text = _token_text(vocab, tid)
+            if text:
+                specials.setdefault(text, tid)
     loaded.control_texts = control_texts
+    loaded.specials = specials
     loaded.stop_ids = frozenset(stop_ids)
     return loaded
 

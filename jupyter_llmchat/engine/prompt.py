@@ -10,13 +10,14 @@ is cut (the end of a message is usually the question).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .chat_format import ChatFormatter, FormattedPrompt, merge_turns, split_system
 from .types import ChatTurn
 
-Tokenize = Callable[[str, bool], list[int]]  # (text, parse_special) -> ids
+Tokenize = Callable[[str], list[int]]  # plain text -> ids (no special tokens parsed)
 Detokenize = Callable[[list[int]], str]
 
 
@@ -36,23 +37,69 @@ class BuiltPrompt:
         return bool(self.dropped_turns or self.truncated or self.dropped_system)
 
 
-class PromptBuilder:
-    """Formats and tokenizes turns for one model (formatter + tokenizer + BOS)."""
+class SpecialTokens:
+    """Finds the vocabulary's special tokens (control, unknown) written in template text.
 
-    def __init__(self, formatter: ChatFormatter, tokenize: Tokenize, detokenize: Detokenize, bos_id: int):
+    llama.cpp tokenizes a prompt by first cutting it at every special token's text (the
+    longest first) and then tokenizing each stretch of text between them as a whole.
+    """
+
+    def __init__(self, specials: Mapping[str, int]):
+        self._ids = dict(specials)
+        texts = sorted(self._ids, key=len, reverse=True)
+        self._re = re.compile("(" + "|".join(map(re.escape, texts)) + ")") if texts else None
+
+    def split(self, text: str) -> list[str | int]:
+        """`text` as plain stretches (str) and special token ids (int), in order."""
+        if self._re is None:
+            return [text]
+        parts = self._re.split(text)  # text, special, text, special, ..., text
+        return [self._ids[p] if i % 2 else p for i, p in enumerate(parts) if p]
+
+
+class PromptBuilder:
+    """Formats and tokenizes turns for one model (formatter + tokenizer + BOS).
+
+    The tokens are those llama.cpp gives the rendered prompt (special tokens parsed), with
+    one difference: only template text is searched for special tokens. A message that says
+    "<end_of_turn>" or "<|im_end|>" stays text, so nobody can forge a turn.
+    """
+
+    def __init__(
+        self,
+        formatter: ChatFormatter,
+        tokenize: Tokenize,
+        detokenize: Detokenize,
+        bos_id: int,
+        specials: Mapping[str, int] | None = None,
+    ):
         self.formatter = formatter
         self._tokenize = tokenize
         self._detokenize = detokenize
         self._bos_id = bos_id
+        self._specials = SpecialTokens(specials or {})
 
     def encode(self, turns: Sequence[ChatTurn]) -> list[int]:
-        """Format then tokenize: template text with control tokens, contents as plain text."""
+        """Format then tokenize: template text with special tokens, contents as plain text."""
         return self._encode_formatted(self.formatter.format(turns))
 
     def _encode_formatted(self, fp: FormattedPrompt) -> list[int]:
         ids: list[int] = [self._bos_id] if fp.add_bos and self._bos_id >= 0 else []
-        for text, special in fp.segments:
-            ids.extend(self._tokenize(text, special))
+        run: list[str] = []  # text since the last special token: tokenized as one stretch
+
+        def flush() -> None:
+            if run:
+                ids.extend(self._tokenize("".join(run)))
+                run.clear()
+
+        for text, is_template in fp.segments:
+            for part in self._specials.split(text) if is_template else (text,):
+                if isinstance(part, int):
+                    flush()
+                    ids.append(part)
+                else:
+                    run.append(part)
+        flush()
         return ids
 
     def build(
@@ -100,7 +147,7 @@ class PromptBuilder:
         dropped = max(0, len(rest) - 1)
         # A system turn too long to leave the question its room (a long room system prompt,
         # a shared context's block of messages) keeps its start and end, in at least half.
-        content_ids = self._tokenize(last.content, False)
+        content_ids = self._tokenize(last.content)
         shortened = self._shorten_system(sys_turns, last.role, max(budget // 2, budget - len(content_ids)))
         system_cut = shortened != sys_turns
         sys_turns = shortened
@@ -133,7 +180,7 @@ class PromptBuilder:
         context) keeps the prompt itself and the newest messages."""
         if not sys_turns or len(self.encode(sys_turns + [ChatTurn(role, "")])) <= room:
             return sys_turns
-        ids = self._tokenize(sys_turns[0].content, False)
+        ids = self._tokenize(sys_turns[0].content)
         keep = max(0, room - len(self.encode([ChatTurn("system", _GAP), ChatTurn(role, "")])))
         while True:
             head, tail = keep - keep // 2, keep // 2

@@ -75,7 +75,7 @@ class Scheduler:
         self._n_threads = threads.threads
         self._ctx = model.ctx
         self._stop_ids = model.stop_ids
-        self._stop_texts = builder.formatter.extra_stops + stop_texts(model, builder.formatter.source)
+        self._stop_texts = tuple(dict.fromkeys(builder.formatter.extra_stops + stop_texts(model, builder.formatter.source)))
 
     # -- admission ----------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
@@ -489,94 +488,6 @@ def test_close_finalises_queued_and_running_requests():
     with pytest.raises(EngineUnavailable):
         hx.submit(turns)
     hx.close()
-
-
-def add_chat_template(src: Path, dst: Path, template: str) -> None:
-    """Copy a GGUF adding `tokenizer.chat_template` (gguf's own scripts take 10 s here).
-
-    Walks the header (GGUF v3, little-endian), inserts one string key-value after the
-    others, and re-aligns the tensor data, which is copied unchanged.
-    """
-    import mmap
-    import shutil
-    import struct
-
-    scalar = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-    with src.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        assert mm[:4] == b"GGUF" and struct.unpack_from("<I", mm, 4)[0] == 3
-        n_tensors, n_kv = struct.unpack_from("<QQ", mm, 8)
-        pos = 24
-
-        def skip_string(p: int) -> int:
-            return p + 8 + struct.unpack_from("<Q", mm, p)[0]
-
-        def skip_value(p: int, vtype: int) -> int:
-            if vtype == 8:
-                return skip_string(p)
-            if vtype == 9:
-                etype, count = struct.unpack_from("<IQ", mm, p)
-                p += 12
-                if etype in scalar:
-                    return p + count * scalar[etype]
-                for _ in range(count):
-                    p = skip_value(p, etype)
-                return p
-            return p + scalar[vtype]
-
-        alignment = 32
-        for _ in range(n_kv):
-            key_end = skip_string(pos)
-            key = bytes(mm[pos + 8 : key_end])
-            vtype = struct.unpack_from("<I", mm, key_end)[0]
-            if key == b"general.alignment":
-                alignment = struct.unpack_from("<I", mm, key_end + 4)[0]
-            pos = skip_value(key_end + 4, vtype)
-        kv_end = pos
-        for _ in range(n_tensors):
-            pos = skip_string(pos)
-            n_dims = struct.unpack_from("<I", mm, pos)[0]
-            pos += 4 + 8 * n_dims + 4 + 8
-        infos_end = pos
-        data_start = -(-infos_end // alignment) * alignment
-
-        key, value = b"tokenizer.chat_template", template.encode()
-        extra = struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
-        with dst.open("wb") as out:
-            out.write(mm[:8] + struct.pack("<QQ", n_tensors, n_kv + 1))
-            out.write(mm[24:kv_end])
-            out.write(extra)
-            out.write(mm[kv_end:infos_end])
-            new_end = infos_end + len(extra)
-            out.write(b"\0" * (-(-new_end // alignment) * alignment - new_end))
-            fh.seek(data_start)
-            shutil.copyfileobj(fh, out, 16 << 20)
-
-
-def test_chat_template_from_the_gguf_is_used(tmp_path):
-    """A copy of the model whose GGUF carries a ChatML template."""
-    template = (
-        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n'}}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-    )
-    out = tmp_path / "templated.gguf"
-    add_chat_template(default_model_path(), out, template)
-    hx = Harness(EngineSettings(model_path=str(out), n_ctx=1024, parallel=1))
-    try:
-        assert hx.start(), hx.engine.load_error
-        assert hx.engine.formatter_kind == "jinja"
-        assert hx.engine.model_name == "templated"
-        text, final = hx.generate(chat("Hi", system="Be brief."), max_tokens=4, **GREEDY)
-        assert final.finish_reason in ("stop", "length")
-        prompt = hx.engine._sched.builder.encode(chat("Hi", system="Be brief."))
-        model = hx.engine._model
-        assert prompt[0] == model.bos_id
-        # Gemma's vocabulary has no ChatML control tokens: the markers are plain text here
-        assert model.detokenize(prompt) == (
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-        )
-        assert final.usage["prompt_tokens"] == len(prompt)
-    finally:
-        hx.close()
 
 
 def test_every_control_and_end_of_generation_token_stops_an_answer(h):

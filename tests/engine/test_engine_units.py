@@ -128,7 +128,7 @@ def char_builder(formatter=None) -> PromptBuilder:
     """One token per character: lengths are easy to reason about."""
     return PromptBuilder(
         formatter or GemmaFormatter(examples=()),
-        tokenize=lambda text, special: [ord(c) for c in text],
+        tokenize=lambda text: [ord(c) for c in text],
         detokenize=lambda ids: "".join(chr(i) for i in ids),
         bos_id=1,
     )
