@@ -61,7 +61,8 @@ def engines(copies: dict[str, Path]) -> Any:
 
     def engine(name: str) -> Harness:
         if name not in started:
-            hx = Harness(EngineSettings(model_path=str(copies[name]), n_ctx=1024, parallel=1, n_threads=1))
+            path = str(copies[name]) if name in copies else ""  # "packaged": the model itself
+            hx = Harness(EngineSettings(model_path=path, n_ctx=1024, parallel=1, n_threads=1))
             assert hx.start(), hx.engine.load_error
             started[name] = hx
         return started[name]
@@ -138,6 +139,17 @@ def test_the_prompt_of_a_turn_is_kept_by_the_next_one(engines, name):
     builder = engines(name).engine._sched.builder
     first = builder.encode(CONVERSATION[:2])
     assert builder.encode(CONVERSATION)[: len(first)] == first
+
+
+def test_without_a_template_the_next_turn_keeps_all_but_the_closing(engines):
+    hx = engines("packaged")
+    assert hx.engine.formatter_kind == "gemma"
+    model, builder = hx.engine._model, hx.engine._sched.builder
+    closing = model.tokenize("<end_of_turn>\n<start_of_turn>model\n", special=True)
+    first, second = builder.encode(CONVERSATION[:2]), builder.encode(CONVERSATION)
+    assert first[-len(closing) :] == closing
+    assert second[: len(first) - len(closing)] == first[: -len(closing)]
+    assert second[: len(first)] != first  # the closing moves to the end of the new question
 
 
 @pytest.mark.parametrize(
