@@ -1,6 +1,6 @@
 """A GGUF that carries a chat template is prompted with it, as llama.cpp prompts it.
 
-Copies of the packaged model stand in for instruct models (tests/gguf_copies.py): the same
+Copies of the packaged model stand in for instruct models (tests/support/gguf_copies.py): the same
 weights, with the real chat templates of Qwen 2.5 Instruct (ChatML) and Llama 3.2 Instruct
 in their metadata (`chat_templates/`, from each model's tokenizer_config.json as llama.cpp
 keeps them in its models/templates). To Gemma's vocabulary their markers are plain text;
@@ -20,7 +20,7 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from test_engine import GREEDY, Harness
 
-from gguf_copies import copy_with_metadata, renamed
+from support.gguf_copies import copy_with_metadata, renamed
 from jupyter_llmchat.engine import ChatTurn, EngineSettings, default_model_path
 
 TEMPLATES = Path(__file__).parent / "chat_templates"
