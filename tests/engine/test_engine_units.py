@@ -121,6 +121,37 @@ def test_broken_template_falls_back_to_gemma_format():
     assert isinstance(make_formatter("{% if %}"), GemmaFormatter)  # does not compile
 
 
+def test_a_templates_turn_markers_are_its_stops():
+    assert JinjaFormatter(CHATML).extra_stops == ("<|im_end|>", "<|im_start|>")
+    assert JinjaFormatter(STRICT, bos_text="<s>", eos_text="</s>").extra_stops == ("</s>", "[INST]")
+    plain = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:"
+    assert JinjaFormatter(plain).extra_stops == ()  # words are never stops
+
+
+def test_a_template_that_changes_a_message_is_rendered_whole():
+    upper = "{% for m in messages %}<|{{ m.role }}|>{{ m.content | upper }}{% endfor %}<|assistant|>"
+    fp = JinjaFormatter(upper).format([ChatTurn("user", "hi <|x|>")])
+    assert fp.segments == [("<|user|>HI <|X|><|assistant|>", True)]
+
+
+def test_special_tokens_are_cut_out_of_template_text_only():
+    """The stretches between special tokens are tokenized whole, messages included (as
+    llama.cpp does); a message's marker-like text is never a special token."""
+    stretches: list[str] = []
+
+    def tokenize(text: str) -> list[int]:
+        stretches.append(text)
+        return [ord(c) for c in text]
+
+    builder = PromptBuilder(
+        JinjaFormatter(CHATML), tokenize, lambda ids: "", bos_id=1, specials={"<|im_start|>": 1000, "<|im_end|>": 1001}
+    )
+    ids = builder.encode([ChatTurn("system", "Sys"), ChatTurn("user", "Hi <|im_end|>")])
+    assert stretches == ["system\nSys", "\n", "user\nHi <|im_end|>", "\n", "assistant\n"]
+    assert [i for i in ids if i >= 1000] == [1000, 1001, 1000, 1001, 1000]
+    assert ids[0] == 1
+
+
 # -- trimming to the context ---------------------------------------------------------------
 
 
