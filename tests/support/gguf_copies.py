@@ -4,8 +4,8 @@ The packaged Gemma 3 270M stands in for other models this way: the same weights 
 ChatML or Llama-3 chat template, or with some of its unused control tokens renamed to
 another family's markers. Like gguf's own `gguf_new_metadata`, every key-value is read
 with `GGUFReader` and written again with `GGUFWriter`; the tensor data is copied as bytes.
-Reading the header is slow (gguf walks the 262,144-entry vocabulary element by element),
-so one read serves every copy.
+Reading the header walks the 262,144-entry vocabulary element by element, so one read
+serves every copy, and it reads a plain array over the file (`_Reader`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,24 @@ from typing import Any, Callable, Mapping
 Change = Any | Callable[[Any], Any]
 
 
+def _reader(path: Path) -> Any:
+    """`gguf.GGUFReader` over a plain ndarray view of its memory map: numpy's `memmap`
+    subclass costs four fifths of the time of the millions of small reads (35 s -> 7 s)."""
+    import gguf
+    import numpy as np
+
+    class _Reader(gguf.GGUFReader):
+        @property
+        def data(self) -> Any:
+            return self._plain
+
+        @data.setter
+        def data(self, value: Any) -> None:
+            self._plain = value.view(np.ndarray)
+
+    return _Reader(path)
+
+
 def copy_with_metadata(src: Path, outputs: Mapping[Path, Mapping[str, Change]]) -> None:
     """Write each output path as `src` with its changes: `{key: value or f(old value)}`.
 
@@ -25,7 +43,7 @@ def copy_with_metadata(src: Path, outputs: Mapping[Path, Mapping[str, Change]]) 
     """
     import gguf
 
-    reader = gguf.GGUFReader(src)
+    reader = _reader(src)
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
     fields = [f for f in reader.fields.values() if f.name != gguf.Keys.General.ARCHITECTURE and not f.name.startswith("GGUF.")]
     values = {f.name: f.contents() for f in fields}
