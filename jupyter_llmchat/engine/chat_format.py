@@ -1,9 +1,9 @@
 """Turning a room's conversation into the model's prompt format.
 
-A formatter returns *segments*: pieces of template text (tokenized with control tokens
-parsed) alternating with message contents (tokenized as plain text). Keeping them apart
-means a user who types "<end_of_turn>" cannot forge a turn, and each turn tokenizes the
-same way every time, so the KV prefix of the previous turn is found again on the next one.
+A formatter returns *segments*: pieces of template text (searched for the vocabulary's
+control tokens) alternating with message contents (never searched). Keeping them apart
+means a user who types "<end_of_turn>" cannot forge a turn; `prompt.PromptBuilder` then
+tokenizes them as llama.cpp tokenizes a rendered prompt.
 
 - GGUF without `tokenizer.chat_template` (the shipped Gemma 3 270M): Gemma's turn format,
   built here. llama-cpp-python would otherwise silently fall back to a wrong format.
