@@ -6,13 +6,16 @@ import { copyText } from "./clipboard";
 import type { CodeBlockActions } from "./codeblocks";
 import { ensureHighlighter, highlighterState, onHighlighterReady } from "./highlighter";
 import { parseInput } from "./input";
+import { MentionBox } from "./mention-popup";
+import { mentionNames } from "./mentions";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
 import { canInsertCell, insertCellBelow } from "./notebook";
-import type { ContextMode } from "./protocol";
+import type { Attachment, ContextMode } from "./protocol";
 import { SettingsBar } from "./settings-bar";
 import type { RequestInfo } from "./outbox";
 import type { StatusInfo } from "./transport";
 import type { Change, ChatMessage, RoomStore } from "./store";
+import type { Described, VariableSource } from "./variables";
 
 export { parseInput } from "./input";
 
@@ -21,6 +24,8 @@ export interface SendOptions {
   private: boolean;
   /** This question starts a new thread (`/new …`). */
   newThread: boolean;
+  /** Descriptions of the kernel's variables mentioned as `@name`. */
+  attachments?: Attachment[];
 }
 
 export interface ViewActions {
@@ -41,6 +46,8 @@ export interface ViewActions {
   dismissNotice(): void;
   /** Code-block buttons; the default copies with the Clipboard API and inserts cells where the page allows. */
   code?: CodeBlockActions;
+  /** The kernel's variables for `@name` in the box; absent or null where there is no kernel. */
+  variables?: VariableSource | null;
 }
 
 export type Scheduler = (cb: () => void) => void;
@@ -77,6 +84,8 @@ export class ChatView {
   private readonly stopBtn: HTMLButtonElement;
   private readonly statsEl: HTMLDivElement;
   private readonly code: CodeBlockActions;
+  private readonly mentions: MentionBox | null;
+  private attaching = false;
 
   private readonly nodes = new Map<ChatMessage, MessageNode>();
   private readonly dirty = new Set<ChatMessage>();
@@ -155,13 +164,17 @@ export class ChatView {
     const buttons = h("div", "llmchat-buttons");
     buttons.append(this.sendBtn, this.stopBtn);
     compose.append(this.input, buttons);
+    const variables = this.actions.variables ?? null;
+    this.mentions = variables ? new MentionBox(this.input, variables, () => this.willAsk()) : null;
+    if (this.mentions) compose.append(this.mentions.popup);
     compose.addEventListener("submit", (ev) => {
       ev.preventDefault();
       this.submit();
     });
     this.input.addEventListener("keydown", (ev) => {
+      if (this.mentions?.handleKey(ev)) ev.preventDefault(); // the `@` popup's keys
       // Enter sends, Shift+Enter is a new line; never send mid-IME composition.
-      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      else if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
         ev.preventDefault();
         this.submit();
       }
@@ -198,7 +211,8 @@ export class ChatView {
 
     this.statsEl = h("div", "llmchat-stats");
 
-    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, compose, options, this.statsEl);
+    const chips = this.mentions ? [this.mentions.chips] : [];
+    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, ...chips, compose, options, this.statsEl);
     host.append(this.root);
     this.updateInputState();
 
@@ -248,6 +262,7 @@ export class ChatView {
   }
 
   private updateInputState(): void {
+    this.mentions?.update();
     const ask = this.askBox.checked;
     this.privateBox.disabled = !ask;
     this.root.dataset.private = String(ask && this.privateBox.checked);
@@ -258,16 +273,73 @@ export class ChatView {
         : "Ask the model… (Enter sends, Shift+Enter new line, /say for a plain message, /new for a new thread)";
   }
 
+  /** Whether what the box holds would be asked (so its `@name` mentions are attached). */
+  private willAsk(): boolean {
+    const parsed = parseInput(this.input.value, this.askBox.checked);
+    return parsed === null ? this.askBox.checked : "ask" in parsed && parsed.ask;
+  }
+
   private submit(): void {
+    if (this.attaching) return;
     const parsed = parseInput(this.input.value, this.askBox.checked);
     if (!parsed) return;
-    this.input.value = "";
     if ("command" in parsed) {
+      this.clearInput();
       this.actions.newThread();
       return;
     }
     const priv = parsed.ask && this.privateBox.checked && !parsed.newThread;
-    this.actions.send(parsed.text, parsed.ask, { private: priv, newThread: parsed.newThread === true });
+    const options: SendOptions = { private: priv, newThread: parsed.newThread === true };
+    const names = parsed.ask && this.actions.variables ? mentionNames(parsed.text) : [];
+    if (names.length && this.actions.variables) {
+      void this.askWithMentions(this.actions.variables, parsed.text, names, options);
+      return;
+    }
+    this.clearInput();
+    this.actions.send(parsed.text, parsed.ask, options);
+  }
+
+  /**
+   * Ask the kernel to describe the mentioned variables, then ask with them attached. Names
+   * that are not variables stay text. If the kernel does not answer (a cell is running) and
+   * the question names variables it listed, nothing is sent and the text stays in the box.
+   */
+  private async askWithMentions(source: VariableSource, text: string, names: string[], options: SendOptions): Promise<void> {
+    this.setAttaching(true);
+    let described: Described | null = null;
+    try {
+      described = await source.describe(names);
+    } catch (error) {
+      const known = names.filter((name) => this.mentions?.knows(name)).map((name) => `@${name}`);
+      if (known.length) {
+        this.setAttaching(false);
+        const why = error instanceof Error ? error.message : String(error);
+        this.store.showNotice(`Not sent: ${why}, so ${known.join(", ")} could not be attached. Send again when the kernel is idle, or remove the @.`, "error");
+        return;
+      }
+    }
+    this.setAttaching(false);
+    if (this.disposed) return;
+    this.clearInput();
+    const attachments = described?.attachments ?? [];
+    this.actions.send(text, true, attachments.length ? { ...options, attachments } : options);
+    const skipped = described?.skipped ?? [];
+    if (skipped.length) {
+      this.store.showNotice(`A question carries at most 8 variables: ${skipped.map((name) => `@${name}`).join(", ")} went as text.`, "info");
+    }
+  }
+
+  private setAttaching(on: boolean): void {
+    this.attaching = on;
+    this.input.readOnly = on;
+    this.sendBtn.disabled = on;
+    this.sendBtn.textContent = on ? "Attaching…" : "Send";
+    this.root.dataset.attaching = String(on);
+  }
+
+  private clearInput(): void {
+    this.input.value = "";
+    this.mentions?.update();
   }
 
   private onChange(c: Change): void {
