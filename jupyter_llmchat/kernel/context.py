@@ -147,12 +147,16 @@ _SIZES = {str: "chars", bytes: "bytes", bytearray: "bytes", **{kind: "items" for
 
 
 def _object_label(obj: Any) -> str:
+    return type(obj).__name__ + _size(obj)
+
+
+def _size(obj: Any) -> str:
+    """", 12 items" for a built-in container, string or bytes; "" for anything else."""
     unit = _SIZES.get(type(obj))
-    name = type(obj).__name__
     if not unit:
-        return name
+        return ""
     size = len(obj)
-    return f"{name}, {size:,} {unit if size != 1 else unit[:-1]}"
+    return f", {size:,} {unit if size != 1 else unit[:-1]}"
 
 
 def _safe_type_name(obj: Any) -> str:
@@ -243,8 +247,7 @@ def _type_name(obj: Any) -> str:
 def _object_text(obj: Any) -> str:
     if isinstance(obj, str):
         return obj  # text given as context is meant to be read as it is
-    size = f", {len(obj)} items" if isinstance(obj, (list, tuple, dict, set, frozenset)) else ""
-    return f"{_type_name(obj)}{size}:\n{_repr(obj)}"
+    return f"{_type_name(obj)}{_size(obj)}:\n{_repr(obj)}"
 
 
 # -- helpers
