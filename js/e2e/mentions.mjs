@@ -7,11 +7,19 @@
 //
 //   npm run e2e:mentions             # from js/, after `npm run build`
 //
+// Then the same in marimo (`marimo run` of a notebook whose kernel relays the widget to that
+// Jupyter server): the list comes from the notebook's globals. Skipped, saying so, where
+// marimo is not installed.
+//
 // Prints "N passed, N failed" and exits non-zero on any failure; screenshots go to
 // test-artifacts/e2e/.
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { launchBrowser, openNotebook, screenshot, startJupyter, waitFor, writeNotebook } from "./harness.mjs";
+import { freePort, launchBrowser, openNotebook, pythonPath, repo, screenshot, startJupyter, waitFor, writeNotebook } from "./harness.mjs";
 
 const runId = Math.random().toString(36).slice(2, 8);
 
@@ -26,17 +34,17 @@ const popupOpen = (page) => page.$eval(".llmchat-mentions", (el) => !el.hidden);
 
 /**
  * The user's steps on a page showing a live widget whose kernel has `df` (200×2), `names`,
- * `_secret`, a module and a failed cell (IndexError). Returns the text that was asked.
+ * `_secret`, a module and (with `error`) a failed cell. Returns the text that was asked.
  */
-export async function mentionSteps(page) {
+export async function mentionSteps(page, { error = true } = {}) {
   const box = page.locator(".llmchat-input");
   await box.click();
   await page.keyboard.type("Describe @");
   await waitFor(async () => (await options(page)).length > 0, { what: "the @ popup's options" });
   const listed = await options(page);
-  for (const name of ["error", "df", "names", "values"]) assert.ok(listed.includes(name), `${name} listed: ${listed}`);
+  for (const name of ["df", "names"]) assert.ok(listed.includes(name), `${name} listed: ${listed}`);
   for (const name of ["pd", "_secret", "ChatWidget", "In", "exit"]) assert.ok(!listed.includes(name), `${name} not listed: ${listed}`);
-  assert.equal(listed[0], "error", "the last exception first");
+  if (error) assert.equal(listed[0], "error", "the last exception first");
   // The box points at the list and its active option (keyboard users and screen readers).
   const listId = await page.getAttribute(".llmchat-mentions [role=listbox]", "id");
   assert.equal(await box.getAttribute("aria-controls"), listId);
@@ -66,26 +74,87 @@ export async function mentionSteps(page) {
   await waitFor(async () => (await options(page)).includes("names"), { what: "names listed" });
   await page.click('.llmchat-mentions [data-name="names"]');
   assert.equal(await box.inputValue(), "Describe @df with @nobody and @names ");
-  // Tab completes `@err` to the last exception.
-  await page.keyboard.type("and @err");
-  await waitFor(async () => (await options(page))[0] === "error", { what: "error listed" });
-  await page.keyboard.press("Tab");
-  const asked = "Describe @df with @nobody and @names and @error";
-  assert.equal((await box.inputValue()).trim(), asked);
+  if (error) {
+    // Tab completes `@err` to the last exception.
+    await page.keyboard.type("and @err");
+    await waitFor(async () => (await options(page))[0] === "error", { what: "error listed" });
+    await page.keyboard.press("Tab");
+  }
+  const tail = error ? " and @error" : "";
+  assert.equal((await box.inputValue()).trim(), `Describe @df with @nobody and @names${tail}`);
   const chips = await page.$$eval(".llmchat-chip", (els) => els.map((e) => e.dataset.name));
-  assert.deepEqual(chips, ["df", "names", "error"]);
+  assert.deepEqual(chips, error ? ["df", "names", "error"] : ["df", "names"]);
   // The × on a chip turns a mention back into text.
   await page.click('.llmchat-chip[data-name="names"] .llmchat-chip-remove');
-  assert.equal((await box.inputValue()).trim(), "Describe @df with @nobody and names and @error");
+  const asked = `Describe @df with @nobody and names${tail}`;
+  assert.equal((await box.inputValue()).trim(), asked);
   await page.keyboard.press("Enter");
   await waitFor(async () => (await box.inputValue()) === "", { what: "the box cleared once sent" });
-  return "Describe @df with @nobody and names and @error";
+  return asked;
 }
 
 async function stored(jupyter, room) {
   const res = await fetch(`${jupyter.url}llmchat/api/rooms/${room}/messages?limit=100`, { headers: { Authorization: `token ${jupyter.token}` } });
   assert.ok(res.ok, `history of ${room}: ${res.status}`);
   return (await res.json()).messages.map((m) => m.data);
+}
+
+const MARIMO_NOTEBOOK = (room) => `import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import marimo as mo
+    from jupyter_llmchat import ChatWidget
+    chat = mo.ui.anywidget(ChatWidget(room="${room}", config={"max_tokens": 16, "temperature": 0}))
+    chat
+    return
+
+
+@app.cell
+def _():
+    import pandas as pd
+    df = pd.DataFrame({"a": range(200), "b": 1.5})
+    names = ["ada", "bob"]
+    _secret = "never listed"
+    return df, names
+`;
+
+/** `marimo run` of `source` on loopback, its kernel pointed at `jupyter`; null without marimo. */
+async function startMarimo(jupyter, source) {
+  const python = pythonPath();
+  if (spawnSync(python, ["-c", "import marimo"]).status !== 0) return null;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llmchat-marimo-"));
+  fs.writeFileSync(path.join(dir, "notebook.py"), source);
+  const port = await freePort();
+  const logPath = path.join(dir, "marimo.log");
+  const log = fs.openSync(logPath, "w");
+  const env = {
+    ...process.env,
+    PYTHONPATH: [repo, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+    LLMCHAT_URL: jupyter.url,
+    LLMCHAT_TOKEN: jupyter.token,
+    MARIMO_SKIP_UPDATE_CHECK: "1",
+  };
+  const args = ["-m", "marimo", "run", "--headless", "--host", "127.0.0.1", "--port", String(port), "notebook.py"];
+  const proc = spawn(python, args, { cwd: dir, env, stdio: ["ignore", log, log], detached: true });
+  fs.closeSync(log);
+  const stop = () => {
+    try {
+      process.kill(-proc.pid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+  };
+  process.on("exit", stop);
+  const url = `http://127.0.0.1:${port}/`;
+  await waitFor(async () => (await fetch(url)).ok, { timeout: 60_000, what: "marimo to start" }).catch((err) => {
+    stop();
+    throw new Error(`${err.message}\n${fs.readFileSync(logPath, "utf8").slice(-2000)}`);
+  });
+  return { url, stop, log: () => fs.readFileSync(logPath, "utf8") };
 }
 
 const tests = [];
@@ -126,8 +195,31 @@ test("JupyterLab: @ lists the kernel's variables; the question carries df and th
   assert.ok(!JSON.stringify(messages).includes("list index out of range"), "the traceback is not stored");
 });
 
+test("marimo: @ lists the notebook's globals; the question carries df, stored as kind and size", async (ctx) => {
+  const room = `e2e-mentions-marimo-${runId}`;
+  const marimo = await startMarimo(ctx.jupyter, MARIMO_NOTEBOOK(room));
+  if (!marimo) return "skipped: marimo is not installed";
+  ctx.stops.push(marimo.stop);
+  const page = await (await ctx.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  ctx.pages.push(page);
+  await page.goto(marimo.url);
+  await page.waitForSelector(".llmchat", { timeout: 90_000 });
+  // No Jupyter page here: the widget relays through its kernel to the Jupyter server.
+  await waitFor(async () => (await page.getAttribute(".llmchat", "data-status")) === "via_kernel", { timeout: 60_000, what: "via_kernel" });
+  await waitFor(async () => (await page.getAttribute(".llmchat-model", "data-loaded")) === "true", { timeout: 180_000, what: "model loaded" });
+  const asked = await mentionSteps(page, { error: false });
+  const question = page.locator('.llmchat-msg[data-kind="user"]', { hasText: "Describe" }).last();
+  await question.waitFor({ timeout: 30_000 });
+  assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["dataframe df (DataFrame 200×2)"]);
+  await screenshot(page, "mentions-marimo");
+  const q = (await stored(ctx.jupyter, room)).find((m) => m.content === asked);
+  assert.ok(q, "the question is stored as typed");
+  assert.deepEqual(q.attachments.map((a) => [a.kind, a.label]), [["dataframe", "df (DataFrame 200×2)"]]);
+  assert.ok(q.attachments.every((a) => a.chars > 0 && a.text === undefined));
+});
+
 async function main() {
-  const ctx = { pages: [] };
+  const ctx = { pages: [], stops: [] };
   let passed = 0;
   let failed = 0;
   ctx.browser = await launchBrowser();
@@ -136,7 +228,11 @@ async function main() {
     for (const t of tests) {
       const started = Date.now();
       try {
-        await t.fn(ctx);
+        const skipped = await t.fn(ctx);
+        if (skipped) {
+          console.log(`skip ${t.name}: ${skipped}`);
+          continue;
+        }
         passed += 1;
         console.log(`ok   ${t.name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
       } catch (err) {
@@ -149,6 +245,7 @@ async function main() {
   } finally {
     for (const p of ctx.pages) await p.context().close().catch(() => undefined);
     await ctx.browser.close().catch(() => undefined);
+    for (const stop of ctx.stops) stop();
     if (ctx.jupyter) {
       if (failed) console.log(`--- ${ctx.jupyter.logPath} (tail) ---\n${ctx.jupyter.log().slice(-2000)}`);
       await ctx.jupyter.stop();

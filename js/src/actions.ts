@@ -4,7 +4,7 @@
 import type { Attachment, GenerateConfig } from "./protocol";
 import type { ChatClient } from "./client";
 import type { RoomStore } from "./store";
-import type { ViewActions } from "./view";
+import type { ViewActions } from "./view-actions";
 
 export type RoomActions = Pick<
   ViewActions,

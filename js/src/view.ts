@@ -5,50 +5,17 @@
 import { copyText } from "./clipboard";
 import type { CodeBlockActions } from "./codeblocks";
 import { ensureHighlighter, highlighterState, onHighlighterReady } from "./highlighter";
-import { parseInput } from "./input";
-import { MentionBox } from "./mention-popup";
-import { mentionNames } from "./mentions";
+import { ComposeBox } from "./compose";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
 import { canInsertCell, insertCellBelow } from "./notebook";
-import type { Attachment, ContextMode } from "./protocol";
 import { SettingsBar } from "./settings-bar";
 import type { RequestInfo } from "./outbox";
 import type { StatusInfo } from "./transport";
 import type { Change, ChatMessage, RoomStore } from "./store";
-import type { Described, VariableSource } from "./variables";
+import type { ViewActions } from "./view-actions";
 
 export { parseInput } from "./input";
-
-export interface SendOptions {
-  /** Ask without a room: the answer is shown to this view's user only. */
-  private: boolean;
-  /** This question starts a new thread (`/new …`). */
-  newThread: boolean;
-  /** Descriptions of the kernel's variables mentioned as `@name`. */
-  attachments?: Attachment[];
-}
-
-export interface ViewActions {
-  send(text: string, ask: boolean, options: SendOptions): void;
-  cancel(requestId: string): void;
-  retry(): void;
-  loadEarlier(): void;
-  getAskMode(): boolean;
-  setAskMode(on: boolean): void;
-  room(): string;
-  /** `/new` alone: the next question starts a new thread. */
-  newThread(): void;
-  /** Ask the question of this answer again. */
-  regenerate(answerKey: string): void;
-  /** Ask the kernel to describe its last error and ask about it; null where there is no kernel. */
-  askAboutError: (() => void) | null;
-  setRoomSettings(settings: { system_prompt: string; context?: ContextMode }): void;
-  dismissNotice(): void;
-  /** Code-block buttons; the default copies with the Clipboard API and inserts cells where the page allows. */
-  code?: CodeBlockActions;
-  /** The kernel's variables for `@name` in the box; absent or null where there is no kernel. */
-  variables?: VariableSource | null;
-}
+export type { SendOptions, ViewActions } from "./view-actions";
 
 export type Scheduler = (cb: () => void) => void;
 
@@ -57,9 +24,6 @@ const defaultScheduler: Scheduler = (cb) => {
   if (typeof requestAnimationFrame === "function") requestAnimationFrame(() => cb());
   else setTimeout(cb, 16);
 };
-
-/** How long "Ask about the last error" stays disabled waiting for the kernel's answer. */
-const ERROR_ASK_TIMEOUT_MS = 30_000;
 
 export class ChatView {
   readonly root: HTMLDivElement;
@@ -76,16 +40,9 @@ export class ChatView {
   private readonly noticeText: HTMLSpanElement;
   private readonly noticeClose: HTMLButtonElement;
   private readonly requestsEl: HTMLDivElement;
-  private readonly input: HTMLTextAreaElement;
-  private readonly askBox: HTMLInputElement;
-  private readonly privateBox: HTMLInputElement;
-  private readonly errorBtn: HTMLButtonElement;
-  private readonly sendBtn: HTMLButtonElement;
-  private readonly stopBtn: HTMLButtonElement;
+  private readonly compose: ComposeBox;
   private readonly statsEl: HTMLDivElement;
   private readonly code: CodeBlockActions;
-  private readonly mentions: MentionBox | null;
-  private attaching = false;
 
   private readonly nodes = new Map<ChatMessage, MessageNode>();
   private readonly dirty = new Set<ChatMessage>();
@@ -95,7 +52,6 @@ export class ChatView {
   private scheduled = false;
   private disposed = false;
   private countdown: ReturnType<typeof setInterval> | null = null;
-  private errorAskTimer: ReturnType<typeof setTimeout> | null = null;
   private unsub: () => void;
   private unsubHighlighter: () => void;
 
@@ -146,75 +102,12 @@ export class ChatView {
     this.log.append(this.earlier, this.pendingThread);
 
     this.requestsEl = h("div", "llmchat-requests");
-
-    const compose = h("form", "llmchat-compose");
-    this.input = h("textarea", "llmchat-input");
-    this.input.rows = 2;
-    this.input.setAttribute("aria-label", "Message");
-    this.sendBtn = h("button", "llmchat-send", "Send");
-    this.sendBtn.type = "submit";
-    this.stopBtn = h("button", "llmchat-stop", "Stop");
-    this.stopBtn.type = "button";
-    this.stopBtn.addEventListener("click", () => {
-      // The main Stop button stops this view's newest request; each row has its own too.
-      const open = this.store.openRequests;
-      const last = open[open.length - 1];
-      if (last) this.actions.cancel(last.id);
-    });
-    const buttons = h("div", "llmchat-buttons");
-    buttons.append(this.sendBtn, this.stopBtn);
-    compose.append(this.input, buttons);
-    const variables = this.actions.variables ?? null;
-    this.mentions = variables ? new MentionBox(this.input, variables, () => this.willAsk()) : null;
-    if (this.mentions) compose.append(this.mentions.popup);
-    compose.addEventListener("submit", (ev) => {
-      ev.preventDefault();
-      this.submit();
-    });
-    this.input.addEventListener("keydown", (ev) => {
-      if (this.mentions?.handleKey(ev)) ev.preventDefault(); // the `@` popup's keys
-      // Enter sends, Shift+Enter is a new line; never send mid-IME composition.
-      else if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-        ev.preventDefault();
-        this.submit();
-      }
-      // Keep Jupyter's notebook shortcuts from seeing keys typed into the chat.
-      ev.stopPropagation();
-    });
-
-    const options = h("div", "llmchat-options");
-    const askLabel = h("label", "llmchat-ask");
-    this.askBox = h("input");
-    this.askBox.type = "checkbox";
-    this.askBox.checked = this.actions.getAskMode();
-    askLabel.append(this.askBox, document.createTextNode(" Ask the model"));
-    this.askBox.addEventListener("change", () => {
-      this.actions.setAskMode(this.askBox.checked);
-      this.updateInputState();
-    });
-    const privateLabel = h("label", "llmchat-private-toggle");
-    privateLabel.title = "Ask without posting to the room: only you see the question and the answer, and nothing is stored";
-    this.privateBox = h("input");
-    this.privateBox.type = "checkbox";
-    privateLabel.append(this.privateBox, document.createTextNode(" Private"));
-    this.privateBox.addEventListener("change", () => this.updateInputState());
-    const newThread = h("button", "llmchat-new-thread", "New thread");
-    newThread.type = "button";
-    newThread.title = "Your next question starts fresh: the model forgets your earlier questions in this room (same as typing /new)";
-    newThread.addEventListener("click", () => this.actions.newThread());
-    this.errorBtn = h("button", "llmchat-ask-error", "Ask about the last error");
-    this.errorBtn.type = "button";
-    this.errorBtn.title = "Send the last exception of this kernel (type, message, traceback) to the model with a question";
-    this.errorBtn.hidden = this.actions.askAboutError === null;
-    this.errorBtn.addEventListener("click", () => this.askAboutError());
-    options.append(askLabel, privateLabel, newThread, this.errorBtn);
-
+    this.compose = new ComposeBox(this.root, store, actions);
     this.statsEl = h("div", "llmchat-stats");
 
-    const chips = this.mentions ? [this.mentions.chips] : [];
-    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, ...chips, compose, options, this.statsEl);
+    const { chips, form, options } = this.compose;
+    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, ...(chips ? [chips] : []), form, options, this.statsEl);
     host.append(this.root);
-    this.updateInputState();
 
     for (const m of [...store.messages, ...store.privateMessages]) this.place(m);
     this.unsub = store.subscribe((c) => this.onChange(c));
@@ -232,114 +125,20 @@ export class ChatView {
     this.unsub();
     this.unsubHighlighter();
     if (this.countdown) clearInterval(this.countdown);
-    if (this.errorAskTimer) clearTimeout(this.errorAskTimer);
+    this.compose.dispose();
     this.root.remove();
   }
 
   /** Re-read model traits (room, ask mode) after a change from Python. */
   refresh(): void {
-    this.askBox.checked = this.actions.getAskMode();
-    this.updateInputState();
+    this.compose.refresh();
     this.metaDirty = true;
     this.request();
   }
 
   /** The kernel answered "Ask about the last error" (asked, or why not): the button is usable again. */
   errorAskDone(): void {
-    if (this.errorAskTimer) clearTimeout(this.errorAskTimer);
-    this.errorAskTimer = null;
-    this.errorBtn.disabled = false;
-  }
-
-  private askAboutError(): void {
-    const ask = this.actions.askAboutError;
-    if (!ask || this.errorBtn.disabled) return;
-    this.errorBtn.disabled = true;
-    this.actions.dismissNotice(); // the kernel's word on this attempt replaces any earlier one
-    // A busy kernel answers once its cell ends; don't leave the button dead if it never does.
-    this.errorAskTimer = setTimeout(() => this.errorAskDone(), ERROR_ASK_TIMEOUT_MS);
-    ask();
-  }
-
-  private updateInputState(): void {
-    this.mentions?.update();
-    const ask = this.askBox.checked;
-    this.privateBox.disabled = !ask;
-    this.root.dataset.private = String(ask && this.privateBox.checked);
-    this.input.placeholder = !ask
-      ? "Message the room… (Enter sends, Shift+Enter new line, /ask to ask the model)"
-      : this.privateBox.checked
-        ? "Ask the model privately… (only you see it; Enter sends)"
-        : "Ask the model… (Enter sends, Shift+Enter new line, /say for a plain message, /new for a new thread)";
-  }
-
-  /** Whether what the box holds would be asked (so its `@name` mentions are attached). */
-  private willAsk(): boolean {
-    const parsed = parseInput(this.input.value, this.askBox.checked);
-    return parsed === null ? this.askBox.checked : "ask" in parsed && parsed.ask;
-  }
-
-  private submit(): void {
-    if (this.attaching) return;
-    const parsed = parseInput(this.input.value, this.askBox.checked);
-    if (!parsed) return;
-    if ("command" in parsed) {
-      this.clearInput();
-      this.actions.newThread();
-      return;
-    }
-    const priv = parsed.ask && this.privateBox.checked && !parsed.newThread;
-    const options: SendOptions = { private: priv, newThread: parsed.newThread === true };
-    const names = parsed.ask && this.actions.variables ? mentionNames(parsed.text) : [];
-    if (names.length && this.actions.variables) {
-      void this.askWithMentions(this.actions.variables, parsed.text, names, options);
-      return;
-    }
-    this.clearInput();
-    this.actions.send(parsed.text, parsed.ask, options);
-  }
-
-  /**
-   * Ask the kernel to describe the mentioned variables, then ask with them attached. Names
-   * that are not variables stay text. If the kernel does not answer (a cell is running) and
-   * the question names variables it listed, nothing is sent and the text stays in the box.
-   */
-  private async askWithMentions(source: VariableSource, text: string, names: string[], options: SendOptions): Promise<void> {
-    this.setAttaching(true);
-    let described: Described | null = null;
-    try {
-      described = await source.describe(names);
-    } catch (error) {
-      const known = names.filter((name) => this.mentions?.knows(name)).map((name) => `@${name}`);
-      if (known.length) {
-        this.setAttaching(false);
-        const why = error instanceof Error ? error.message : String(error);
-        this.store.showNotice(`Not sent: ${why}, so ${known.join(", ")} could not be attached. Send again when the kernel is idle, or remove the @.`, "error");
-        return;
-      }
-    }
-    this.setAttaching(false);
-    if (this.disposed) return;
-    this.clearInput();
-    const attachments = described?.attachments ?? [];
-    this.actions.send(text, true, attachments.length ? { ...options, attachments } : options);
-    const skipped = described?.skipped ?? [];
-    if (skipped.length) {
-      this.store.showNotice(`A question carries at most 8 variables: ${skipped.map((name) => `@${name}`).join(", ")} went as text.`, "info");
-    }
-  }
-
-  private setAttaching(on: boolean): void {
-    this.attaching = on;
-    this.input.readOnly = on;
-    this.sendBtn.disabled = on;
-    this.sendBtn.textContent = on ? "Attaching…" : "Send";
-    this.root.dataset.attaching = String(on);
-  }
-
-  private clearInput(): void {
-    this.input.value = "";
-    this.mentions?.update();
+    this.compose.errorAskDone();
   }
 
   private onChange(c: Change): void {
@@ -586,7 +385,7 @@ export class ChatView {
     }
     this.root.dataset.queued = String(queued);
     this.requestsEl.hidden = open.length === 0;
-    this.stopBtn.hidden = open.length === 0;
+    this.compose.showStop(open.length > 0);
   }
 
   private nearBottom(): boolean {
