@@ -53,12 +53,17 @@ def user_namespace() -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
 
 
 def list_variables(
-    namespace: Mapping[str, Any], hidden: Mapping[str, Any] = {}, prefix: str = "", limit: int = MAX_VARIABLES
+    namespace: Mapping[str, Any], hidden: Mapping[str, Any] | None = None, prefix: str = "", limit: int = MAX_VARIABLES
 ) -> tuple[list[Variable], bool]:
     """The variables whose name starts with `prefix` (any case), by name; True when cut at `limit`."""
+    hidden = hidden or {}
     prefix = prefix.lower()
     names = sorted(
-        (name for name, value in list(namespace.items()) if name.lower().startswith(prefix) and is_variable(name, value, hidden)),
+        (
+            name
+            for name, value in list(namespace.items())
+            if isinstance(name, str) and name.lower().startswith(prefix) and is_variable(name, value, hidden)
+        ),
         key=lambda name: (name.lower(), name),
     )
     if ERROR_NAME not in names and ERROR_NAME.startswith(prefix) and last_exception() is not None:
@@ -67,11 +72,11 @@ def list_variables(
     return listed, len(names) > limit
 
 
-def is_variable(name: Any, value: Any, hidden: Mapping[str, Any] = {}) -> bool:
+def is_variable(name: Any, value: Any, hidden: Mapping[str, Any] | None = None) -> bool:
     """What `@` lists: public names of data, not modules, functions, classes or the shell's own."""
     if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") or len(name) > MAX_NAME_CHARS:
         return False
-    if name in _IPYTHON_NAMES or (name in hidden and hidden[name] is value):
+    if name in _IPYTHON_NAMES or (hidden is not None and name in hidden and hidden[name] is value):
         return False
     try:
         return not isinstance(value, _NOT_DATA)
@@ -109,16 +114,27 @@ def variables_reply(request: Mapping[str, Any]) -> dict[str, Any]:
     """`{kind: "variables", id, prefix}` → `{kind: "variables", id, items, truncated}`."""
     prefix = request.get("prefix")
     prefix = prefix[:MAX_NAME_CHARS] if isinstance(prefix, str) else ""
-    found = user_namespace()
-    items, truncated = list_variables(*found, prefix=prefix) if found else ([], False)
+    items: list[Variable] = []
+    truncated = False
+    try:
+        found = user_namespace()
+        if found:
+            items, truncated = list_variables(*found, prefix=prefix)
+    except Exception:  # a namespace that cannot be read (changed while listed…): an empty list, never a dead popup
+        items, truncated = [], False
     return {"kind": "variables", "id": _request_id(request), "items": items, "truncated": truncated}
 
 
 def describe_reply(request: Mapping[str, Any]) -> dict[str, Any]:
     """`{kind: "describe", id, names}` → `{kind: "described", id, attachments, attached, skipped}`."""
     names = request.get("names")
-    found = user_namespace()
-    described = describe_mentions(*found, names if isinstance(names, list) else []) if found else describe_mentions({}, {}, [])
+    described: dict[str, Any] = {"attachments": [], "attached": [], "skipped": []}
+    try:
+        found = user_namespace()
+        if found and isinstance(names, list):
+            described = describe_mentions(*found, names)
+    except Exception:  # the question then goes without attachments rather than not at all
+        pass
     return {"kind": "described", "id": _request_id(request), **described}
 
 

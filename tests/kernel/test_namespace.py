@@ -106,6 +106,12 @@ def test_hidden_names_are_the_shells_own_unless_rebound(no_last_error: None) -> 
 
 
 @pytest.mark.fast
+def test_a_namespace_with_odd_keys_still_lists(no_last_error: None) -> None:
+    ns: dict[Any, Any] = {1: "int key", ("t",): 2, "ok": 3, "not an identifier": 4, "x" * 101: 5}
+    assert list_variables(ns)[0] == [{"name": "ok", "kind": "object", "label": "int"}]
+
+
+@pytest.mark.fast
 def test_prefix_and_limit(no_last_error: None) -> None:
     ns = {f"v{i:03}": i for i in range(500)} | {"other": 1}
     items, truncated = list_variables(ns)
@@ -194,6 +200,13 @@ def test_replies_to_malformed_requests_are_empty_not_errors(monkeypatch: pytest.
     monkeypatch.setattr(namespace, "user_namespace", lambda: None)  # outside a notebook
     assert variables_reply({"id": "v2"})["items"] == []
     assert describe_reply({"id": "v3", "names": ["x"]})["attachments"] == []
+
+    class Unreadable(dict):
+        def items(self) -> Any:
+            raise RuntimeError("dictionary changed size during iteration")
+
+    monkeypatch.setattr(namespace, "user_namespace", lambda: (Unreadable(x=1), {}))
+    assert variables_reply({"id": "v4"}) == {"kind": "variables", "id": "v4", "items": [], "truncated": False}
 
 
 def test_a_real_kernel_lists_and_describes_over_the_widget_comm(tmp_path: Path) -> None:
