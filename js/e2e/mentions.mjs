@@ -7,8 +7,9 @@
 //
 //   npm run e2e:mentions             # from js/, after `npm run build`
 //
-// Then the same in marimo (`marimo run` of a notebook whose kernel relays the widget to that
-// Jupyter server): the list comes from the notebook's globals. Skipped, saying so, where
+// Then the same in marimo (`marimo run`, and `marimo edit` whose kernel is a process of its
+// own; the notebook's kernel relays the widget to that Jupyter server): the list comes from
+// the notebook's globals. Skipped, saying so, where
 // marimo is not installed.
 //
 // Prints "N passed, N failed" and exits non-zero on any failure; screenshots go to
@@ -122,8 +123,11 @@ def _():
     return df, names
 `;
 
-/** `marimo run` of `source` on loopback, its kernel pointed at `jupyter`; null without marimo. */
-async function startMarimo(jupyter, source) {
+/**
+ * `marimo run` (or `marimo edit`, whose kernel is a process of its own) of `source` on
+ * loopback, its kernel pointed at `jupyter`; null without marimo.
+ */
+async function startMarimo(jupyter, source, mode) {
   const python = pythonPath();
   if (spawnSync(python, ["-c", "import marimo"]).status !== 0) return null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llmchat-marimo-"));
@@ -138,7 +142,8 @@ async function startMarimo(jupyter, source) {
     LLMCHAT_TOKEN: jupyter.token,
     MARIMO_SKIP_UPDATE_CHECK: "1",
   };
-  const args = ["-m", "marimo", "run", "--headless", "--host", "127.0.0.1", "--port", String(port), "notebook.py"];
+  const edit = mode === "edit" ? ["--no-token", "--skip-update-check"] : [];
+  const args = ["-m", "marimo", mode, "--headless", ...edit, "--host", "127.0.0.1", "--port", String(port), "notebook.py"];
   const proc = spawn(python, args, { cwd: dir, env, stdio: ["ignore", log, log], detached: true });
   fs.closeSync(log);
   const stop = () => {
@@ -195,28 +200,42 @@ test("JupyterLab: @ lists the kernel's variables; the question carries df and th
   assert.ok(!JSON.stringify(messages).includes("list index out of range"), "the traceback is not stored");
 });
 
-test("marimo: @ lists the notebook's globals; the question carries df, stored as kind and size", async (ctx) => {
-  const room = `e2e-mentions-marimo-${runId}`;
-  const marimo = await startMarimo(ctx.jupyter, MARIMO_NOTEBOOK(room));
-  if (!marimo) return "skipped: marimo is not installed";
-  ctx.stops.push(marimo.stop);
-  const page = await (await ctx.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-  ctx.pages.push(page);
-  await page.goto(marimo.url);
-  await page.waitForSelector(".llmchat", { timeout: 90_000 });
-  // No Jupyter page here: the widget relays through its kernel to the Jupyter server.
-  await waitFor(async () => (await page.getAttribute(".llmchat", "data-status")) === "via_kernel", { timeout: 60_000, what: "via_kernel" });
-  await waitFor(async () => (await page.getAttribute(".llmchat-model", "data-loaded")) === "true", { timeout: 180_000, what: "model loaded" });
-  const asked = await mentionSteps(page, { error: false });
-  const question = page.locator('.llmchat-msg[data-kind="user"]', { hasText: "Describe" }).last();
-  await question.waitFor({ timeout: 30_000 });
-  assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["dataframe df (DataFrame 200×2)"]);
-  await screenshot(page, "mentions-marimo");
-  const q = (await stored(ctx.jupyter, room)).find((m) => m.content === asked);
-  assert.ok(q, "the question is stored as typed");
-  assert.deepEqual(q.attachments.map((a) => [a.kind, a.label]), [["dataframe", "df (DataFrame 200×2)"]]);
-  assert.ok(q.attachments.every((a) => a.chars > 0 && a.text === undefined));
-});
+for (const mode of ["run", "edit"]) {
+  test(`marimo ${mode}: @ lists the notebook's globals; the question carries df, stored as kind and size`, async (ctx) => {
+    const room = `e2e-mentions-marimo-${mode}-${runId}`;
+    const marimo = await startMarimo(ctx.jupyter, MARIMO_NOTEBOOK(room), mode);
+    if (!marimo) return "skipped: marimo is not installed";
+    ctx.stops.push(marimo.stop);
+    const page = await (await ctx.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    ctx.pages.push(page);
+    await page.goto(marimo.url);
+    if (mode === "edit") {
+      // An edited notebook opens with its cells not run: "Run all" (the bottom-right button),
+      // again until it takes (a click before the kernel is up does nothing).
+      await waitFor(
+        async () => {
+          if (await page.$(".llmchat")) return true;
+          await page.locator("[data-testid=run-button]").last().click({ timeout: 10_000 });
+          return false;
+        },
+        { timeout: 90_000, interval: 3_000, what: "marimo edit to run the cells" },
+      );
+    }
+    await page.waitForSelector(".llmchat", { timeout: 90_000 });
+    // No Jupyter page here: the widget relays through its kernel to the Jupyter server.
+    await waitFor(async () => (await page.getAttribute(".llmchat", "data-status")) === "via_kernel", { timeout: 60_000, what: "via_kernel" });
+    await waitFor(async () => (await page.getAttribute(".llmchat-model", "data-loaded")) === "true", { timeout: 180_000, what: "model loaded" });
+    const asked = await mentionSteps(page, { error: false });
+    const question = page.locator('.llmchat-msg[data-kind="user"]', { hasText: "Describe" }).last();
+    await question.waitFor({ timeout: 30_000 });
+    assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["dataframe df (DataFrame 200×2)"]);
+    await screenshot(page, `mentions-marimo-${mode}`);
+    const q = (await stored(ctx.jupyter, room)).find((m) => m.content === asked);
+    assert.ok(q, "the question is stored as typed");
+    assert.deepEqual(q.attachments.map((a) => [a.kind, a.label]), [["dataframe", "df (DataFrame 200×2)"]]);
+    assert.ok(q.attachments.every((a) => a.chars > 0 && a.text === undefined));
+  });
+}
 
 async function main() {
   const ctx = { pages: [], stops: [] };
