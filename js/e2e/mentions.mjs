@@ -35,9 +35,9 @@ const popupOpen = (page) => page.$eval(".llmchat-mentions", (el) => !el.hidden);
 
 /**
  * The user's steps on a page showing a live widget whose kernel has `df` (200×2), `names`,
- * `_secret`, a module and (with `error`) a failed cell. Returns the text that was asked.
+ * `_secret`, a module and a cell that failed with an IndexError. Returns the text asked.
  */
-export async function mentionSteps(page, { error = true } = {}) {
+async function mentionSteps(page) {
   const box = page.locator(".llmchat-input");
   await box.click();
   await page.keyboard.type("Describe @");
@@ -45,7 +45,7 @@ export async function mentionSteps(page, { error = true } = {}) {
   const listed = await options(page);
   for (const name of ["df", "names"]) assert.ok(listed.includes(name), `${name} listed: ${listed}`);
   for (const name of ["pd", "_secret", "ChatWidget", "In", "exit"]) assert.ok(!listed.includes(name), `${name} not listed: ${listed}`);
-  if (error) assert.equal(listed[0], "error", "the last exception first");
+  assert.equal(listed[0], "error", "the last exception first");
   // The box points at the list and its active option (keyboard users and screen readers).
   const listId = await page.getAttribute(".llmchat-mentions [role=listbox]", "id");
   assert.equal(await box.getAttribute("aria-controls"), listId);
@@ -75,19 +75,16 @@ export async function mentionSteps(page, { error = true } = {}) {
   await waitFor(async () => (await options(page)).includes("names"), { what: "names listed" });
   await page.click('.llmchat-mentions [data-name="names"]');
   assert.equal(await box.inputValue(), "Describe @df with @nobody and @names ");
-  if (error) {
-    // Tab completes `@err` to the last exception.
-    await page.keyboard.type("and @err");
-    await waitFor(async () => (await options(page))[0] === "error", { what: "error listed" });
-    await page.keyboard.press("Tab");
-  }
-  const tail = error ? " and @error" : "";
-  assert.equal((await box.inputValue()).trim(), `Describe @df with @nobody and @names${tail}`);
+  // Tab completes `@err` to the last exception.
+  await page.keyboard.type("and @err");
+  await waitFor(async () => (await options(page))[0] === "error", { what: "error listed" });
+  await page.keyboard.press("Tab");
+  assert.equal((await box.inputValue()).trim(), "Describe @df with @nobody and @names and @error");
   const chips = await page.$$eval(".llmchat-chip", (els) => els.map((e) => e.dataset.name));
-  assert.deepEqual(chips, error ? ["df", "names", "error"] : ["df", "names"]);
+  assert.deepEqual(chips, ["df", "names", "error"]);
   // The × on a chip turns a mention back into text.
   await page.click('.llmchat-chip[data-name="names"] .llmchat-chip-remove');
-  const asked = `Describe @df with @nobody and names${tail}`;
+  const asked = "Describe @df with @nobody and names and @error";
   assert.equal((await box.inputValue()).trim(), asked);
   await page.keyboard.press("Enter");
   await waitFor(async () => (await box.inputValue()) === "", { what: "the box cleared once sent" });
@@ -121,6 +118,13 @@ def _():
     names = ["ada", "bob"]
     _secret = "never listed"
     return df, names
+
+
+@app.cell
+def _():
+    _values = [1, 2, 3]
+    _values[10]
+    return
 `;
 
 /**
@@ -201,7 +205,7 @@ test("JupyterLab: @ lists the kernel's variables; the question carries df and th
 });
 
 for (const mode of ["run", "edit"]) {
-  test(`marimo ${mode}: @ lists the notebook's globals; the question carries df, stored as kind and size`, async (ctx) => {
+  test(`marimo ${mode}: @ lists the notebook's globals; the question carries df and the failed cell's error, stored as kinds and sizes`, async (ctx) => {
     const room = `e2e-mentions-marimo-${mode}-${runId}`;
     const marimo = await startMarimo(ctx.jupyter, MARIMO_NOTEBOOK(room), mode);
     if (!marimo) return "skipped: marimo is not installed";
@@ -225,14 +229,14 @@ for (const mode of ["run", "edit"]) {
     // No Jupyter page here: the widget relays through its kernel to the Jupyter server.
     await waitFor(async () => (await page.getAttribute(".llmchat", "data-status")) === "via_kernel", { timeout: 60_000, what: "via_kernel" });
     await waitFor(async () => (await page.getAttribute(".llmchat-model", "data-loaded")) === "true", { timeout: 180_000, what: "model loaded" });
-    const asked = await mentionSteps(page, { error: false });
+    const asked = await mentionSteps(page);
     const question = page.locator('.llmchat-msg[data-kind="user"]', { hasText: "Describe" }).last();
     await question.waitFor({ timeout: 30_000 });
-    assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["dataframe df (DataFrame 200×2)"]);
+    assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["dataframe df (DataFrame 200×2)", "error IndexError"]);
     await screenshot(page, `mentions-marimo-${mode}`);
     const q = (await stored(ctx.jupyter, room)).find((m) => m.content === asked);
     assert.ok(q, "the question is stored as typed");
-    assert.deepEqual(q.attachments.map((a) => [a.kind, a.label]), [["dataframe", "df (DataFrame 200×2)"]]);
+    assert.deepEqual(q.attachments.map((a) => [a.kind, a.label]), [["dataframe", "df (DataFrame 200×2)"], ["error", "IndexError"]]);
     assert.ok(q.attachments.every((a) => a.chars > 0 && a.text === undefined));
   });
 }

@@ -25,7 +25,7 @@ from .context import MAX_ATTACHMENTS, MAX_LABEL_CHARS, describe_all, last_except
 MAX_VARIABLES = 200  # listed per request; the front end asks again with what the user typed
 MAX_NAME_CHARS = 100
 MAX_NAMES = 32  # mentions looked at per question (at most MAX_ATTACHMENTS are attached)
-ERROR_NAME = "error"  # `@error`: the last exception, unless a variable has that name
+ERROR_NAME = "error"  # `@error`: the last exception (`last_error`), unless a variable has that name
 
 # IPython's own names, in case a shell does not mark them hidden.
 _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
@@ -52,6 +52,14 @@ def user_namespace() -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
     return None
 
 
+def last_error() -> BaseException | None:
+    """The exception `@error` and "Ask about the last error" mean: IPython's last one
+    (`context.last_exception`), else in marimo, which keeps none in `sys`, the exception of
+    a cell in error (the lowest in the notebook when several are)."""
+    exc = last_exception()
+    return exc if exc is not None else _marimo_error()
+
+
 def list_variables(
     namespace: Mapping[str, Any], hidden: Mapping[str, Any] | None = None, prefix: str = "", limit: int = MAX_VARIABLES
 ) -> tuple[list[Variable], bool]:
@@ -66,7 +74,7 @@ def list_variables(
         ),
         key=lambda name: (name.lower(), name),
     )
-    if ERROR_NAME not in names and ERROR_NAME.startswith(prefix) and last_exception() is not None:
+    if ERROR_NAME not in names and ERROR_NAME.startswith(prefix) and last_error() is not None:
         names.insert(0, ERROR_NAME)  # a variable named `error` wins (it is then in `names`)
     listed = [_entry(name, namespace, hidden) for name in names[:limit]]
     return listed, len(names) > limit
@@ -102,7 +110,7 @@ def describe_mentions(namespace: Mapping[str, Any], hidden: Mapping[str, Any], n
             chosen.append((name, obj))
     attachments = describe_all(obj for _, obj in chosen)
     for (name, obj), attachment in zip(chosen, attachments):
-        if not (name == ERROR_NAME and obj is last_exception()):
+        if not (name == ERROR_NAME and obj is last_error()):
             attachment["label"] = f"{name} ({attachment['label']})"[:MAX_LABEL_CHARS]
     return {"attachments": attachments, "attached": [name for name, _ in chosen], "skipped": skipped}
 
@@ -156,7 +164,7 @@ def _lookup(namespace: Mapping[str, Any], hidden: Mapping[str, Any], name: str) 
     if value is not _MISSING and is_variable(name, value, hidden):
         return value
     if name == ERROR_NAME:
-        exc = last_exception()
+        exc = last_error()
         return _MISSING if exc is None else exc
     return _MISSING
 
@@ -183,6 +191,22 @@ def _ipython() -> Any:
         return get_ipython()
     except Exception:  # an IPython too broken to ask: no namespace, nothing listed
         return None
+
+
+def _marimo_error() -> BaseException | None:
+    if "marimo" not in sys.modules:
+        return None
+    try:
+        from marimo._runtime.context import get_context
+
+        cells = list(get_context().graph.cells.values())
+    except Exception:  # not in a marimo kernel (or marimo moved it): no error to offer
+        return None
+    for cell in reversed(cells):
+        exc = getattr(cell, "exception", None)
+        if isinstance(exc, BaseException):
+            return exc
+    return None
 
 
 def _marimo_globals() -> Mapping[str, Any] | None:

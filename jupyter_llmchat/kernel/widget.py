@@ -32,7 +32,6 @@ import traitlets
 
 from . import context as kernel_context
 from . import namespace
-from .context import last_exception
 from .client import ROOM_RE, UNREACHABLE, with_default_client
 from .client import generation_config
 from .errors import LLMChatClientError
@@ -230,14 +229,14 @@ class ChatWidget(anywidget.AnyWidget):
         """Ask the model in the room about the last exception of this kernel.
 
         The exception of the last failed cell (IPython's ``sys.last_exc`` /
-        ``sys.last_value``) goes with the question as an attachment of kind ``"error"``:
+        ``sys.last_value``; in marimo, the error of a cell in error) goes with the question as an attachment of kind ``"error"``:
         its type, message and the innermost frames of its traceback, trimmed to a budget
         (``kernel_context``); the question as posted names the error in one line. Returns
         the answer's message id (or the fallback's request id, as :meth:`ask`), or None
         when nothing has failed yet. The widget's "Ask about the last error" button calls
         this in the kernel.
         """
-        exc = last_exception()
+        exc = namespace.last_error()
         if exc is None:
             return None
         summary = " ".join(f"{type(exc).__name__}: {exc}".split())
