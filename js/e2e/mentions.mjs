@@ -234,6 +234,11 @@ for (const mode of ["run", "edit"]) {
     await question.waitFor({ timeout: 30_000 });
     assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["dataframe df (DataFrame 200×2)", "error IndexError"]);
     await screenshot(page, `mentions-marimo-${mode}`);
+    // "Ask about the last error" finds the same exception in marimo.
+    await page.click(".llmchat-ask-error");
+    const asking = page.locator('.llmchat-msg[data-kind="bot"]', { hasText: "What does this error mean" }).last();
+    await asking.waitFor({ timeout: 30_000 });
+    assert.equal(await asking.locator(".llmchat-attachment").textContent(), "error IndexError");
     const q = (await stored(ctx.jupyter, room)).find((m) => m.content === asked);
     assert.ok(q, "the question is stored as typed");
     assert.deepEqual(q.attachments.map((a) => [a.kind, a.label]), [["dataframe", "df (DataFrame 200×2)"], ["error", "IndexError"]]);
