@@ -46,6 +46,7 @@ export class MentionBox {
     this.popup = h("div", "llmchat-mentions");
     this.popup.hidden = true;
     this.statusEl = h("div", "llmchat-mentions-status");
+    this.statusEl.setAttribute("role", "status"); // "no variable named like …", "the kernel did not answer"
     this.listbox = h("ul", "llmchat-mentions-list");
     this.listbox.id = `${this.idBase}-list`;
     this.listbox.setAttribute("role", "listbox");
