@@ -82,6 +82,7 @@ async function mentionSteps(page) {
   assert.equal((await box.inputValue()).trim(), "Describe @df with @nobody and @names and @error");
   const chips = await page.$$eval(".llmchat-chip", (els) => els.map((e) => e.dataset.name));
   assert.deepEqual(chips, ["df", "names", "error"]);
+  await screenshot(page, "mentions-chips");
   // The × on a chip turns a mention back into text.
   await page.click('.llmchat-chip[data-name="names"] .llmchat-chip-remove');
   const asked = "Describe @df with @nobody and names and @error";
