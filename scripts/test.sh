@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything, then run every test:
 #   1. the widget's unit tests (vitest),
-#   2. the widget in a real browser (Debian's Chromium driven by playwright-core), then a
-#      real JupyterHub of three users sharing one room (Redis) and one model server,
+#   2. the widget in a real browser (Debian's Chromium driven by playwright-core), `@name`
+#      in JupyterLab and marimo, then a real JupyterHub of three users sharing one room
+#      (Redis) and one model server,
 #   3. the Python suite: the fast tier (a stand-in model, no server process), then the
 #      integration tier against real Jupyter servers and the real model.
 # Extra arguments go to pytest.
@@ -26,6 +27,6 @@ if [ -n "$missing" ]; then
   fi
 fi
 
-(cd js && npm ci --no-audit --no-fund --silent && npm test && npm run e2e && npm run e2e:hub)
+(cd js && npm ci --no-audit --no-fund --silent && npm test && npm run e2e && npm run e2e:mentions && npm run e2e:hub)
 
 .venv/bin/python -m pytest "$@"

@@ -4,7 +4,7 @@
 import type { Attachment, GenerateConfig } from "./protocol";
 import type { ChatClient } from "./client";
 import type { RoomStore } from "./store";
-import type { ViewActions } from "./view";
+import type { ViewActions } from "./view-actions";
 
 export type RoomActions = Pick<
   ViewActions,
@@ -24,11 +24,12 @@ export function roomActions({ client, store, config, askKernelAboutError }: Room
   return {
     send: (text, ask, options) => {
       if (store.notice) store.dismissNotice();
+      const attachments = options.attachments?.length ? { attachments: options.attachments } : {};
       if (!ask) client.sendText(text);
-      else if (options.private) client.generate(text, config(), undefined, { private: true });
+      else if (options.private) client.generate(text, config(), undefined, { private: true, ...attachments });
       else {
         const pending = store.takePendingNewThread(); // `/new` typed before: this question starts the thread
-        client.generate(text, config(), undefined, options.newThread || pending ? { new_thread: true } : {});
+        client.generate(text, config(), undefined, options.newThread || pending ? { new_thread: true, ...attachments } : attachments);
       }
     },
     cancel: (id) => client.cancel(id),
@@ -51,7 +52,7 @@ export function roomActions({ client, store, config, askKernelAboutError }: Room
   };
 }
 
-/** Attachments handed over by Python (the front-end fallback of "Ask about the last error"). */
+/** Attachments handed over by Python (the front-end fallback of `ask()`, the `@name` descriptions). */
 export function attachmentsFrom(value: unknown): Attachment[] | undefined {
   if (!Array.isArray(value)) return undefined;
   const list = value.filter(

@@ -5,43 +5,17 @@
 import { copyText } from "./clipboard";
 import type { CodeBlockActions } from "./codeblocks";
 import { ensureHighlighter, highlighterState, onHighlighterReady } from "./highlighter";
-import { parseInput } from "./input";
+import { ComposeBox } from "./compose";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
 import { canInsertCell, insertCellBelow } from "./notebook";
-import type { ContextMode } from "./protocol";
 import { SettingsBar } from "./settings-bar";
 import type { RequestInfo } from "./outbox";
 import type { StatusInfo } from "./transport";
 import type { Change, ChatMessage, RoomStore } from "./store";
+import type { ViewActions } from "./view-actions";
 
 export { parseInput } from "./input";
-
-export interface SendOptions {
-  /** Ask without a room: the answer is shown to this view's user only. */
-  private: boolean;
-  /** This question starts a new thread (`/new …`). */
-  newThread: boolean;
-}
-
-export interface ViewActions {
-  send(text: string, ask: boolean, options: SendOptions): void;
-  cancel(requestId: string): void;
-  retry(): void;
-  loadEarlier(): void;
-  getAskMode(): boolean;
-  setAskMode(on: boolean): void;
-  room(): string;
-  /** `/new` alone: the next question starts a new thread. */
-  newThread(): void;
-  /** Ask the question of this answer again. */
-  regenerate(answerKey: string): void;
-  /** Ask the kernel to describe its last error and ask about it; null where there is no kernel. */
-  askAboutError: (() => void) | null;
-  setRoomSettings(settings: { system_prompt: string; context?: ContextMode }): void;
-  dismissNotice(): void;
-  /** Code-block buttons; the default copies with the Clipboard API and inserts cells where the page allows. */
-  code?: CodeBlockActions;
-}
+export type { SendOptions, ViewActions } from "./view-actions";
 
 export type Scheduler = (cb: () => void) => void;
 
@@ -50,9 +24,6 @@ const defaultScheduler: Scheduler = (cb) => {
   if (typeof requestAnimationFrame === "function") requestAnimationFrame(() => cb());
   else setTimeout(cb, 16);
 };
-
-/** How long "Ask about the last error" stays disabled waiting for the kernel's answer. */
-const ERROR_ASK_TIMEOUT_MS = 30_000;
 
 export class ChatView {
   readonly root: HTMLDivElement;
@@ -69,12 +40,7 @@ export class ChatView {
   private readonly noticeText: HTMLSpanElement;
   private readonly noticeClose: HTMLButtonElement;
   private readonly requestsEl: HTMLDivElement;
-  private readonly input: HTMLTextAreaElement;
-  private readonly askBox: HTMLInputElement;
-  private readonly privateBox: HTMLInputElement;
-  private readonly errorBtn: HTMLButtonElement;
-  private readonly sendBtn: HTMLButtonElement;
-  private readonly stopBtn: HTMLButtonElement;
+  private readonly compose: ComposeBox;
   private readonly statsEl: HTMLDivElement;
   private readonly code: CodeBlockActions;
 
@@ -86,7 +52,6 @@ export class ChatView {
   private scheduled = false;
   private disposed = false;
   private countdown: ReturnType<typeof setInterval> | null = null;
-  private errorAskTimer: ReturnType<typeof setTimeout> | null = null;
   private unsub: () => void;
   private unsubHighlighter: () => void;
 
@@ -137,70 +102,12 @@ export class ChatView {
     this.log.append(this.earlier, this.pendingThread);
 
     this.requestsEl = h("div", "llmchat-requests");
-
-    const compose = h("form", "llmchat-compose");
-    this.input = h("textarea", "llmchat-input");
-    this.input.rows = 2;
-    this.input.setAttribute("aria-label", "Message");
-    this.sendBtn = h("button", "llmchat-send", "Send");
-    this.sendBtn.type = "submit";
-    this.stopBtn = h("button", "llmchat-stop", "Stop");
-    this.stopBtn.type = "button";
-    this.stopBtn.addEventListener("click", () => {
-      // The main Stop button stops this view's newest request; each row has its own too.
-      const open = this.store.openRequests;
-      const last = open[open.length - 1];
-      if (last) this.actions.cancel(last.id);
-    });
-    const buttons = h("div", "llmchat-buttons");
-    buttons.append(this.sendBtn, this.stopBtn);
-    compose.append(this.input, buttons);
-    compose.addEventListener("submit", (ev) => {
-      ev.preventDefault();
-      this.submit();
-    });
-    this.input.addEventListener("keydown", (ev) => {
-      // Enter sends, Shift+Enter is a new line; never send mid-IME composition.
-      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-        ev.preventDefault();
-        this.submit();
-      }
-      // Keep Jupyter's notebook shortcuts from seeing keys typed into the chat.
-      ev.stopPropagation();
-    });
-
-    const options = h("div", "llmchat-options");
-    const askLabel = h("label", "llmchat-ask");
-    this.askBox = h("input");
-    this.askBox.type = "checkbox";
-    this.askBox.checked = this.actions.getAskMode();
-    askLabel.append(this.askBox, document.createTextNode(" Ask the model"));
-    this.askBox.addEventListener("change", () => {
-      this.actions.setAskMode(this.askBox.checked);
-      this.updateInputState();
-    });
-    const privateLabel = h("label", "llmchat-private-toggle");
-    privateLabel.title = "Ask without posting to the room: only you see the question and the answer, and nothing is stored";
-    this.privateBox = h("input");
-    this.privateBox.type = "checkbox";
-    privateLabel.append(this.privateBox, document.createTextNode(" Private"));
-    this.privateBox.addEventListener("change", () => this.updateInputState());
-    const newThread = h("button", "llmchat-new-thread", "New thread");
-    newThread.type = "button";
-    newThread.title = "Your next question starts fresh: the model forgets your earlier questions in this room (same as typing /new)";
-    newThread.addEventListener("click", () => this.actions.newThread());
-    this.errorBtn = h("button", "llmchat-ask-error", "Ask about the last error");
-    this.errorBtn.type = "button";
-    this.errorBtn.title = "Send the last exception of this kernel (type, message, traceback) to the model with a question";
-    this.errorBtn.hidden = this.actions.askAboutError === null;
-    this.errorBtn.addEventListener("click", () => this.askAboutError());
-    options.append(askLabel, privateLabel, newThread, this.errorBtn);
-
+    this.compose = new ComposeBox(this.root, store, actions);
     this.statsEl = h("div", "llmchat-stats");
 
-    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, compose, options, this.statsEl);
+    const { chips, form, options } = this.compose;
+    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, ...(chips ? [chips] : []), form, options, this.statsEl);
     host.append(this.root);
-    this.updateInputState();
 
     for (const m of [...store.messages, ...store.privateMessages]) this.place(m);
     this.unsub = store.subscribe((c) => this.onChange(c));
@@ -218,56 +125,20 @@ export class ChatView {
     this.unsub();
     this.unsubHighlighter();
     if (this.countdown) clearInterval(this.countdown);
-    if (this.errorAskTimer) clearTimeout(this.errorAskTimer);
+    this.compose.dispose();
     this.root.remove();
   }
 
   /** Re-read model traits (room, ask mode) after a change from Python. */
   refresh(): void {
-    this.askBox.checked = this.actions.getAskMode();
-    this.updateInputState();
+    this.compose.refresh();
     this.metaDirty = true;
     this.request();
   }
 
   /** The kernel answered "Ask about the last error" (asked, or why not): the button is usable again. */
   errorAskDone(): void {
-    if (this.errorAskTimer) clearTimeout(this.errorAskTimer);
-    this.errorAskTimer = null;
-    this.errorBtn.disabled = false;
-  }
-
-  private askAboutError(): void {
-    const ask = this.actions.askAboutError;
-    if (!ask || this.errorBtn.disabled) return;
-    this.errorBtn.disabled = true;
-    this.actions.dismissNotice(); // the kernel's word on this attempt replaces any earlier one
-    // A busy kernel answers once its cell ends; don't leave the button dead if it never does.
-    this.errorAskTimer = setTimeout(() => this.errorAskDone(), ERROR_ASK_TIMEOUT_MS);
-    ask();
-  }
-
-  private updateInputState(): void {
-    const ask = this.askBox.checked;
-    this.privateBox.disabled = !ask;
-    this.root.dataset.private = String(ask && this.privateBox.checked);
-    this.input.placeholder = !ask
-      ? "Message the room… (Enter sends, Shift+Enter new line, /ask to ask the model)"
-      : this.privateBox.checked
-        ? "Ask the model privately… (only you see it; Enter sends)"
-        : "Ask the model… (Enter sends, Shift+Enter new line, /say for a plain message, /new for a new thread)";
-  }
-
-  private submit(): void {
-    const parsed = parseInput(this.input.value, this.askBox.checked);
-    if (!parsed) return;
-    this.input.value = "";
-    if ("command" in parsed) {
-      this.actions.newThread();
-      return;
-    }
-    const priv = parsed.ask && this.privateBox.checked && !parsed.newThread;
-    this.actions.send(parsed.text, parsed.ask, { private: priv, newThread: parsed.newThread === true });
+    this.compose.errorAskDone();
   }
 
   private onChange(c: Change): void {
@@ -514,7 +385,7 @@ export class ChatView {
     }
     this.root.dataset.queued = String(queued);
     this.requestsEl.hidden = open.length === 0;
-    this.stopBtn.hidden = open.length === 0;
+    this.compose.showStop(open.length > 0);
   }
 
   private nearBottom(): boolean {

@@ -20,6 +20,7 @@ import type { SocketLike } from "./socket-like";
 import type { TransportMode } from "./transport";
 import { pollStats } from "./stats-poller";
 import { RoomStore } from "./store";
+import { KernelVariables } from "./variables";
 import { ChatView } from "./view";
 
 export interface Model extends CommModel {
@@ -33,6 +34,8 @@ interface Hub {
   client: ChatClient;
   store: RoomStore;
   views: Set<ChatView>;
+  /** The kernel's variables, for `@name` in the box. */
+  variables: KernelVariables;
   close: () => void;
 }
 
@@ -139,7 +142,7 @@ function connect(model: Model): Hub {
     store.dispose();
     client.stop();
   };
-  return { client, store, views, close };
+  return { client, store, views, variables: new KernelVariables(model), close };
 }
 
 /** Draw one view of the model's room. */
@@ -152,6 +155,7 @@ function render(hub: Hub, model: Model, el: HTMLElement): () => void {
       config: () => asConfig(model.get("config")),
       askKernelAboutError: () => model.send({ kind: "ask_error", id: newId("e") }),
     }),
+    variables: hub.variables,
     getAskMode: () => model.get("ask_mode") !== false,
     setAskMode: (on) => {
       model.set("ask_mode", on);

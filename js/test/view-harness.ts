@@ -5,6 +5,7 @@ import type { CodeBlockActions } from "../src/codeblocks";
 import { ChatClient } from "../src/client";
 import { pollStats } from "../src/stats-poller";
 import { RoomStore } from "../src/store";
+import type { VariableSource } from "../src/variables";
 import { ChatView, type SendOptions, type ViewActions } from "../src/view";
 import { FakeEnv, FakeSocket, WELCOME } from "./fakes";
 
@@ -27,6 +28,8 @@ export interface SetupOptions {
   poll?: boolean;
   askAboutError?: (() => void) | null;
   welcome?: boolean;
+  /** The kernel's variables for `@name` (none by default, as where there is no kernel). */
+  variables?: VariableSource;
 }
 
 export function setup(opts: SetupOptions = {}) {
@@ -65,6 +68,7 @@ export function setup(opts: SetupOptions = {}) {
     setAskMode: (on) => (ask = on),
     room: () => client.room,
     code: opts.code ?? { copy: async () => true, insertCell: null },
+    variables: opts.variables ?? null,
   };
   const host = document.createElement("div");
   document.body.append(host);

@@ -44,14 +44,33 @@ def describe(obj: Any, budget_chars: int = DEFAULT_BUDGET_CHARS) -> Attachment:
     return _attachment(kind, label, text, budget_chars)
 
 
+def summarize(obj: Any) -> tuple[str, str]:
+    """(kind, label) of `obj` from its type, shape and length only: cheap whatever its size.
+
+    The same kind and label as `describe` gives, without building any text: the widget lists
+    a kernel's variables this way. Never fails (a library's surprise gives the type's name).
+    """
+    try:
+        return _kind_label(obj)
+    except Exception:
+        return "object", _safe_type_name(obj)
+
+
+def last_exception() -> BaseException | None:
+    """The exception of the last failed cell: IPython keeps it in `sys.last_exc` (3.12+) /
+    `sys.last_value`, which outlive the cell (unlike `sys.exc_info()`)."""
+    exc = getattr(sys, "last_exc", None)
+    if not isinstance(exc, BaseException):
+        exc = getattr(sys, "last_value", None)
+    return exc if isinstance(exc, BaseException) else None
+
+
 def describe_last_error(budget_chars: int = DEFAULT_BUDGET_CHARS) -> Attachment | None:
     """The exception of the last failed cell (IPython keeps it in `sys.last_*`), or None."""
-    exc = getattr(sys, "last_exc", None)  # Python 3.12+
-    tb = getattr(exc, "__traceback__", None)
+    exc = last_exception()
     if exc is None:
-        exc, tb = getattr(sys, "last_value", None), getattr(sys, "last_traceback", None)
-    if not isinstance(exc, BaseException):
         return None
+    tb = exc.__traceback__ if exc is getattr(sys, "last_exc", None) else getattr(sys, "last_traceback", None)
     return _attachment("error", type(exc).__name__, _error_text(exc, tb or exc.__traceback__), budget_chars)
 
 
@@ -96,19 +115,55 @@ def _raw(obj: Any) -> tuple[str, str, str]:
     try:
         return _raw_by_kind(obj)
     except Exception:  # describing must never be why a question fails
-        return "object", type(obj).__name__, _object_text(obj)
+        return "object", _safe_type_name(obj), _object_text(obj)
 
 
 def _raw_by_kind(obj: Any) -> tuple[str, str, str]:
+    kind, label = _kind_label(obj)
+    if kind == "error":
+        return kind, label, _error_text(obj, obj.__traceback__)
+    if kind == "dataframe":
+        return kind, label, _frame_text(obj) if _is_frame(obj) else _series_text(obj)
+    if kind == "ndarray":
+        return kind, label, _array_text(obj)
+    return kind, label, _object_text(obj)
+
+
+def _kind_label(obj: Any) -> tuple[str, str]:
     if isinstance(obj, BaseException):
-        return "error", type(obj).__name__, _error_text(obj, obj.__traceback__)
-    if _is_instance(obj, "pandas", "DataFrame") or _is_instance(obj, "polars", "DataFrame"):
-        return "dataframe", _frame_label(obj), _frame_text(obj)
+        return "error", type(obj).__name__
+    if _is_frame(obj):
+        return "dataframe", _frame_label(obj)
     if _is_instance(obj, "pandas", "Series") or _is_instance(obj, "polars", "Series"):
-        return "dataframe", _series_label(obj), _series_text(obj)
+        return "dataframe", _series_label(obj)
     if _is_instance(obj, "numpy", "ndarray"):
-        return "ndarray", f"ndarray {obj.dtype} {tuple(obj.shape)}", _array_text(obj)
-    return "object", type(obj).__name__, _object_text(obj)
+        return "ndarray", f"ndarray {obj.dtype} {tuple(obj.shape)}"
+    return "object", _object_label(obj)
+
+
+# Built-in types whose len() is a field read; a subclass's __len__ could be anything.
+_ITEMS = (list, tuple, dict, set, frozenset)
+_SIZES = {str: "chars", bytes: "bytes", bytearray: "bytes", **{kind: "items" for kind in _ITEMS}}
+
+
+def _object_label(obj: Any) -> str:
+    return type(obj).__name__ + _size(obj)
+
+
+def _size(obj: Any) -> str:
+    """", 12 items" for a built-in container, string or bytes; "" for anything else."""
+    unit = _SIZES.get(type(obj))
+    if not unit:
+        return ""
+    size = len(obj)
+    return f", {size:,} {unit if size != 1 else unit[:-1]}"
+
+
+def _safe_type_name(obj: Any) -> str:
+    try:
+        return type(obj).__name__
+    except Exception:  # a type whose name lookup fails: still a label
+        return "object"
 
 
 def _frame_label(frame: Any) -> str:
@@ -192,8 +247,7 @@ def _type_name(obj: Any) -> str:
 def _object_text(obj: Any) -> str:
     if isinstance(obj, str):
         return obj  # text given as context is meant to be read as it is
-    size = f", {len(obj)} items" if isinstance(obj, (list, tuple, dict, set, frozenset)) else ""
-    return f"{_type_name(obj)}{size}:\n{_repr(obj)}"
+    return f"{_type_name(obj)}{_size(obj)}:\n{_repr(obj)}"
 
 
 # -- helpers
@@ -236,6 +290,10 @@ def _is_instance(obj: Any, module: str, name: str) -> bool:
     """isinstance against `module.name` only when that module is already imported."""
     kind = getattr(sys.modules.get(module), name, None)
     return isinstance(kind, type) and isinstance(obj, kind)
+
+
+def _is_frame(obj: Any) -> bool:
+    return _is_instance(obj, "pandas", "DataFrame") or _is_instance(obj, "polars", "DataFrame")
 
 
 def _is_ipython_frame(tb: TracebackType) -> bool:

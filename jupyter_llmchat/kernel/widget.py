@@ -9,7 +9,9 @@ ways (`KernelRelay`).
 
 ``send()`` / ``ask()`` / ``cancel()`` from Python go through the kernel-side client (REST and
 a short socket), so they work with no view shown and are posted once however many views
-there are. Design notes: docs/widget.md.
+there are. `@name` typed in the box lists this kernel's variables and attaches the ones
+mentioned to the question (custom messages answered by `namespace`). Design notes:
+docs/widget.md.
 
     from jupyter_llmchat import ChatWidget
     chat = ChatWidget(room="general")
@@ -21,7 +23,6 @@ there are. Design notes: docs/widget.md.
 from __future__ import annotations
 
 import pathlib
-import sys
 import threading
 import uuid
 from typing import Any, Callable
@@ -30,6 +31,7 @@ import anywidget
 import traitlets
 
 from . import context as kernel_context
+from . import namespace
 from .client import ROOM_RE, UNREACHABLE, with_default_client
 from .client import generation_config
 from .errors import LLMChatClientError
@@ -71,15 +73,6 @@ def _text_asset(name: str) -> str:
 ERROR_QUESTION = "What does this error mean, and how do I fix it?"
 NO_ERROR_NOTICE = "No error to ask about: nothing has failed in this kernel yet (run the failing cell first)."
 _ERROR_SUMMARY_CHARS = 200
-
-
-def last_exception() -> BaseException | None:
-    """The exception of the last failed cell: IPython keeps it in `sys.last_exc` (3.12+) /
-    `sys.last_value`, which outlive the cell (unlike `sys.exc_info()`)."""
-    exc = getattr(sys, "last_exc", None)
-    if not isinstance(exc, BaseException):
-        exc = getattr(sys, "last_value", None)
-    return exc if isinstance(exc, BaseException) else None
 
 
 RelayHandler = Callable[["ChatWidget", dict[str, Any]], None]
@@ -236,14 +229,14 @@ class ChatWidget(anywidget.AnyWidget):
         """Ask the model in the room about the last exception of this kernel.
 
         The exception of the last failed cell (IPython's ``sys.last_exc`` /
-        ``sys.last_value``) goes with the question as an attachment of kind ``"error"``:
+        ``sys.last_value``; in marimo, the error of a cell in error) goes with the question as an attachment of kind ``"error"``:
         its type, message and the innermost frames of its traceback, trimmed to a budget
         (``kernel_context``); the question as posted names the error in one line. Returns
         the answer's message id (or the fallback's request id, as :meth:`ask`), or None
         when nothing has failed yet. The widget's "Ask about the last error" button calls
         this in the kernel.
         """
-        exc = last_exception()
+        exc = namespace.last_error()
         if exc is None:
             return None
         summary = " ".join(f"{type(exc).__name__}: {exc}".split())
@@ -301,6 +294,10 @@ class ChatWidget(anywidget.AnyWidget):
         kind = content.get("kind")
         if kind == "ask_error":
             self._ask_error_from_front_end()
+            return
+        if kind in ("variables", "describe"):  # `@name` in the box (namespace.py)
+            reply = namespace.variables_reply if kind == "variables" else namespace.describe_reply
+            self._send_to_front_end(reply(content))
             return
         cid = content.get("cid") if isinstance(content.get("cid"), str) else None
         if kind == "relay":

@@ -140,10 +140,10 @@ def test_a_chained_exception_shows_both():
 
 def test_any_other_object_is_its_type_and_a_short_repr():
     described = describe({"alpha": 1, "beta": [1, 2, 3]})
-    assert (described["kind"], described["label"]) == ("object", "dict")
+    assert (described["kind"], described["label"]) == ("object", "dict, 2 items")  # a built-in's size in its label
     assert "{'alpha': 1, 'beta': [1, 2, 3]}" in described["text"]
     huge = describe(list(range(1_000_000)))
-    assert huge["label"] == "list" and "1000000 items" in huge["text"] and len(huge["text"]) < 400
+    assert huge["label"] == "list, 1,000,000 items" and huge["text"].startswith("list, 1,000,000 items:\n") and len(huge["text"]) < 400
 
     class Broken:
         def __repr__(self) -> str:
