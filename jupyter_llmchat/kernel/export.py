@@ -7,11 +7,12 @@ memory than the server's.
 
 from __future__ import annotations
 
+import json
 from typing import BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
 from .client import ChatClient
-from .errors import ResponseTimeout, ServerNotFound
+from .errors import ResponseTimeout, ServerNotFound, request_error
 
 CHUNK = 64 * 1024
 
@@ -29,7 +30,7 @@ def export(client: ChatClient, room: str, fmt: str, out: BinaryIO) -> int:
         connection.request("GET", target, headers=headers)
         response = connection.getresponse()
         if response.status != 200:
-            client._result(response.status, response.read(), f"rooms/{room}/export")
+            _refused(client, response.status, response.read(), room)
         while chunk := response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK):
             out.write(chunk)
             written += len(chunk)
@@ -40,3 +41,15 @@ def export(client: ChatClient, room: str, fmt: str, out: BinaryIO) -> int:
     finally:
         connection.close()
     return written
+
+
+def _refused(client: ChatClient, status: int, raw: bytes, room: str) -> None:
+    """Raise the server's refusal: its own words for a 403 ("only moderators can export a
+    room"), which the client would otherwise take for a bad token."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if status == 403 and isinstance(value, dict) and "code" in value and value.get("message"):
+        raise request_error(403, str(value["message"]))
+    client._result(status, raw, f"rooms/{room}/export")

@@ -279,3 +279,27 @@ async def test_export_pages_through_a_long_room(chat, monkeypatch):
     exported = json.loads("".join([piece async for piece in transcript(chat.bus, "big", "json")]))
     assert [m["content"] for m in exported["messages"]] == [f"message {i}" for i in range(30)]
     assert max(reads) == 7 and len(reads) == 5
+
+
+async def test_a_jupyterhub_admin_is_told_they_moderate(chat):
+    """The identity JupyterHub's single-user extension gives Jupyter Server (`JupyterHubUser`,
+    its `hub_user` being the Hub's model of the user, `admin` included), through `identity_of`."""
+    from types import SimpleNamespace
+
+    from jupyterhub.singleuser.extension import JupyterHubUser
+
+    from jupyter_llmchat.server.handlers import identity_of
+
+    def handler(hub_user):
+        fake = SimpleNamespace(current_user=JupyterHubUser(hub_user), settings={"llmchat_moderators": frozenset()})
+        fake._secret_owner = lambda: None
+        return fake
+
+    admin = identity_of(handler({"kind": "user", "name": "grace", "admin": True, "user_info": {"name": "Grace Hopper"}}))
+    student = identity_of(handler({"kind": "user", "name": "alan", "admin": False}))
+    assert (admin.username, admin.name, admin.moderator) == ("grace", "Grace Hopper", True)
+    assert student.moderator is False
+    grace, alan = chat.client(admin), chat.client(student)
+    await chat.settle()
+    assert grace.one("Welcome")["data"]["user"]["moderator"] is True
+    assert alan.one("Welcome")["data"]["user"]["moderator"] is False
