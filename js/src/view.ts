@@ -7,6 +7,7 @@ import type { CodeBlockActions } from "./codeblocks";
 import { ensureHighlighter, highlighterState, onHighlighterReady } from "./highlighter";
 import { parseInput } from "./input";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
+import { menuFor, ModerationBar, type ModerationActions } from "./moderation";
 import { canInsertCell, insertCellBelow } from "./notebook";
 import type { ContextMode } from "./protocol";
 import { SettingsBar } from "./settings-bar";
@@ -23,7 +24,7 @@ export interface SendOptions {
   newThread: boolean;
 }
 
-export interface ViewActions {
+export interface ViewActions extends ModerationActions {
   send(text: string, ask: boolean, options: SendOptions): void;
   cancel(requestId: string): void;
   retry(): void;
@@ -65,6 +66,7 @@ export class ChatView {
   private readonly modelEl: HTMLSpanElement;
   private readonly membersEl: HTMLSpanElement;
   private readonly settingsBar: SettingsBar;
+  private readonly moderationBar: ModerationBar;
   private readonly notice: HTMLDivElement;
   private readonly noticeText: HTMLSpanElement;
   private readonly noticeClose: HTMLButtonElement;
@@ -115,6 +117,7 @@ export class ChatView {
     this.membersEl = h("span", "llmchat-members");
     header.append(this.roomEl, status, this.modelEl, this.membersEl);
     this.settingsBar = new SettingsBar((s) => this.actions.setRoomSettings(s));
+    this.moderationBar = new ModerationBar(actions);
 
     this.notice = h("div", "llmchat-notice");
     this.notice.setAttribute("role", "alert");
@@ -198,7 +201,8 @@ export class ChatView {
 
     this.statsEl = h("div", "llmchat-stats");
 
-    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, compose, options, this.statsEl);
+    this.root.append(header, this.settingsBar.el, this.moderationBar.el, this.notice, this.log, this.requestsEl);
+    this.root.append(this.moderationBar.rules, compose, options, this.statsEl);
     host.append(this.root);
     this.updateInputState();
 
@@ -298,6 +302,15 @@ export class ChatView {
       case "update":
         this.dirty.add(c.message);
         break;
+      case "remove": {
+        const node = this.nodes.get(c.message);
+        node?.el.remove();
+        node?.divider?.remove();
+        this.nodes.delete(c.message);
+        this.dirty.delete(c.message);
+        this.withCode.delete(c.message);
+        break;
+      }
       case "meta":
         this.metaDirty = true;
         break;
@@ -369,7 +382,7 @@ export class ChatView {
     const node = this.nodes.get(m);
     if (!node) return;
     const regenerate = !m.private && m.key === this.regenKey ? () => this.actions.regenerate(m.key) : null;
-    const hasCode = paintMessage(node, m, { code: this.code, regenerate });
+    const hasCode = paintMessage(node, m, { code: this.code, regenerate, menu: menuFor(m, this.store, this.actions) });
     if (!hasCode) return;
     this.withCode.add(m);
     // The first code block on the page loads the highlighter; until then it shows plain.
@@ -386,6 +399,8 @@ export class ChatView {
     this.roomEl.textContent = `#${this.actions.room()}`;
     this.paintStatus(s.status);
     this.settingsBar.update(s.settings);
+    this.moderationBar.update(s);
+    this.root.dataset.moderator = String(s.isModerator);
 
     const model = s.model;
     const name = model.name ?? "model";

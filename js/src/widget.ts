@@ -9,7 +9,8 @@
 // base_url, transport, height, _highlighter_esm (the lazily imported highlighter).
 
 import "./widget.css";
-import { discoverServer, makeProbe, socketUrls } from "./config";
+import { discoverServer, makeProbe, socketUrls, type ServerConfig } from "./config";
+import { makeExporter } from "./export";
 import { attachmentsFrom, roomActions } from "./actions";
 import { addHighlighterSource } from "./highlighter";
 import { KernelSocket, type CommModel } from "./kernel";
@@ -31,6 +32,8 @@ export interface Model extends CommModel {
 /** What one widget model's views share. */
 interface Hub {
   client: ChatClient;
+  /** The page's server (REST), or null where the widget only reaches the room through the kernel. */
+  server: ServerConfig | null;
   store: RoomStore;
   views: Set<ChatView>;
   close: () => void;
@@ -139,7 +142,7 @@ function connect(model: Model): Hub {
     store.dispose();
     client.stop();
   };
-  return { client, store, views, close };
+  return { client, store, views, close, server };
 }
 
 /** Draw one view of the model's room. */
@@ -151,6 +154,7 @@ function render(hub: Hub, model: Model, el: HTMLElement): () => void {
       store,
       config: () => asConfig(model.get("config")),
       askKernelAboutError: () => model.send({ kind: "ask_error", id: newId("e") }),
+      exportRoom: hub.server ? makeExporter(hub.server, () => client.room, (text, level) => store.showNotice(text, level)) : null,
     }),
     getAskMode: () => model.get("ask_mode") !== false,
     setAskMode: (on) => {
