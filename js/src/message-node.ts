@@ -20,8 +20,9 @@ export interface PaintOptions {
   code: CodeBlockActions;
   /** Offer "Regenerate" on this message (the newest answer to this user's own question). */
   regenerate: (() => void) | null;
-  /** This user's menu on the message (edit, delete, mute its author); null: none. */
-  menu?: MessageMenu | null;
+  /** This user's menu on the message (edit, delete, mute its author), asked again each time
+   *  it opens (a mute since the paint changes it); null: none. */
+  menu?: (() => MessageMenu | null) | null;
 }
 
 const KIND_LABEL: Record<string, string> = { user: "user", assistant: "model", bot: "bot", system: "system" };
@@ -128,7 +129,7 @@ function paintExtra(extra: HTMLElement, m: ChatMessage, opts: PaintOptions): voi
 }
 
 /** "(edited)" and the message's menu button, on its meta line. */
-function paintMeta(node: MessageNode, m: ChatMessage, menu: MessageMenu | null): void {
+function paintMeta(node: MessageNode, m: ChatMessage, menuNow: (() => MessageMenu | null) | null): void {
   node.meta.querySelector(".llmchat-edited")?.remove();
   node.meta.querySelector(".llmchat-menu")?.remove();
   if (m.edited) {
@@ -136,7 +137,7 @@ function paintMeta(node: MessageNode, m: ChatMessage, menu: MessageMenu | null):
     edited.title = `edited ${m.edited}`;
     node.meta.append(edited);
   }
-  if (!menu) return;
+  if (!menuNow?.()) return;
   const wrap = el("span", "llmchat-menu");
   const button = el("button", "llmchat-menu-button", "⋯");
   button.type = "button";
@@ -145,6 +146,13 @@ function paintMeta(node: MessageNode, m: ChatMessage, menu: MessageMenu | null):
   const list = el("div", "llmchat-menu-list");
   list.setAttribute("role", "menu");
   list.hidden = true;
+  const fill = (menu: MessageMenu): void => {
+    list.replaceChildren();
+    if (menu.edit) item("Edit", "llmchat-menu-edit", () => openEditor(node, m, menu.edit as (content: string) => void));
+    if (menu.remove) item("Delete", "llmchat-menu-delete", menu.remove);
+    if (menu.mute) for (const [label, seconds] of MUTE_CHOICES) item(label, "llmchat-menu-mute", () => menu.mute?.(seconds));
+    if (menu.unmute) item("Unmute", "llmchat-menu-unmute", menu.unmute);
+  };
   const item = (label: string, cls: string, act: () => void): void => {
     const entry = el("button", `llmchat-menu-item ${cls}`, label);
     entry.type = "button";
@@ -155,11 +163,9 @@ function paintMeta(node: MessageNode, m: ChatMessage, menu: MessageMenu | null):
     });
     list.append(entry);
   };
-  if (menu.edit) item("Edit", "llmchat-menu-edit", () => openEditor(node, m, menu.edit as (content: string) => void));
-  if (menu.remove) item("Delete", "llmchat-menu-delete", menu.remove);
-  if (menu.mute) for (const [label, seconds] of MUTE_CHOICES) item(label, "llmchat-menu-mute", () => menu.mute?.(seconds));
-  if (menu.unmute) item("Unmute", "llmchat-menu-unmute", menu.unmute);
+  fill(menuNow() ?? {});
   button.addEventListener("click", () => {
+    if (list.hidden) fill(menuNow() ?? {}); // what applies now (a mute since, a new moderator flag)
     list.hidden = !list.hidden;
   });
   wrap.append(button, list);

@@ -382,7 +382,7 @@ export class ChatView {
     const node = this.nodes.get(m);
     if (!node) return;
     const regenerate = !m.private && m.key === this.regenKey ? () => this.actions.regenerate(m.key) : null;
-    const hasCode = paintMessage(node, m, { code: this.code, regenerate, menu: menuFor(m, this.store, this.actions) });
+    const hasCode = paintMessage(node, m, { code: this.code, regenerate, menu: () => menuFor(m, this.store, this.actions) });
     if (!hasCode) return;
     this.withCode.add(m);
     // The first code block on the page loads the highlighter; until then it shows plain.

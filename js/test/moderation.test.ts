@@ -59,10 +59,9 @@ describe("each message's menu", () => {
     t.sock.receive(notice);
     t.frames.run();
     expect(t.store.mutes.get("bob")).toBe(until);
-    t.sock.receive(from(44, "m-bob2", "again", "bob"));
-    t.frames.run();
-    expect(menuItems(t, "m-bob2")).toEqual(["Delete", "Unmute"]);
-    click(t, "m-bob2", "Unmute");
+    // The menu painted before the mute offers Unmute when it opens now.
+    click(t, "m-bob", "Unmute");
+    expect(menuItems(t, "m-bob")).toEqual(["Delete", "Unmute"]);
     expect(t.sock.sentOfType("Mute")[1]?.data).toEqual({ username: "bob", seconds: 0 });
   });
 

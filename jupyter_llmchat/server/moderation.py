@@ -155,14 +155,15 @@ class Moderation:
         of the `system` Text that tells the room."""
         if not user.moderator:
             raise ChatError(403, "only moderators can mute")
+        who = next((person.name for person in await self.bus.members(room) if person.username == username), username)
         if seconds == 0:
             await self.settings.mute(room, username, None)
-            said, notice = f"{user.name} unmuted {username}.", MuteNotice(username, None)
+            said, notice = f"{user.name} unmuted {who}.", MuteNotice(username, None)
             self.log.info("llmchat: moderator %r unmuted %r in room %r", user.username, username, room)
         else:
             until = time.time() + seconds
             await self.settings.mute(room, username, until)
-            said = f"{user.name} muted {username} for {_duration(seconds)} (until {_until_text(until)})."
+            said = f"{user.name} muted {who} for {_duration(seconds)} (until {_until_text(until)})."
             notice = MuteNotice(username, iso(until))
             self.log.info("llmchat: moderator %r muted %r in room %r until %s", user.username, username, room, iso(until))
         return await self._announce(user, room, said, mute=notice)

@@ -190,7 +190,7 @@ async def test_mute_refuses_texts_and_questions_until_unmuted(chat, caplog):
     assert ack["id"] == request
     line = bob.one("Text")["data"]
     assert line["message_id"] == ack["data"]["message_id"] and line["author"]["kind"] == "system"
-    assert line["content"].startswith("Ms Teacher muted ada for 10 minutes (until ")
+    assert line["content"].startswith("Ms Teacher muted Ada Lovelace for 10 minutes (until ")
     assert line["mute"]["username"] == "ada" and line["mute"]["until"].endswith("Z")
     assert any("moderator 'teach' muted 'ada'" in record.getMessage() for record in caplog.records)
     ada.take()
