@@ -19,7 +19,7 @@ import msgspec
 from .. import protocol
 from ..protocol import Author, ChatError, MuteNotice
 from .connection import Connection, Identity
-from .messages import now_iso, post_text
+from .messages import iso_time, now_iso, post_text
 from ..room_bus.redaction import tombstone
 from ..room_bus.bus import RoomBus
 from .room_settings import RoomSettingsBook
@@ -31,8 +31,8 @@ ANSWERS_OFF = "answers are off in this room"
 
 
 def iso(moment: float) -> str:
-    """Unix time as the ISO-8601 UTC text every time on the wire is."""
-    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """Unix time as every time on the wire is written (`messages.iso_time`)."""
+    return iso_time(datetime.fromtimestamp(moment, timezone.utc))
 
 
 def _until_text(until: float) -> str:

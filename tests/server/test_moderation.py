@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import ADA, BOB, EVE
+from support.fakes import ADA, BOB, EVE
 
 from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.server.export import transcript

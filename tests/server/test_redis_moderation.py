@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import redis_server
-from fakes import ADA, BOB, ENGINE, LIMITS, Chat, FakeClient
-from redis_server import RedisServer, running_redis
+from support import redis_server
+from support.fakes import ADA, BOB, ENGINE, LIMITS, Chat, FakeClient
+from support.redis_server import RedisServer, running_redis
+from support.waiting import until
 
 from jupyter_llmchat.room_bus.redis_bus import RedisRoomBus
 from jupyter_llmchat.server.connection import Identity
@@ -43,13 +43,6 @@ def servers(redis: RedisServer, tmp_path: Path, jp_asyncio_loop: asyncio.Abstrac
     for chat in made:
         chat.backend.close()
         jp_asyncio_loop.run_until_complete(chat.bus.close())
-
-
-async def until(condition: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 async def joined(client: FakeClient, room: str, **data: Any) -> dict[str, Any]:
