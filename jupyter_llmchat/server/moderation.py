@@ -65,24 +65,21 @@ class Moderation:
         until = await self.settings.muted_until(room, user.username)
         return None if until is None else iso(until)
 
-    async def check_post(self, user: Identity, room: str) -> None:
-        """Error 403 unless `user` may post a `Text` in `room` (muted; announce-only)."""
-        until = await self.settings.muted_until(room, user.username)
+    async def check_post(self, user: Identity, room: str, *, asking: bool = False) -> None:
+        """Error 403 unless `user` may post a `Text` in `room` (muted; announce-only), or
+        with `asking`, ask the model there (answers off too)."""
+        settings, until = await self.settings.rules(room, user.username)
         if until is not None:
             raise ChatError(403, f"you are muted in this room until {_until_text(until)}")
-        if (await self.settings.get(room)).announce_only and not user.moderator:
+        if asking and not settings.model_answers:
+            raise ChatError(403, ANSWERS_OFF)
+        if settings.announce_only and not user.moderator:
             raise ChatError(403, "this room is announce-only: only moderators post here (you can still ask the model privately)")
 
     async def check_ask(self, user: Identity, room: str | None) -> None:
         """Error 403 unless `user` may ask the model in `room` (None: privately, always allowed)."""
-        if room is None:
-            return
-        until = await self.settings.muted_until(room, user.username)
-        if until is not None:
-            raise ChatError(403, f"you are muted in this room until {_until_text(until)}")
-        if not (await self.settings.get(room)).model_answers:
-            raise ChatError(403, ANSWERS_OFF)
-        await self.check_post(user, room)
+        if room is not None:
+            await self.check_post(user, room, asking=True)
 
     # -- delete and edit -------------------------------------------------------------------------
 

@@ -72,8 +72,14 @@ class RoomSettingsBook:
 
     async def muted_until(self, room: str, username: str) -> float | None:
         """When `username`'s mute in `room` ends (Unix time), or None when they are not muted."""
-        until = (await self._load(room)).muted.get(username)
-        return until if until is not None and until > time.time() else None
+        return (await self.rules(room, username))[1]
+
+    async def rules(self, room: str, username: str) -> tuple[RoomSettings, float | None]:
+        """The room's settings and when `username`'s mute there ends (None: not muted), in
+        one read (one round trip on a shared bus, for every post)."""
+        found = await self._load(room)
+        until = found.muted.get(username)
+        return found.settings, until if until is not None and until > time.time() else None
 
     async def mute(self, room: str, username: str, until: float | None) -> None:
         """Mute `username` in `room` until then (None: unmute)."""
