@@ -365,7 +365,7 @@ class ExportHandler(ChatAPIHandler):
         if fmt not in export.FORMATS:
             raise ChatError(400, f"`format` must be one of {', '.join(export.FORMATS)}")
         await self.service.require_room(name)
-        self.log.info("llmchat: moderator %r exported room %r (%s)", user.username, name, fmt)
+        await self.service.moderation.exported(user, name, fmt)
         self.set_header("Content-Type", "application/json" if fmt == "json" else "text/markdown; charset=UTF-8")
         self.set_header("Content-Disposition", f'attachment; filename="{name}.{fmt}"')
         async for piece in export.transcript(self.service.bus, name, fmt):

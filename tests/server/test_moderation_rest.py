@@ -55,8 +55,10 @@ async def test_export_is_for_moderators_streams_and_leaves_deleted_out(chat_serv
     assert status == 403 and body["message"] == "only moderators can export a room"
     status, md = await api("GET", "rooms", "class", "export", token="tok-bob")
     assert status == 200 and "keep this" in md and "drop this" not in md and "# Room class" in md
+    told = await ada.recv_type("Text")  # the room is told who took its transcript
+    assert told["data"]["author"]["kind"] == "system" and told["data"]["content"] == "Bob exported this room's transcript."
     status, exported = await api("GET", "rooms", "class", "export", token="tok-bob", format="json")
-    assert status == 200 and [m["content"] for m in exported["messages"]] == ["keep this"]
+    assert status == 200 and [m["content"] for m in exported["messages"] if m["author"]["kind"] != "system"] == ["keep this"]
     assert (await api("GET", "rooms", "class", "export", token="tok-bob", format="pdf"))[0] == 400
     assert (await api("GET", "rooms", "nowhere", "export", token="tok-bob"))[0] == 404
 
@@ -64,6 +66,7 @@ async def test_export_is_for_moderators_streams_and_leaves_deleted_out(chat_serv
     out = io.BytesIO()
     written = await asyncio.to_thread(export, ChatClient(find_server(url, "tok-bob"), timeout=10), "class", "json", out)
     assert written == len(out.getvalue()) and json.loads(out.getvalue())["messages"][0]["content"] == "keep this"
+    assert "drop this" not in out.getvalue().decode()
     with pytest.raises(ChatRequestError) as refused:
         await asyncio.to_thread(export, ChatClient(find_server(url, "tok-ada"), timeout=10), "class", "md", io.BytesIO())
     assert refused.value.code == 403
