@@ -40,8 +40,10 @@ export function roomActions({ client, store, config, askKernelAboutError, export
     cancel: (id) => client.cancel(id),
     retry: () => client.retryNow(),
     loadEarlier: () => {
-      const oldest = store.messages.find((m) => m.seq !== null)?.seq;
-      if (oldest) client.requestHistory(oldest, 50);
+      // From the oldest seq any page gave (a page of deleted messages shows nothing but still counts).
+      const shown = store.messages.find((m) => m.seq !== null)?.seq;
+      const oldest = Math.min(shown ?? Infinity, store.oldestSeq ?? Infinity);
+      if (Number.isFinite(oldest) && oldest > 0) client.requestHistory(oldest, 50);
     },
     newThread: () => store.setPendingNewThread(true),
     regenerate: (answerKey) => {

@@ -118,6 +118,8 @@ export class RoomStore {
   pendingNewThread = false;
   /** True when the oldest message shown may have older ones before it. */
   canLoadEarlier = false;
+  /** The oldest seq any History gave, deleted messages included: where "Load earlier" goes on from. */
+  oldestSeq: number | null = null;
   // Answers to this user's own questions that the store learnt of from Acks, with their prompts.
   private readonly ownAnswers = new Set<string>();
   private readonly answerPrompts = new Map<string, string>();
@@ -213,6 +215,7 @@ export class RoomStore {
     this.messages.length = 0;
     this.byKey.clear();
     this.canLoadEarlier = false;
+    this.oldestSeq = null;
     if (roomChanged) {
       this.privateMessages.length = 0;
       this.privateByKey.clear();
@@ -529,16 +532,20 @@ export class RoomStore {
     const d = f.data as HistoryData;
     const list = Array.isArray(d.messages) ? d.messages : [];
     const fresh: ChatMessage[] = [];
+    let tombstones = 0;
     for (const m of list) {
       if (!m || typeof m !== "object") continue;
+      if (typeof m.seq === "number" && (this.oldestSeq === null || m.seq < this.oldestSeq)) this.oldestSeq = m.seq;
+      if (m.data?.deleted === true) tombstones += 1;
       const known = m.data?.message_id ? this.byKey.has(m.data.message_id) : false;
       const msg = this.upsertText(m.data, m.seq ?? null, true);
       if (msg && !known) fresh.push(msg);
       else if (msg && known) this.emit({ type: "update", message: msg });
     }
     if (fresh.length === 0) {
-      // Nothing we did not have: there is nothing earlier to load either.
-      this.canLoadEarlier = false;
+      // Nothing we did not have: there is nothing earlier to load either, unless the page
+      // held only deleted messages (a flood removed): older ones may be before them.
+      this.canLoadEarlier = tombstones > 0 && (this.oldestSeq ?? 0) > 1;
       this.emit({ type: "meta" });
       return;
     }
@@ -554,7 +561,7 @@ export class RoomStore {
       }
     }
     // Older messages may exist when the oldest one we got is not the room's first event.
-    this.canLoadEarlier = (fresh[0]?.seq ?? 0) > 1;
+    this.canLoadEarlier = Math.min(fresh[0]?.seq ?? 0, this.oldestSeq ?? Infinity) > 1;
     this.emit({ type: "meta" });
   }
 }

@@ -3,6 +3,7 @@
 // deletes any and mutes its author), "(edited)", a deleted message leaving for good, the
 // moderator toggles and Export in the header, and the line that says why one cannot post.
 import { beforeEach, describe, expect, it, vi } from "vitest";
+import { roomActions } from "../src/actions";
 import { makeExporter } from "../src/export";
 import { menuFor, roomRules, stillMuted } from "../src/moderation";
 import type { Frame } from "../src/protocol";
@@ -122,6 +123,19 @@ describe("a deleted message", () => {
     t.frames.run();
     expect(bodies(t.host)).toEqual(["stays"]);
     expect(t.store.messages.map((m) => m.key)).toEqual(["m-bob"]);
+  });
+});
+
+describe("a flood of deleted messages", () => {
+  it("does not stop Load earlier: the next page is asked for from before the tombstones", () => {
+    const t = setup();
+    const tomb = (seq: number) => ({ type: "Text", room: "general", seq, data: { message_id: `m-${seq}`, content: "", deleted: true, author: { username: "bob", name: "Bob", kind: "user" }, created: "x" } });
+    t.sock.receive({ type: "History", room: "general", data: { head_seq: 41, epoch: "e", messages: [tomb(40), tomb(41)] } });
+    t.frames.run();
+    expect(bodies(t.host)).toEqual([]);
+    expect(t.store.canLoadEarlier).toBe(true);
+    roomActions({ client: t.client, store: t.store, config: () => undefined, askKernelAboutError: null }).loadEarlier();
+    expect(t.sock.sentOfType("History").at(-1)?.data).toEqual({ before_seq: 40, limit: 50 });
   });
 });
 
