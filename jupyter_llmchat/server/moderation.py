@@ -166,14 +166,13 @@ class Moderation:
         return await self._announce(user, room, said, mute=notice)
 
     async def exported(self, user: Identity, room: str, fmt: str) -> None:
-        """A moderator took the room's transcript: the room is told, as of every moderator action."""
+        """A moderator took the room's transcript: the room is told, as it is of every moderator action."""
         self.log.info("llmchat: moderator %r exported room %r (%s)", user.username, room, fmt)
         await self._announce(user, room, f"{user.name} exported this room's transcript.")
 
     async def _announce(self, user: Identity, room: str, content: str, **fields: Any) -> str:
         message_id, _ = await post_text(self.bus, room, content, Author(user.username, user.name, "system"), **fields)
         return message_id
-
 
     # -- the frames -----------------------------------------------------------------------------
 
