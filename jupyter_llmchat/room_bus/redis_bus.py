@@ -36,7 +36,7 @@ from ..server.connection import Connection, Identity
 from ..server.messages import INTERRUPTED
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
 from .bus import Message, RoomBus
-from .redaction import redact_all
+from .redaction import redact_all, redact_frame
 from .rooms import new_epoch
 from .store import CONTEXT_SCAN
 
@@ -524,11 +524,15 @@ class RedisRoomBus(RoomBus):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.room(local.name), "epoch")
             pipe.xrange(keys.room(local.name, "events"), min=f"{local.room.head_seq + 1}-0", max=high)
-            raw, entries = await pipe.execute()
+            pipe.zrangebyscore(keys.room(local.name, "deleted"), f"({local.room.head_seq}", "+inf")
+            raw, entries, deleted = await pipe.execute()
         epoch = raw.decode() if raw else None
         if epoch is not None and epoch != local.epoch:
             entries = await self.redis.xrange(keys.room(local.name, "events"), min="-", max=high)
-        return epoch, [(int(entry_id.split(b"-")[0]), fields[b"f"]) for entry_id, fields in entries]
+            deleted = await self.redis.zrange(keys.room(local.name, "deleted"), 0, -1)
+        gone = {message_id.decode() for message_id in deleted}  # deleted meanwhile: healed as tombstones
+        healed = [(int(entry_id.split(b"-")[0]), fields[b"f"]) for entry_id, fields in entries]
+        return epoch, [(seq, redact_frame(frame, gone)) for seq, frame in healed] if gone else healed
 
     async def close(self) -> None:
         """Leave Redis as if this server's members had left; stop reading."""
