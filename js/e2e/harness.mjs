@@ -60,7 +60,7 @@ export async function waitFor(fn, { timeout = 30_000, interval = 200, what = "co
  * with SIGTERM (Jupyter's graceful shutdown) and starts it again on the same port, token,
  * runtime dir and history file.
  */
-export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2e/", extraArgs = [] } = {}) {
+export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2e/", extraArgs = [], importPaths = [] } = {}) {
   const port = await freePort();
   const token = crypto.randomBytes(16).toString("hex");
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llmchat-e2e-"));
@@ -101,7 +101,7 @@ export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2
   const env = {
     ...process.env,
     PATH: `${binDir}:${process.env.PATH}`,
-    PYTHONPATH: [repo, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+    PYTHONPATH: [repo, ...importPaths, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
     JUPYTER_CONFIG_DIR: path.join(tmp, "config"),
     JUPYTER_RUNTIME_DIR: path.join(tmp, "runtime"),
     IPYTHONDIR: path.join(tmp, "ipython"),
@@ -277,8 +277,10 @@ export function writeNotebook(root, name, cells) {
  * the first code cell (`run: "first"`). Returns the page; dialogs (alert() from an XSS) are
  * recorded.
  */
-export async function openNotebook(browser, { pageBase, token, name, run = "all", ui = "lab" }) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+export async function openNotebook(browser, { pageBase, token, name, run = "all", ui = "lab", user = null, downloads = false }) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: downloads });
+  // Who this page is, for a server started with e2e_users.CookieUsers (js/e2e/moderation.mjs).
+  if (user) await context.addCookies([{ name: "e2e-user", value: user, url: pageBase }]);
   const page = await context.newPage();
   page.dialogs = [];
   page.consoleErrors = [];

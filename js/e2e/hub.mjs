@@ -3,7 +3,10 @@
 // their widgets in headless Chromium. One class room across all of them:
 //   - alice's widget sees bob's message (bob typed it in his own widget, on his own server);
 //   - alice's widget sees the teacher's broadcast from a cell of the teacher's notebook;
-//   - a question alice asks is answered by the shared model and streams to bob too.
+//   - a question alice asks is answered by the shared model and streams to bob too;
+//   - the teacher, a Hub admin (`admin_users` in the example), is told they moderate (the
+//     Hub's own identity says so) and alice is not; the teacher deletes bob's message from
+//     the widget on the teacher's server and it leaves alice's and bob's widgets live.
 //
 //   npm run e2e:hub       # from js/, after `npm run build`
 //
@@ -138,7 +141,7 @@ async function main() {
     const [alice, bob, teacher] = await Promise.all([
       openAs(browser, hub, "alice", "chat.ipynb", widget),
       openAs(browser, hub, "bob", "chat.ipynb", widget),
-      openAs(browser, hub, "teacher", "lesson.ipynb", ["import jupyter_llmchat"]),
+      openAs(browser, hub, "teacher", "lesson.ipynb", ["import jupyter_llmchat", ...widget]),
     ]);
     page = alice;
     await Promise.all([live(alice), live(bob)]);
@@ -162,8 +165,21 @@ async function main() {
     const answered = (p) => p.$$eval(".llmchat-msg[data-kind='assistant']", (els) => els.map((e) => e.textContent ?? "").filter((t) => t.trim().length > 0).length).catch(() => 0);
     await waitFor(async () => (await answered(alice)) > 0 && (await answered(bob)) > 0, { timeout: 90_000, what: "the answer in both widgets" });
     await screenshot(alice, "hub-alice");
+
+    // Moderation through the Hub's identity: the teacher is a Hub admin, alice is not.
+    await live(teacher);
+    const moderator = (p) => p.getAttribute(".llmchat", "data-moderator");
+    await waitFor(async () => (await moderator(teacher)) === "true", { timeout: 30_000, what: "the Hub admin told they moderate" });
+    assert.equal(await moderator(alice), "false");
+    const bobs = teacher.locator(".llmchat-msg", { hasText: "hello from bob" });
+    await bobs.locator(".llmchat-menu-button").click();
+    await bobs.locator(".llmchat-menu-item", { hasText: "Delete" }).click();
+    for (const p of [alice, bob]) {
+      await waitFor(async () => !(await logText(p)).includes("hello from bob"), { timeout: 30_000, what: "bob's message removed across servers" });
+    }
+    await waitFor(async () => (await logText(alice)).includes("removed a message by"), { timeout: 30_000, what: "the system line" });
     assert.deepEqual(alice.consoleErrors, []);
-    console.log(`ok   three users on a JupyterHub share one room and one model (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    console.log(`ok   three users on a JupyterHub share one room and one model; the Hub admin moderates it (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   } catch (err) {
     failed = 1;
     console.log(`FAIL three users on a JupyterHub share one room and one model\n     ${String(err?.stack ?? err).split("\n").slice(0, 6).join("\n     ")}`);

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import * as esbuild from "esbuild";
+import { moderationTests } from "./moderation.mjs";
 import { statesNotebook, walkStates } from "./states.mjs";
 import {
   copyNotebook,
@@ -695,6 +696,8 @@ test("demo notebook in Notebook 7: the widget goes live, a prompt streams, Stop 
 
 // ---------------------------------------------------------------------------------------
 
+moderationTests(test, { runId });
+
 async function main() {
   const selected = tests.filter((t) => (t.server ? serverMode : true) && (!only || only.split("|").some((o) => t.name.includes(o))));
   const skipped = tests.length - selected.length;
@@ -714,6 +717,12 @@ async function main() {
     ctx.open = async ({ jupyter, name, viaProxy = false, run = "all", ui = "lab" }) => {
       const base = viaProxy ? jupyter.url.replace(`:${jupyter.port}/`, `:${ctx.proxy.port}/`) : jupyter.url;
       const page = await openNotebook(browser, { pageBase: base, token: jupyter.token, name, run, ui });
+      ctx.pages.push(page);
+      return page;
+    };
+    // A page on a server a test started itself, as a named user (moderation.mjs).
+    ctx.openOn = async (jupyter, { name, user = null, downloads = false }) => {
+      const page = await openNotebook(browser, { pageBase: jupyter.url, token: jupyter.token, name, user, downloads });
       ctx.pages.push(page);
       return page;
     };
@@ -749,7 +758,7 @@ async function main() {
     for (const p of ctx.pages) await p.context().close().catch(() => undefined);
     await browser.close().catch(() => undefined);
     await ctx.proxy?.close();
-    for (const j of [ctx.bare, ctx.full, ctx.nb]) {
+    for (const j of [ctx.bare, ctx.full, ctx.nb, ...(ctx.stopAlso ?? [])]) {
       if (!j) continue;
       if (failed) console.log(`--- ${j.logPath} (tail) ---\n${j.log().slice(-2000)}`);
       await j.stop();

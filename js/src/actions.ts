@@ -8,7 +8,8 @@ import type { ViewActions } from "./view-actions";
 
 export type RoomActions = Pick<
   ViewActions,
-  "send" | "cancel" | "retry" | "loadEarlier" | "newThread" | "regenerate" | "askAboutError" | "setRoomSettings" | "dismissNotice"
+  | "send" | "cancel" | "retry" | "loadEarlier" | "newThread" | "regenerate" | "askAboutError" | "setRoomSettings" | "dismissNotice"
+  | "deleteMessage" | "editMessage" | "mute" | "setModeration" | "exportRoom"
 >;
 
 export interface RoomActionDeps {
@@ -18,9 +19,14 @@ export interface RoomActionDeps {
   config: () => GenerateConfig | undefined;
   /** Hand "Ask about the last error" to the kernel; null where there is no kernel. */
   askKernelAboutError: (() => void) | null;
+  /** Download the room's transcript; null where the page cannot reach the server's REST API. */
+  exportRoom?: ((format: "md" | "json") => void) | null;
 }
 
-export function roomActions({ client, store, config, askKernelAboutError }: RoomActionDeps): RoomActions {
+export function roomActions({ client, store, config, askKernelAboutError, exportRoom = null }: RoomActionDeps): RoomActions {
+  const offline = (what: string) => (sent: string | null) => {
+    if (sent === null) store.showNotice(`Not connected: ${what}.`, "error");
+  };
   return {
     send: (text, ask, options) => {
       if (store.notice) store.dismissNotice();
@@ -35,8 +41,10 @@ export function roomActions({ client, store, config, askKernelAboutError }: Room
     cancel: (id) => client.cancel(id),
     retry: () => client.retryNow(),
     loadEarlier: () => {
-      const oldest = store.messages.find((m) => m.seq !== null)?.seq;
-      if (oldest) client.requestHistory(oldest, 50);
+      // From the oldest seq any page gave (a page of deleted messages shows nothing but still counts).
+      const shown = store.messages.find((m) => m.seq !== null)?.seq;
+      const oldest = Math.min(shown ?? Infinity, store.oldestSeq ?? Infinity);
+      if (Number.isFinite(oldest) && oldest > 0) client.requestHistory(oldest, 50);
     },
     newThread: () => store.setPendingNewThread(true),
     regenerate: (answerKey) => {
@@ -49,6 +57,11 @@ export function roomActions({ client, store, config, askKernelAboutError }: Room
       if (client.setRoomSettings(settings) === null) store.showNotice("Not connected: the system prompt was not changed.", "error");
     },
     dismissNotice: () => store.dismissNotice(),
+    deleteMessage: (key) => offline("the message was not deleted")(client.deleteMessage(key)),
+    editMessage: (key, content) => offline("the message was not edited")(client.editMessage(key, content)),
+    mute: (username, seconds) => offline(seconds ? "nobody was muted" : "nobody was unmuted")(client.mute(username, seconds)),
+    setModeration: (change) => offline("the room's settings were not changed")(client.setRoomSettings(change)),
+    exportRoom,
   };
 }
 

@@ -149,6 +149,24 @@ export class ChatClient {
     return this.sendNow({ type: "RoomSettings", id, room: this.room, data: { ...settings } }) ? id : null;
   }
 
+  /** Remove a message (own, or any for a moderator); everyone gets `Deleted`. Null when not joined. */
+  deleteMessage(messageId: string): string | null {
+    const id = newId("d");
+    return this.sendNow({ type: "Delete", id, room: this.room, data: { message_id: messageId } }) ? id : null;
+  }
+
+  /** Replace the content of this user's own message; everyone gets `Edited`. */
+  editMessage(messageId: string, content: string): string | null {
+    const id = newId("e");
+    return this.sendNow({ type: "Edit", id, room: this.room, data: { message_id: messageId, content } }) ? id : null;
+  }
+
+  /** A moderator mutes `username` in this room for `seconds` (0: unmute). */
+  mute(username: string, seconds: number): string | null {
+    const id = newId("m");
+    return this.sendNow({ type: "Mute", id, room: this.room, data: { username, seconds } }) ? id : null;
+  }
+
   /** Stop a request: forget it if it never left, otherwise `Cancel` once its message id is known. */
   cancel(id: string): void {
     this.outbox.cancel(id);

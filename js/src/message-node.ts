@@ -3,11 +3,13 @@
 // only the body is Markdown, and that goes through render.ts's sanitiser.
 
 import { decorateCodeBlocks, type CodeBlockActions } from "./codeblocks";
+import { MUTE_CHOICES, type MessageMenu } from "./moderation";
 import { hasCodeBlock, renderInto } from "./render";
 import type { ChatMessage } from "./store";
 
 export interface MessageNode {
   el: HTMLElement;
+  meta: HTMLElement;
   body: HTMLElement;
   extra: HTMLElement;
   /** "new thread" line shown before a question that starts one. */
@@ -18,6 +20,9 @@ export interface PaintOptions {
   code: CodeBlockActions;
   /** Offer "Regenerate" on this message (the newest answer to this user's own question). */
   regenerate: (() => void) | null;
+  /** This user's menu on the message (edit, delete, mute its author), asked again each time
+   *  it opens (a mute since the paint changes it); null: none. */
+  menu?: (() => MessageMenu | null) | null;
 }
 
 const KIND_LABEL: Record<string, string> = { user: "user", assistant: "model", bot: "bot", system: "system" };
@@ -70,12 +75,14 @@ export function createMessageNode(m: ChatMessage): MessageNode {
   const body = el("div", "llmchat-body");
   const extra = el("div", "llmchat-extra");
   root.append(meta, body, extra);
-  return { el: root, body, extra, divider: m.threadStart ? dividerFor(m) : null };
+  return { el: root, meta, body, extra, divider: m.threadStart ? dividerFor(m) : null };
 }
 
 /** Re-render what can change: the body while streaming, the ending, the actions. Returns "has code". */
 export function paintMessage(node: MessageNode, m: ChatMessage, opts: PaintOptions): boolean {
+  if (node.el.dataset.editing === "true") return false; // the author is editing: their draft stays
   renderInto(node.body, m.content);
+  paintMeta(node, m, opts.menu ?? null);
   const code = hasCodeBlock(node.body);
   if (code) decorateCodeBlocks(node.body, opts.code);
   node.el.classList.toggle("llmchat-streaming", m.streaming);
@@ -119,4 +126,86 @@ function paintExtra(extra: HTMLElement, m: ChatMessage, opts: PaintOptions): voi
     extra.append(again);
   }
   extra.hidden = extra.childElementCount === 0;
+}
+
+/** "(edited)" and the message's menu button, on its meta line. */
+function paintMeta(node: MessageNode, m: ChatMessage, menuNow: (() => MessageMenu | null) | null): void {
+  node.meta.querySelector(".llmchat-edited")?.remove();
+  node.meta.querySelector(".llmchat-menu")?.remove();
+  if (m.edited) {
+    const edited = el("span", "llmchat-edited", "(edited)");
+    edited.title = `edited ${m.edited}`;
+    node.meta.append(edited);
+  }
+  if (!menuNow?.()) return;
+  const wrap = el("span", "llmchat-menu");
+  const button = el("button", "llmchat-menu-button", "⋯");
+  button.type = "button";
+  button.title = "Message actions";
+  button.setAttribute("aria-haspopup", "menu");
+  const list = el("div", "llmchat-menu-list");
+  list.setAttribute("role", "menu");
+  list.hidden = true;
+  const fill = (menu: MessageMenu): void => {
+    list.replaceChildren();
+    if (menu.edit) item("Edit", "llmchat-menu-edit", () => openEditor(node, m, menu.edit as (content: string) => void));
+    if (menu.remove) item("Delete", "llmchat-menu-delete", menu.remove);
+    if (menu.mute) for (const [label, seconds] of MUTE_CHOICES) item(label, "llmchat-menu-mute", () => menu.mute?.(seconds));
+    if (menu.unmute) item("Unmute", "llmchat-menu-unmute", menu.unmute);
+  };
+  const item = (label: string, cls: string, act: () => void): void => {
+    const entry = el("button", `llmchat-menu-item ${cls}`, label);
+    entry.type = "button";
+    entry.setAttribute("role", "menuitem");
+    entry.addEventListener("click", () => {
+      list.hidden = true;
+      act();
+    });
+    list.append(entry);
+  };
+  fill(menuNow() ?? {});
+  button.addEventListener("click", () => {
+    if (list.hidden) fill(menuNow() ?? {}); // what applies now (a mute since, a new moderator flag)
+    list.hidden = !list.hidden;
+  });
+  wrap.append(button, list);
+  node.meta.append(wrap);
+}
+
+/** Edit in place: the body becomes a text box with Save and Cancel (Enter saves, Escape cancels). */
+function openEditor(node: MessageNode, m: ChatMessage, save: (content: string) => void): void {
+  node.el.dataset.editing = "true";
+  const form = el("form", "llmchat-edit");
+  const area = el("textarea", "llmchat-edit-input");
+  area.value = m.content;
+  area.rows = Math.min(8, Math.max(2, m.content.split("\n").length));
+  area.setAttribute("aria-label", "Edit message");
+  const ok = el("button", "llmchat-edit-save", "Save");
+  ok.type = "submit";
+  const cancel = el("button", "llmchat-edit-cancel", "Cancel");
+  cancel.type = "button";
+  const close = (): void => {
+    delete node.el.dataset.editing;
+    form.remove();
+    node.body.hidden = false;
+  };
+  cancel.addEventListener("click", close);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const content = area.value.trim();
+    if (content && content !== m.content) save(content);
+    close();
+  });
+  area.addEventListener("keydown", (ev) => {
+    ev.stopPropagation(); // not notebook shortcuts
+    if (ev.key === "Escape") close();
+    else if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.append(area, ok, cancel);
+  node.body.hidden = true;
+  node.body.after(form);
+  area.focus();
 }

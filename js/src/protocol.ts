@@ -47,6 +47,10 @@ export type RoomSettingsChange = wire.RoomSettingsData;
 export interface RoomSettings {
   system_prompt: string | null;
   context?: ContextMode | null;
+  /** Only moderators post in the room (everyone may still ask privately). */
+  announce_only?: boolean;
+  /** False: nobody gets answers from the model in this room. */
+  model_answers?: boolean;
 }
 
 /** A room's settings in force, as the server sends them (Joined, the RoomSettings reply, system Texts). */
@@ -60,6 +64,8 @@ export type AckData = wire.Ack;
 export type PresenceData = wire.Presence;
 export type ResetData = wire.Reset;
 export type ErrorData = wire.Error;
+export type DeletedData = wire.Deleted;
+export type EditedData = wire.Edited;
 
 /** History's rows are passed on as the server stored them (see `History` in Python): Text events. */
 export interface HistoryData extends Omit<wire.History, "messages"> {
@@ -79,7 +85,7 @@ export interface StatsData extends Omit<wire.Stats, "model"> {
 }
 
 /** Room events carry `room` and `seq` and are delivered to every member in order. */
-export const ROOM_EVENT_TYPES: ReadonlySet<string> = new Set(["Text", "Token", "Presence", "Custom", "Binary"]);
+export const ROOM_EVENT_TYPES: ReadonlySet<string> = new Set(["Text", "Token", "Presence", "Custom", "Binary", "Deleted", "Edited"]);
 
 export function isRoomEvent(frame: Frame): boolean {
   return ROOM_EVENT_TYPES.has(frame.type) && typeof frame.seq === "number";

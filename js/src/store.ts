@@ -8,6 +8,8 @@
 import type {
   AttachmentSummary,
   AuthorKind,
+  DeletedData,
+  EditedData,
   ErrorData,
   Frame,
   HistoryData,
@@ -23,7 +25,9 @@ import type {
   TokenData,
   WelcomeData,
 } from "./protocol";
+import type { MuteNotice } from "./wire";
 import type { ChatClient } from "./client";
+import { applyStoredFields, normaliseSettings } from "./message-fields";
 import type { RequestInfo } from "./outbox";
 import type { StatusInfo } from "./transport";
 
@@ -53,6 +57,8 @@ export interface ChatMessage {
   replaced: boolean;
   /** The model's context was cut to fit (final Token `truncated`). */
   truncated: boolean;
+  /** When its author last edited it (ISO time), or null. */
+  edited: string | null;
 }
 
 export type Change =
@@ -60,6 +66,7 @@ export type Change =
   | { type: "append"; message: ChatMessage }
   | { type: "prepend"; messages: ChatMessage[] }
   | { type: "update"; message: ChatMessage }
+  | { type: "remove"; message: ChatMessage } // deleted: gone for everyone
   | { type: "meta" }; // status, members, model, requests, stats, error, settings
 
 export interface LastRun {
@@ -103,15 +110,22 @@ export class RoomStore {
   notice: Notice | null = null;
   /** The room's own settings as last announced (null: not told, e.g. an older server). */
   settings: RoomSettings | null = null;
+  /** This user is muted in the room until then (ISO time; the server's word, from Joined or a notice). */
+  mutedUntil: string | null = null;
+  /** Others known to be muted here (from the room's notices): username → until. */
+  readonly mutes = new Map<string, string>();
   /** `/new` was typed: the next question to the model starts a new thread. */
   pendingNewThread = false;
   /** True when the oldest message shown may have older ones before it. */
   canLoadEarlier = false;
+  /** The oldest seq any History gave, deleted messages included: where "Load earlier" goes on from. */
+  oldestSeq: number | null = null;
   // Answers to this user's own questions that the store learnt of from Acks, with their prompts.
   private readonly ownAnswers = new Set<string>();
   private readonly answerPrompts = new Map<string, string>();
   private readonly replacedIds = new Set<string>();
   private readonly failedRequests = new Set<string>();
+  private readonly removed = new Set<string>(); // deleted message ids: late tokens must not bring one back
   private listeners = new Set<(c: Change) => void>();
   private unsubs: Array<() => void> = [];
 
@@ -137,6 +151,11 @@ export class RoomStore {
   subscribe(cb: (c: Change) => void): () => void {
     this.listeners.add(cb);
     return () => this.listeners.delete(cb);
+  }
+
+  /** The server says this user moderates its rooms (Welcome). */
+  get isModerator(): boolean {
+    return this.welcome?.user?.moderator === true;
   }
 
   /** Requests of this client that are still open (for Stop buttons and queue positions). */
@@ -196,6 +215,7 @@ export class RoomStore {
     this.messages.length = 0;
     this.byKey.clear();
     this.canLoadEarlier = false;
+    this.oldestSeq = null;
     if (roomChanged) {
       this.privateMessages.length = 0;
       this.privateByKey.clear();
@@ -204,6 +224,9 @@ export class RoomStore {
       this.ownAnswers.clear();
       this.answerPrompts.clear();
       this.replacedIds.clear();
+      this.removed.clear();
+      this.mutes.clear();
+      this.mutedUntil = null;
     }
     this.emit({ type: "reset", keepPrivate: !roomChanged });
   }
@@ -286,6 +309,7 @@ export class RoomStore {
         this.addMembers(d.members ?? []);
         this.memberCount = typeof d.count === "number" ? d.count : this.known.size;
         if (d.settings && typeof d.settings === "object") this.settings = normaliseSettings(d.settings);
+        this.mutedUntil = typeof d.muted_until === "string" ? d.muted_until : null;
         this.error = "";
         this.emit({ type: "meta" });
         break;
@@ -309,6 +333,19 @@ export class RoomStore {
       case "History":
         this.onHistory(f);
         break;
+      case "Deleted":
+        this.remove((f.data as DeletedData).message_id);
+        break;
+      case "Edited": {
+        const d = f.data as EditedData;
+        const msg = this.byKey.get(d.message_id);
+        if (msg && typeof d.content === "string") {
+          msg.content = d.content;
+          msg.edited = d.edited || new Date().toISOString();
+          this.emit({ type: "update", message: msg });
+        }
+        break;
+      }
       case "RoomSettings": {
         this.settings = normaliseSettings(f.data as RoomSettingsData);
         this.emit({ type: "meta" });
@@ -334,9 +371,35 @@ export class RoomStore {
     }
   }
 
+  /** A message was deleted: it leaves the log for good (a late token or a tombstone never brings it back). */
+  private remove(key: string): void {
+    if (typeof key !== "string") return;
+    this.removed.add(key);
+    const msg = this.byKey.get(key);
+    if (!msg) return;
+    this.byKey.delete(key);
+    const at = this.messages.indexOf(msg);
+    if (at >= 0) this.messages.splice(at, 1);
+    this.emit({ type: "remove", message: msg });
+  }
+
+  /** A notice that someone was muted or unmuted: remember it (and say so when it is this user). */
+  private noteMute(notice: MuteNotice): void {
+    if (typeof notice.username !== "string") return;
+    if (notice.until) this.mutes.set(notice.username, notice.until);
+    else this.mutes.delete(notice.username);
+    if (notice.username === this.welcome?.user?.username) this.mutedUntil = notice.until ?? null;
+    this.emit({ type: "meta" });
+  }
+
   private isOwnAuthor(author: Person | undefined): boolean {
     const me = this.welcome?.user?.username;
     return !!me && author?.username === me;
+  }
+
+  /** An answer to a question this user asked: theirs to delete. */
+  ownsAnswer(m: ChatMessage): boolean {
+    return this.isOwnAnswer(m);
   }
 
   /** An answer to a question this user asked (typed here, or posted by their own kernel). */
@@ -366,11 +429,17 @@ export class RoomStore {
       regenerates: null,
       replaced: false,
       truncated: false,
+      edited: null,
     };
   }
 
   private upsertText(d: TextData, seq: number | null, quiet: boolean): ChatMessage | null {
     if (!d || typeof d.message_id !== "string") return null;
+    if (d.deleted === true || this.removed.has(d.message_id)) {
+      this.remove(d.message_id); // a tombstone: the message is gone
+      return null;
+    }
+    if (d.author?.kind === "system" && d.mute && typeof d.mute === "object") this.noteMute(d.mute);
     // A stored answer says how it ended (an answer cut by a server shutdown: "error", and why).
     const finishReason = typeof d.finish_reason === "string" && d.finish_reason ? d.finish_reason : null;
     const finishError = typeof d.error === "string" && d.error ? d.error : null;
@@ -409,7 +478,7 @@ export class RoomStore {
   }
 
   private onToken(d: TokenData, seq: number): void {
-    if (!d || typeof d.message_id !== "string") return;
+    if (!d || typeof d.message_id !== "string" || this.removed.has(d.message_id)) return;
     let msg = this.byKey.get(d.message_id);
     if (!msg) {
       msg = this.newMessage(d.message_id, "assistant", { username: "", name: this.model.name ?? "model" }, "");
@@ -463,16 +532,20 @@ export class RoomStore {
     const d = f.data as HistoryData;
     const list = Array.isArray(d.messages) ? d.messages : [];
     const fresh: ChatMessage[] = [];
+    let tombstones = 0;
     for (const m of list) {
       if (!m || typeof m !== "object") continue;
+      if (typeof m.seq === "number" && (this.oldestSeq === null || m.seq < this.oldestSeq)) this.oldestSeq = m.seq;
+      if (m.data?.deleted === true) tombstones += 1;
       const known = m.data?.message_id ? this.byKey.has(m.data.message_id) : false;
       const msg = this.upsertText(m.data, m.seq ?? null, true);
       if (msg && !known) fresh.push(msg);
       else if (msg && known) this.emit({ type: "update", message: msg });
     }
     if (fresh.length === 0) {
-      // Nothing we did not have: there is nothing earlier to load either.
-      this.canLoadEarlier = false;
+      // Nothing we did not have: there is nothing earlier to load either, unless the page
+      // held only deleted messages (a flood removed): older ones may be before them.
+      this.canLoadEarlier = tombstones > 0 && (this.oldestSeq ?? 0) > 1;
       this.emit({ type: "meta" });
       return;
     }
@@ -488,26 +561,7 @@ export class RoomStore {
       }
     }
     // Older messages may exist when the oldest one we got is not the room's first event.
-    this.canLoadEarlier = (fresh[0]?.seq ?? 0) > 1;
+    this.canLoadEarlier = Math.min(fresh[0]?.seq ?? 0, this.oldestSeq ?? Infinity) > 1;
     this.emit({ type: "meta" });
   }
-}
-
-/** The fields a stored question or answer carries beyond its text (issue 14 additions). */
-function applyStoredFields(msg: ChatMessage, d: TextData): void {
-  if (d.thread_start === true) msg.threadStart = true;
-  if (d.truncated === true) msg.truncated = true; // the prompt was cut to fit: said with the answer in History too
-  if (typeof d.in_reply_to === "string" && d.in_reply_to) msg.inReplyTo = d.in_reply_to;
-  if (typeof d.regenerates === "string" && d.regenerates) msg.regenerates = d.regenerates;
-  if (Array.isArray(d.attachments)) {
-    msg.attachments = d.attachments
-      .filter((a) => a && typeof a === "object")
-      .map((a) => ({ kind: String(a.kind ?? ""), label: String(a.label ?? ""), chars: Number(a.chars) || 0 }));
-  }
-}
-
-function normaliseSettings(s: RoomSettingsData): RoomSettings {
-  const prompt = typeof s.system_prompt === "string" && s.system_prompt ? s.system_prompt : null;
-  const context = s.context === "own" || s.context === "shared" ? s.context : null;
-  return { system_prompt: prompt, context };
 }

@@ -2,6 +2,7 @@
 // the room's part), and how it reads the model's traits.
 
 import type { CodeBlockActions } from "./codeblocks";
+import type { ModerationActions } from "./moderation";
 import type { Attachment, ContextMode } from "./protocol";
 import type { VariableSource } from "./variables";
 
@@ -14,7 +15,7 @@ export interface SendOptions {
   attachments?: Attachment[];
 }
 
-export interface ViewActions {
+export interface ViewActions extends ModerationActions {
   send(text: string, ask: boolean, options: SendOptions): void;
   cancel(requestId: string): void;
   retry(): void;

@@ -7,6 +7,7 @@ import type { CodeBlockActions } from "./codeblocks";
 import { ensureHighlighter, highlighterState, onHighlighterReady } from "./highlighter";
 import { ComposeBox } from "./compose";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
+import { menuFor, ModerationBar } from "./moderation";
 import { canInsertCell, insertCellBelow } from "./notebook";
 import { SettingsBar } from "./settings-bar";
 import type { RequestInfo } from "./outbox";
@@ -36,6 +37,7 @@ export class ChatView {
   private readonly modelEl: HTMLSpanElement;
   private readonly membersEl: HTMLSpanElement;
   private readonly settingsBar: SettingsBar;
+  private readonly moderationBar: ModerationBar;
   private readonly notice: HTMLDivElement;
   private readonly noticeText: HTMLSpanElement;
   private readonly noticeClose: HTMLButtonElement;
@@ -80,6 +82,7 @@ export class ChatView {
     this.membersEl = h("span", "llmchat-members");
     header.append(this.roomEl, status, this.modelEl, this.membersEl);
     this.settingsBar = new SettingsBar((s) => this.actions.setRoomSettings(s));
+    this.moderationBar = new ModerationBar(actions);
 
     this.notice = h("div", "llmchat-notice");
     this.notice.setAttribute("role", "alert");
@@ -106,7 +109,8 @@ export class ChatView {
     this.statsEl = h("div", "llmchat-stats");
 
     const { chips, form, options } = this.compose;
-    this.root.append(header, this.settingsBar.el, this.notice, this.log, this.requestsEl, ...(chips ? [chips] : []), form, options, this.statsEl);
+    this.root.append(header, this.settingsBar.el, this.moderationBar.el, this.notice, this.log, this.requestsEl);
+    this.root.append(...(chips ? [chips] : []), this.moderationBar.rules, form, options, this.statsEl);
     host.append(this.root);
 
     for (const m of [...store.messages, ...store.privateMessages]) this.place(m);
@@ -169,6 +173,15 @@ export class ChatView {
       case "update":
         this.dirty.add(c.message);
         break;
+      case "remove": {
+        const node = this.nodes.get(c.message);
+        node?.el.remove();
+        node?.divider?.remove();
+        this.nodes.delete(c.message);
+        this.dirty.delete(c.message);
+        this.withCode.delete(c.message);
+        break;
+      }
       case "meta":
         this.metaDirty = true;
         break;
@@ -240,7 +253,7 @@ export class ChatView {
     const node = this.nodes.get(m);
     if (!node) return;
     const regenerate = !m.private && m.key === this.regenKey ? () => this.actions.regenerate(m.key) : null;
-    const hasCode = paintMessage(node, m, { code: this.code, regenerate });
+    const hasCode = paintMessage(node, m, { code: this.code, regenerate, menu: () => menuFor(m, this.store, this.actions) });
     if (!hasCode) return;
     this.withCode.add(m);
     // The first code block on the page loads the highlighter; until then it shows plain.
@@ -257,6 +270,8 @@ export class ChatView {
     this.roomEl.textContent = `#${this.actions.room()}`;
     this.paintStatus(s.status);
     this.settingsBar.update(s.settings);
+    this.moderationBar.update(s);
+    this.root.dataset.moderator = String(s.isModerator);
 
     const model = s.model;
     const name = model.name ?? "model";

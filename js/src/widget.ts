@@ -9,7 +9,8 @@
 // base_url, transport, height, _highlighter_esm (the lazily imported highlighter).
 
 import "./widget.css";
-import { discoverServer, makeProbe, socketUrls } from "./config";
+import { discoverServer, makeProbe, socketUrls, type ServerConfig } from "./config";
+import { makeExporter } from "./export";
 import { attachmentsFrom, roomActions } from "./actions";
 import { addHighlighterSource } from "./highlighter";
 import { KernelSocket, type CommModel } from "./kernel";
@@ -32,6 +33,8 @@ export interface Model extends CommModel {
 /** What one widget model's views share. */
 interface Hub {
   client: ChatClient;
+  /** The page's server (REST), or null where the widget only reaches the room through the kernel. */
+  server: ServerConfig | null;
   store: RoomStore;
   views: Set<ChatView>;
   /** The kernel's variables, for `@name` in the box. */
@@ -142,7 +145,7 @@ function connect(model: Model): Hub {
     store.dispose();
     client.stop();
   };
-  return { client, store, views, variables: new KernelVariables(model), close };
+  return { client, store, views, variables: new KernelVariables(model), close, server };
 }
 
 /** Draw one view of the model's room. */
@@ -154,6 +157,7 @@ function render(hub: Hub, model: Model, el: HTMLElement): () => void {
       store,
       config: () => asConfig(model.get("config")),
       askKernelAboutError: () => model.send({ kind: "ask_error", id: newId("e") }),
+      exportRoom: hub.server ? makeExporter(hub.server, () => client.room, (text, level) => store.showNotice(text, level)) : null,
     }),
     variables: hub.variables,
     getAskMode: () => model.get("ask_mode") !== false,

@@ -23,6 +23,8 @@ export interface ServerData {
   RoomSettings: RoomSettings;
   Custom: Custom;
   Binary: Binary;
+  Deleted: Deleted;
+  Edited: Edited;
 }
 
 /** Each frame type a client sends, and the type of its `data`. */
@@ -39,6 +41,9 @@ export interface ClientData {
   Binary: BinaryData;
   Audio: AudioData;
   RoomSettings: RoomSettingsData;
+  Delete: DeleteData;
+  Edit: EditData;
+  Mute: MuteData;
 }
 
 /** A `Generate` was queued; `queue_position` 0: decoding starts now. */
@@ -102,6 +107,29 @@ export interface CustomData {
   payload?: unknown;
 }
 
+/** Remove a message: its author's own, or any for a moderator. */
+export interface DeleteData {
+  message_id: string;
+}
+
+/** A room event: the message was removed; history and replay show it as a tombstone. */
+export interface Deleted {
+  message_id: string;
+}
+
+/** Replace the content of the sender's own `Text`. */
+export interface EditData {
+  message_id: string;
+  content: string;
+}
+
+/** A room event: the author replaced the message's content at `edited` (ISO-8601 UTC). */
+export interface Edited {
+  message_id: string;
+  content: string;
+  edited: string;
+}
+
 export type EmptyData = Record<string, never>;
 
 export interface Error {
@@ -161,6 +189,7 @@ export interface Joined {
   count: number;
   members: Person[];
   settings: RoomSettings;
+  muted_until?: string | null;
 }
 
 export interface Left {
@@ -183,6 +212,13 @@ export interface Limits {
   connection_timeout: number;
 }
 
+/** `Welcome.user`: the connection's own user, and whether they moderate this server's rooms. */
+export interface Me {
+  username: string;
+  name: string;
+  moderator?: boolean;
+}
+
 /** `Welcome.model`; `error` only when the model could not be loaded. */
 export interface ModelSummary {
   name: string;
@@ -190,6 +226,18 @@ export interface ModelSummary {
   n_ctx: number;
   parallel: number;
   error?: string;
+}
+
+/** A moderator mutes `username` in the frame's room for `seconds` (0: unmute). */
+export interface MuteData {
+  username: string;
+  seconds: number;
+}
+
+/** On a system `Text` saying a user was muted: who, and until when (None: unmuted). */
+export interface MuteNotice {
+  username: string;
+  until: string | null;
 }
 
 /** A user as Jupyter Server authenticated them (`Welcome.user`, room members). */
@@ -223,12 +271,16 @@ export interface RoomCounts {
 export interface RoomSettings {
   system_prompt: string;
   context: "own" | "shared";
+  announce_only?: boolean;
+  model_answers?: boolean;
 }
 
 /** A room's own settings; absent fields are left as they are, "" / null resets the prompt. */
 export interface RoomSettingsData {
   system_prompt?: string | null;
   context?: "own" | "shared" | null;
+  announce_only?: boolean | null;
+  model_answers?: boolean | null;
 }
 
 export interface ServerVersion {
@@ -262,6 +314,9 @@ export interface Text {
   reply_to?: string;
   attachments?: AttachmentSummary[];
   settings?: RoomSettings;
+  mute?: MuteNotice;
+  edited?: string;
+  deleted?: boolean;
 }
 
 export interface TextData {
@@ -294,7 +349,7 @@ export interface Usage {
 
 export interface Welcome {
   client_id: string;
-  user: Person;
+  user: Me;
   protocol: string;
   server: ServerVersion;
   model: ModelSummary;

@@ -30,6 +30,9 @@ export interface SetupOptions {
   welcome?: boolean;
   /** The kernel's variables for `@name` (none by default, as where there is no kernel). */
   variables?: VariableSource;
+  /** The Welcome says this user moderates the server's rooms. */
+  moderator?: boolean;
+  exportRoom?: ((format: "md" | "json") => void) | null;
 }
 
 export function setup(opts: SetupOptions = {}) {
@@ -52,6 +55,7 @@ export function setup(opts: SetupOptions = {}) {
     store,
     config: () => undefined,
     askKernelAboutError: opts.askAboutError === null ? null : () => errorAsks.push(1),
+    exportRoom: opts.exportRoom ?? null,
   });
   const actions: ViewActions = {
     ...glue,
@@ -77,7 +81,9 @@ export function setup(opts: SetupOptions = {}) {
   client.start();
   const sock = FakeSocket.last;
   sock.open();
-  if (opts.welcome !== false) sock.receive(WELCOME);
+  if (opts.welcome !== false) {
+    sock.receive(opts.moderator ? { ...WELCOME, data: { ...WELCOME.data, user: { ...WELCOME.data.user, moderator: true } } } : WELCOME);
+  }
   sock.receive({ type: "Joined", room: "general", data: { seq: 41, epoch: "e", count: 2, members: [{ username: "ada", name: "Ada" }, { username: "bob", name: "Bob" }] } });
   frames.run();
   return { client, store, view, host, sock, frames, sent, cancelled, errorAsks };

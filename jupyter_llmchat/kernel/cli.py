@@ -9,6 +9,7 @@ be reached (message on stderr), 2 bad usage, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import sys
 from datetime import datetime
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear = command("clear", "delete a room's stored messages, for everyone (asks first)")
     clear.add_argument("room")
     clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    export = command("export", "a room's whole transcript, deleted messages left out (moderators)")
+    export.add_argument("room")
+    export.add_argument("--format", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
+    export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
     command("config", "every LLMChat setting with its type, default and help (needs no server)")
     return parser
 
@@ -200,6 +205,34 @@ def _clear(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextI
     return 0
 
 
+def _export(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .export import export
+
+    if args.output == "-":
+        out.flush()
+        target = getattr(out, "buffer", None)
+        if target is None:  # a text stream without bytes underneath (tests): decode as it comes
+            written = export(client, args.room, args.format, _TextSink(out))
+        else:
+            written = export(client, args.room, args.format, target)
+            target.flush()
+    else:
+        with open(args.output, "wb") as handle:
+            written = export(client, args.room, args.format, handle)
+    print(f"exported {args.room}: {written} bytes ({args.format})", file=err)
+    return 0
+
+
+class _TextSink:
+    """Bytes to a text stream without a buffer underneath (a captured stdout), decoded as they come."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.decoder = out, codecs.getincrementaldecoder("utf-8")()
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(self.decoder.decode(chunk))
+
+
 def _confirm(question: str, err: TextIO) -> bool:
     """Ask on stderr (stdout may be a pipe), read stdin; no answer (EOF) is no."""
     err.write(question)
@@ -246,6 +279,7 @@ COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO, TextIO], i
     "broadcast": _broadcast,
     "ask": _ask,
     "clear": _clear,
+    "export": _export,
 }
 
 

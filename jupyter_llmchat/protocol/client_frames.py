@@ -15,6 +15,7 @@ __all__ = [
     "RoomName", "RequestId", "NonNegative", "MessageId", "ContextMode",
     "Envelope", "GenerateConfig", "JoinData", "EmptyData", "TextData", "Attachment", "GenerateData",
     "RoomSettingsData", "CancelData", "HistoryData", "CustomData", "BinaryData", "AudioData",
+    "DeleteData", "EditData", "MuteData", "MAX_MUTE_SECONDS",
     "CLIENT_TYPES", "NEEDS_ROOM",
 ]
 
@@ -25,6 +26,7 @@ ROOM_RULE = "1-128 characters of A-Z a-z 0-9 _ . : -, starting with a letter or 
 MAX_ATTACHMENTS = 8
 MAX_ATTACHMENT_CHARS = 16 * 1024
 MAX_SYSTEM_PROMPT_CHARS = 8 * 1024
+MAX_MUTE_SECONDS = 30 * 24 * 3600  # a mute longer than a month is a ban: not this product's job
 
 RoomName = Annotated[str, msgspec.Meta(pattern=ROOM_PATTERN)]
 RequestId = Annotated[str, msgspec.Meta(max_length=128)]
@@ -94,6 +96,8 @@ class RoomSettingsData(msgspec.Struct, forbid_unknown_fields=True):
 
     system_prompt: Annotated[str, msgspec.Meta(max_length=MAX_SYSTEM_PROMPT_CHARS)] | None = None
     context: ContextMode | None = None
+    announce_only: bool | None = None  # moderators only: only moderators post Text
+    model_answers: bool | None = None  # moderators only: false turns the model off in the room
 
 
 class CancelData(msgspec.Struct):
@@ -120,6 +124,26 @@ class AudioData(msgspec.Struct):
     format: str | None = None
 
 
+class DeleteData(msgspec.Struct, forbid_unknown_fields=True):
+    """Remove a message: its author's own, or any for a moderator."""
+
+    message_id: MessageId
+
+
+class EditData(msgspec.Struct, forbid_unknown_fields=True):
+    """Replace the content of the sender's own `Text`."""
+
+    message_id: MessageId
+    content: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class MuteData(msgspec.Struct, forbid_unknown_fields=True):
+    """A moderator mutes `username` in the frame's room for `seconds` (0: unmute)."""
+
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=MAX_MUTE_SECONDS)]
+
+
 # Client -> server types and the struct their `data` must match.
 CLIENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "Join": JoinData,
@@ -134,7 +158,10 @@ CLIENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "Binary": BinaryData,
     "Audio": AudioData,
     "RoomSettings": RoomSettingsData,
+    "Delete": DeleteData,
+    "Edit": EditData,
+    "Mute": MuteData,
 }
 
 # Types that act on a room and are meaningless without one.
-NEEDS_ROOM = frozenset({"Join", "Leave", "Text", "History", "Binary", "RoomSettings"})
+NEEDS_ROOM = frozenset({"Join", "Leave", "Text", "History", "Binary", "RoomSettings", "Delete", "Edit", "Mute"})

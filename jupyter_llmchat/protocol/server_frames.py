@@ -14,7 +14,7 @@ import msgspec
 from .client_frames import ContextMode
 
 __all__ = [
-    "AuthorKind", "FinishReason", "Person", "Author", "RoomSettings", "ServerVersion", "ModelSummary",
+    "AuthorKind", "FinishReason", "Person", "Me", "Author", "RoomSettings", "MuteNotice", "Deleted", "Edited", "ServerVersion", "ModelSummary",
     "MEMBERS_SHOWN", "Limits", "Welcome", "Joined", "Left", "Presence", "AttachmentSummary", "Text", "Usage", "Timings",
     "Token", "Ack", "History", "Reset", "RoomCounts", "Stats", "Pong", "Error", "Custom", "Binary",
     "SERVER_TYPES",
@@ -31,6 +31,12 @@ class Person(msgspec.Struct):
     name: str
 
 
+class Me(Person):
+    """`Welcome.user`: the connection's own user, and whether they moderate this server's rooms."""
+
+    moderator: bool = False
+
+
 class Author(Person):
     """Who wrote a room event: a person, the model, a script ("bot") or the server ("system")."""
 
@@ -42,6 +48,8 @@ class RoomSettings(msgspec.Struct, frozen=True):
 
     system_prompt: str
     context: ContextMode
+    announce_only: bool = False  # only moderators post `Text`; everyone may still ask privately
+    model_answers: bool = True  # false: nobody gets answers in this room (an exam)
 
 
 class ServerVersion(msgspec.Struct):
@@ -74,7 +82,7 @@ class Limits(msgspec.Struct):
 
 class Welcome(msgspec.Struct):
     client_id: str
-    user: Person
+    user: Me
     protocol: str
     server: ServerVersion
     model: ModelSummary
@@ -92,6 +100,7 @@ class Joined(msgspec.Struct):
     count: int
     members: list[Person]
     settings: RoomSettings
+    muted_until: str | None = None  # the joining user is muted in this room until then (ISO-8601 UTC)
 
 
 class Left(msgspec.Struct):
@@ -118,6 +127,13 @@ class AttachmentSummary(msgspec.Struct):
     chars: int
 
 
+class MuteNotice(msgspec.Struct):
+    """On a system `Text` saying a user was muted: who, and until when (None: unmuted)."""
+
+    username: str
+    until: str | None
+
+
 class Text(msgspec.Struct, omit_defaults=True):
     """A room message; answers, questions and settings changes add their own fields."""
 
@@ -134,6 +150,23 @@ class Text(msgspec.Struct, omit_defaults=True):
     reply_to: str | None = None  # a question that replies to another message
     attachments: list[AttachmentSummary] | None = None  # a question asked with kernel context
     settings: RoomSettings | None = None  # a system message: the settings now in force
+    mute: MuteNotice | None = None  # a system message: who was muted, until when
+    edited: str | None = None  # when its author last edited it (ISO-8601 UTC)
+    deleted: bool = False  # a removed message's tombstone: its content is gone
+
+
+class Deleted(msgspec.Struct):
+    """A room event: the message was removed; history and replay show it as a tombstone."""
+
+    message_id: str
+
+
+class Edited(msgspec.Struct):
+    """A room event: the author replaced the message's content at `edited` (ISO-8601 UTC)."""
+
+    message_id: str
+    content: str
+    edited: str
 
 
 class Usage(msgspec.Struct, omit_defaults=True):
@@ -233,6 +266,7 @@ class Binary(msgspec.Struct):
 SERVER_TYPES: dict[str, type[msgspec.Struct]] = {
     struct.__name__: struct
     for struct in (
-        Welcome, Joined, Left, Presence, Text, Token, Ack, History, Reset, Stats, Pong, Error, RoomSettings, Custom, Binary
+        Welcome, Joined, Left, Presence, Text, Token, Ack, History, Reset, Stats, Pong, Error, RoomSettings, Custom, Binary,
+        Deleted, Edited,
     )
 }

@@ -40,6 +40,10 @@ _NO_HOLD = _NoHold()
 class RoomBus(abc.ABC):
     """Rooms, their sequence numbers, replay windows, history and members."""
 
+    # True when other servers share these rooms: state kept beside them (room settings,
+    # mutes) must be read from the bus each time, not cached by one server.
+    shared: bool = False
+
     # -- membership and fan-out (this server's connections) --------------------------------
 
     @abc.abstractmethod
@@ -149,6 +153,12 @@ class RoomBus(abc.ABC):
         self, room: str, username: str, *, before_seq: int, limit: int
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """A user's latest (question, answer) pairs in a room, newest first."""
+
+    @abc.abstractmethod
+    async def forget_message(self, room: str, message_id: str, deleted_seq: int) -> None:
+        """A message was deleted (its `Deleted` event is `deleted_seq`): from now on replay
+        gives its `Text` as a tombstone and its answer's `Token`s without their text. The
+        stored row is replaced by the caller (`store_message` of the tombstone)."""
 
     @abc.abstractmethod
     async def clear(self, room: str) -> int:

@@ -161,6 +161,11 @@ class MemoryRoomBus(RoomBus):
         streaming = self._streaming(room)
         return [pair for pair in pairs if pair[1].get("message_id") not in streaming] if streaming else pairs
 
+    async def forget_message(self, room: str, message_id: str, deleted_seq: int) -> None:
+        live = self.rooms.get(room)
+        if live is not None:
+            live.redact(message_id)
+
     async def clear(self, room: str) -> int:
         deleted = self.store.delete_messages(room)
         live = self.rooms.get(room)

@@ -36,6 +36,7 @@ from ..server.connection import Connection, Identity
 from ..server.messages import INTERRUPTED
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
 from .bus import Message, RoomBus
+from .redaction import redact_all, redact_frame
 from .rooms import new_epoch
 from .store import CONTEXT_SCAN
 
@@ -77,6 +78,8 @@ def redis_errors_as_503(method: Callable[..., Awaitable[T]]) -> Callable[..., Aw
 
 class RedisRoomBus(RoomBus):
     """Rooms shared through one Redis; this server's members are in `LocalRoom`s."""
+
+    shared = True
 
     def __init__(
         self, url: str, replay_events: int, cleanup_delay: float, max_rooms: int | None = None,
@@ -210,7 +213,11 @@ class RedisRoomBus(RoomBus):
         entries = await self.redis.xrange(keys.room(room, "events"), min=f"{since + 1}-0", max=f"{head}-0")
         if len(entries) != head - since:  # trimmed from the window: cannot all be replayed
             return None
-        return [fields[b"f"] for _, fields in entries]
+        return redact_all([fields[b"f"] for _, fields in entries], await self._deleted_after(room, since))
+
+    async def _deleted_after(self, room: str, seq: int) -> set[str]:
+        """Messages deleted by an event after `seq`: their events after `seq` are redacted."""
+        return {found.decode() for found in await self.redis.zrangebyscore(keys.room(room, "deleted"), f"({seq}", "+inf")}
 
     async def _running(self, room: str | None = None) -> dict[str, dict[str, Any]]:
         """Answers streaming now (on any server), of one room or of all."""
@@ -230,7 +237,8 @@ class RedisRoomBus(RoomBus):
         head = self._local(room).room.head_seq
         entries = await self.redis.xrange(keys.room(room, "events"), min=f"{min(firsts)}-0", max=f"{head}-0")
         wanted = {answer.encode() for answer in running}
-        return [fields[b"f"] for _, fields in entries if fields.get(b"a") in wanted]
+        frames = [fields[b"f"] for _, fields in entries if fields.get(b"a") in wanted]
+        return redact_all(frames, await self._deleted_after(room, min(firsts) - 1))
 
     @redis_errors_as_503
     async def answer_started(self, room: str, message_id: str, stub: Text) -> None:
@@ -342,11 +350,19 @@ class RedisRoomBus(RoomBus):
         return pairs
 
     @redis_errors_as_503
+    async def forget_message(self, room: str, message_id: str, deleted_seq: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.room(room, "deleted"), {message_id: deleted_seq})
+            # Older deletions than the replay window can hold matter to no replay: bounded.
+            pipe.zremrangebyscore(keys.room(room, "deleted"), "-inf", deleted_seq - self.replay_events - 1)
+            await pipe.execute()
+
+    @redis_errors_as_503
     async def clear(self, room: str) -> int:
         epoch = new_epoch()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zcard(keys.room(room, "msgs"))
-            pipe.delete(keys.room(room, "msgs"), keys.room(room, "msg"), keys.room(room, "events"))
+            pipe.delete(keys.room(room, "msgs"), keys.room(room, "msg"), keys.room(room, "events"), keys.room(room, "deleted"))
             pipe.hset(keys.room(room), "epoch", epoch)
             pipe.publish(keys.room(room, "live"), b"E\n" + epoch.encode())  # every server's members: a new epoch
             deleted, *_ = await pipe.execute()
@@ -508,11 +524,15 @@ class RedisRoomBus(RoomBus):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hget(keys.room(local.name), "epoch")
             pipe.xrange(keys.room(local.name, "events"), min=f"{local.room.head_seq + 1}-0", max=high)
-            raw, entries = await pipe.execute()
+            pipe.zrangebyscore(keys.room(local.name, "deleted"), f"({local.room.head_seq}", "+inf")
+            raw, entries, deleted = await pipe.execute()
         epoch = raw.decode() if raw else None
         if epoch is not None and epoch != local.epoch:
             entries = await self.redis.xrange(keys.room(local.name, "events"), min="-", max=high)
-        return epoch, [(int(entry_id.split(b"-")[0]), fields[b"f"]) for entry_id, fields in entries]
+            deleted = await self.redis.zrange(keys.room(local.name, "deleted"), 0, -1)
+        gone = {message_id.decode() for message_id in deleted}  # deleted meanwhile: healed as tombstones
+        healed = [(int(entry_id.split(b"-")[0]), fields[b"f"]) for entry_id, fields in entries]
+        return epoch, [(seq, redact_frame(frame, gone)) for seq, frame in healed] if gone else healed
 
     async def close(self) -> None:
         """Leave Redis as if this server's members had left; stop reading."""

@@ -9,6 +9,7 @@ Every key starts with `llmchat:`. Per room `r`:
 | `llmchat:room:{r}:live` | Pub/Sub channel | each emitted batch: `<first seq> <epoch>\\n<frame>\\n<frame>…` |
 | `llmchat:room:{r}:msgs` | sorted set | stored message ids, scored by seq |
 | `llmchat:room:{r}:msg` | hash | message id -> the stored `Text` data (JSON) |
+| `llmchat:room:{r}:deleted` | sorted set | deleted message ids, scored by the seq of their `Deleted` event: replay redacts them |
 | `llmchat:room:{r}:present` | hash | `<server>|<username>` -> `<expiry ms> <identity JSON>`; a stopped server's entries are removed by `DEPART` |
 
 Shared: `llmchat:rooms` (set of room names), `llmchat:settings` (hash room -> JSON),
@@ -27,7 +28,7 @@ ANSWERS = "llmchat:answers"
 ANSWER_FIRST = "llmchat:answer_first"
 
 _ROOM = "llmchat:room:"
-RoomPart = Literal["", "events", "live", "msgs", "msg", "present"]
+RoomPart = Literal["", "events", "live", "msgs", "msg", "present", "deleted"]
 
 
 def room(name: str, part: RoomPart = "") -> str:

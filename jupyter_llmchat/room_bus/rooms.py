@@ -16,6 +16,7 @@ import msgspec
 
 from .. import protocol
 from ..server.connection import Connection, Identity
+from .redaction import redact_frame
 
 
 # What Python holds for each kept event besides the frame's bytes: the (seq, answer, frame)
@@ -89,6 +90,19 @@ class Room:
         size = len(self.replay.popleft()[2]) + EVENT_OVERHEAD
         self.replay_size -= size
         self.budget.used -= size
+
+    def redact(self, message_id: str) -> None:
+        """A message was deleted: its events in the replay buffer become what replay gives
+        of a deleted message (`redaction.redact_frame`), once, here."""
+        deleted = {message_id}
+        kept: deque[tuple[int, str | None, bytes]] = deque()
+        for seq, answer, frame in self.replay:
+            redacted = redact_frame(frame, deleted)
+            change = len(redacted) - len(frame)
+            self.replay_size += change
+            self.budget.used += change
+            kept.append((seq, answer, redacted))
+        self.replay = kept
 
     def trim(self, keep_bytes: int) -> None:
         """Shrink the replay buffer to at most `keep_bytes` (the server is over its budget)."""

@@ -34,6 +34,7 @@ from .connection import Connection, Identity
 from .messages import ASSISTANT_USERNAME, INTERRUPTED, new_message_id, now_iso, post_text, question_fields
 from .prompt_context import Question, build_context
 from ..room_bus.bus import RoomBus
+from ..room_bus.redaction import tombstone
 from .room_settings import RoomSettingsBook
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +62,7 @@ class Generation:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the question is in the room
     persisted_at: float = field(default_factory=time.monotonic)  # when it was last kept in progress
     context_cut: bool = False  # the context was cut by characters before it reached the model
+    deleted: bool = False  # removed while it streamed: stored as a tombstone when it ends
 
 
 class Answers:
@@ -186,7 +188,7 @@ class Answers:
         found = await self.bus.message(room, message_id=request.regenerate)
         answer = found[1] if found else {}
         asked = await self.bus.message(room, message_id=answer.get("in_reply_to") or "") if answer else None
-        if found is None or (answer.get("author") or {}).get("kind") != "assistant" or asked is None:
+        if found is None or (answer.get("author") or {}).get("kind") != "assistant" or asked is None or asked[1].get("deleted"):
             raise ChatError(404, f"no stored answer {request.regenerate!r} in room {room!r} to regenerate")
         seq, data = asked
         if (data.get("author") or {}).get("username") != owner.username:
@@ -223,6 +225,10 @@ class Answers:
             raise ChatError(409, f"message {message_id!r} has already finished")
         if generation.owner.username != user.username:
             raise ChatError(403, "only the user who asked can cancel this generation")
+        self._stop(message_id)
+
+    def stop(self, message_id: str) -> None:
+        """Stop an answer whoever asked it (a moderator deleted it)."""
         self._stop(message_id)
 
     def cancel_private(self, connection: Connection) -> None:
@@ -271,6 +277,8 @@ class Answers:
                 continue
             await generation.ready.wait()
             data = token_data(event, generation.context_cut)
+            if generation.deleted:  # removed while streaming: what is left of it says nothing
+                data = msgspec.structs.replace(data, text="")
             if generation.room is not None:
                 by_room.setdefault(generation.room, []).append((generation, event, data))
             elif generation.connection is not None:
@@ -320,13 +328,15 @@ class Answers:
             await self.bus.save_head(room, seq)
             return
         text = self._answer_text(generation, content, event)
+        if generation.deleted:
+            text = tombstone(msgspec.to_builtins(text))
         await self.bus.store_message(room, generation.first_seq or seq, text, seq)
 
     async def _store_in_progress(self, generation: Generation, seq: int) -> None:
         """Keep the answer so far, marked interrupted: what stays if the process dies now."""
         generation.persisted_at = time.monotonic()
         content = "".join(generation.parts)
-        if content:
+        if content and not generation.deleted:
             text = msgspec.structs.replace(self._answer_text(generation, content), finish_reason="error", error=INTERRUPTED)
             await self.bus.store_in_progress(generation.room or "", generation.first_seq or seq, text, seq)
 

@@ -21,6 +21,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .. import protocol
+from . import export
 from .connection import Connection, Identity
 from .messages import bot_author
 from .owner_auth import OwnerSecretMixin
@@ -31,7 +32,7 @@ from .socket_closes import with_close_frames
 AUTH_RESOURCE = "llmchat"
 CLOSE_SERVER_FULL = 1013  # try again later
 # Message types that change a room or use the model need "write"; the rest need "read".
-WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio", "RoomSettings"})
+WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio", "RoomSettings", "Delete", "Edit", "Mute"})
 
 
 def identity_of(handler: Any) -> Identity:
@@ -292,6 +293,7 @@ class MessagesHandler(ChatAPIHandler):
         body = protocol.decode_json(self.body, MessageBody)
         if not body.content:
             raise ChatError(400, "`content` must not be empty")
+        await self.service.moderation.check_post(user, name)
         message_id, seq = await self.service.broadcast_to_room(
             name, body.content, username=user.username, author_name=body.author_name
         )
@@ -348,6 +350,30 @@ class GenerateHandler(ChatAPIHandler):
         self.reply(ack, status=202)
 
 
+class ExportHandler(ChatAPIHandler):
+    """A room's whole transcript for moderators, streamed page by page (server/export.py)."""
+
+    @web.authenticated
+    @authorized
+    @answers_chat_errors
+    async def get(self, room: str) -> None:
+        name = self.room_name(room)
+        user = identity_of(self)
+        if not user.moderator:
+            raise ChatError(403, "only moderators can export a room")
+        fmt = self.get_argument("format", "md")
+        if fmt not in export.FORMATS:
+            raise ChatError(400, f"`format` must be one of {', '.join(export.FORMATS)}")
+        await self.service.require_room(name)
+        await self.service.moderation.exported(user, name, fmt)
+        self.set_header("Content-Type", "application/json" if fmt == "json" else "text/markdown; charset=UTF-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}.{fmt}"')
+        async for piece in export.transcript(self.service.bus, name, fmt):
+            self.write(piece)
+            await self.flush()  # one page in memory at a time, however long the room
+        self.finish()
+
+
 def routes() -> list[tuple[str, type]]:
     """URL patterns, relative to the server's base_url (the ExtensionApp prepends it)."""
     room = r"(?P<room>[^/]+)"
@@ -358,4 +384,5 @@ def routes() -> list[tuple[str, type]]:
         (f"llmchat/api/rooms/{room}", RoomHandler),
         (f"llmchat/api/rooms/{room}/messages", MessagesHandler),
         (f"llmchat/api/rooms/{room}/generate", GenerateHandler),
+        (f"llmchat/api/rooms/{room}/export", ExportHandler),
     ]

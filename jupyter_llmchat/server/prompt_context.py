@@ -9,6 +9,9 @@ broadcasts repeated until the token cap). So by default an answer sees only:
    answers to them), back to the start of their current thread (`new_thread`);
 3. the message the question replies to (`reply_to`) and messages it mentions as `#<seq>`,
    with their speakers' names;
+
+A deleted message (docs/moderation.md) is never any of these: its stored row is a
+tombstone without content, and every part of the context skips it.
 4. the question, with any attached descriptions of kernel objects.
 
 A room set to `context: "shared"` shows the model every recent message instead of (2),
@@ -121,7 +124,7 @@ async def _own_turns(store: RoomBus, question: Question, limit: int) -> tuple[li
     cut = False
     pairs = await store.exchanges(question.room or "", question.username, before_seq=question.before_seq, limit=max(1, limit // 2))
     for asked, answer in pairs:  # newest first
-        if asked.get("message_id") == question.exclude:
+        if asked.get("message_id") == question.exclude or asked.get("deleted") or answer.get("deleted"):
             if asked.get("thread_start"):
                 break
             continue
@@ -145,7 +148,7 @@ async def _shared_block(store: RoomBus, question: Question, limit: int) -> tuple
     cut = False
     async for _, data in _newest_first(store, question.room or "", question.before_seq, limit):
         kind = (data.get("author") or {}).get("kind")
-        if kind == "system" or data.get("message_id") == question.exclude:
+        if kind == "system" or data.get("deleted") or data.get("message_id") == question.exclude:
             continue
         content, content_cut = _clipped(str(data.get("content", "")))
         line = f"{'model' if kind == 'assistant' else speaker(data)}: {content}"
@@ -181,11 +184,11 @@ async def _quoted(store: RoomBus, question: Question) -> tuple[list[str], bool]:
     found: list[dict[str, Any]] = []
     if question.reply_to:
         hit = await store.message(room, message_id=question.reply_to)
-        if hit is not None:
+        if hit is not None and not hit[1].get("deleted"):
             found.append(hit[1])
     for match in _MENTION_RE.findall(question.prompt)[:MENTIONS]:
         hit = await store.message(room, seq=int(match))
-        if hit is not None and hit[1] not in found:
+        if hit is not None and not hit[1].get("deleted") and hit[1] not in found:
             found.append(hit[1])
     clipped = [_clipped(str(data.get("content", ""))) for data in found]
     lines = [f'{speaker(data)} wrote: "{content}"' for data, (content, _) in zip(found, clipped)]

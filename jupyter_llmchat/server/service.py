@@ -32,6 +32,8 @@ from .limits import RateLimiter
 from .messages import bot_author, iso_time, post_text
 from ..backends.model_backend import ModelBackend
 from ..room_bus.bus import RoomBus
+from .moderation import FRAMES as MODERATION_FRAMES
+from .moderation import Moderation
 from .room_settings import RoomSettingsBook
 from .settings import ServiceLimits
 from .stats import TrafficCounters, model_summary, server_stats
@@ -70,8 +72,9 @@ class ChatService(HookApi):
         self.counters = TrafficCounters()
         self.hooks = HookRegistry(self.log)
         self.connections: dict[str, Connection] = {}
-        self.settings = RoomSettingsBook(bus)
+        self.settings = RoomSettingsBook(bus, self.log)
         self.answers = Answers(bus, self.settings, limits, lambda: self.backend)
+        self.moderation = Moderation(bus, self.settings, self.answers, self.log)
         self.rate = RateLimiter(limits.rate_limit, limits.rate_limit_burst)
         self._next_client = 0
         self._retention_due = 0.0
@@ -133,7 +136,7 @@ class ChatService(HookApi):
         limits = self.limits
         return protocol.Welcome(
             client_id=connection.client_id,
-            user=connection.user.person(),
+            user=protocol.Me(connection.user.username, connection.user.name, connection.user.moderator),
             protocol=protocol.PROTOCOL,
             server=protocol.ServerVersion(self.version),
             model=model_summary(self.backend),
@@ -169,8 +172,10 @@ class ChatService(HookApi):
                 raise ChatError(429, "rate limit exceeded; slow down")
             data = protocol.decode_data(envelope)
             self.hooks.run(self.hooks.on_message, self, connection, envelope.type, envelope, data)
-            handler = getattr(self, f"_on_{envelope.type.lower()}")
-            await handler(connection, envelope, data)
+            if envelope.type in MODERATION_FRAMES:
+                await self.moderation.receive(connection, envelope, data)
+            else:
+                await getattr(self, f"_on_{envelope.type.lower()}")(connection, envelope, data)
         except ChatError as error:
             connection.send(protocol.error_frame(error.code, error.message, id=request_id))
         except Exception:
@@ -208,7 +213,8 @@ class ChatService(HookApi):
             first = await self.bus.join(name, connection)
             head_seq, epoch = await self.bus.head(name)
             joined = protocol.Joined(
-                head_seq, epoch, await self.bus.member_count(name), await self._members(name), await self.settings.get(name)
+                head_seq, epoch, await self.bus.member_count(name), await self._members(name), await self.settings.get(name),
+                await self.moderation.muted_until(name, connection.user),
             )
             self._reply(connection, "Joined", joined, envelope)
             # What a Join queues at once stays within half the socket's send queue: a room
@@ -264,11 +270,13 @@ class ChatService(HookApi):
 
     async def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
         self._require_member(connection, envelope.room)
+        await self.moderation.check_post(connection.user, envelope.room)
         await post_text(self.bus, envelope.room, data.content, connection.user.author())
 
     async def _on_generate(self, connection: Connection, envelope: protocol.Envelope, data: protocol.GenerateData) -> None:
         if envelope.room is not None:
             self._require_member(connection, envelope.room)
+        await self.moderation.check_ask(connection.user, envelope.room)
         ack = await self.answers.generate(
             owner=connection.user,
             request=data,
@@ -364,6 +372,7 @@ class ChatService(HookApi):
 
     async def generate(self, **request: Any) -> dict[str, Any]:
         """Ask the model (REST, extensions): see `answers.Answers.generate`; the `Ack` data as a dict."""
+        await self.moderation.check_ask(request["owner"], request["room"])
         return msgspec.to_builtins(await self.answers.generate(**request))
 
     def on_tokens(self, events: list[TokenEvent]) -> None:

@@ -85,7 +85,7 @@ async def test_room_prompt_new_thread_and_clear(client, connect, chat_server):
     member = await connect("tok-bob")
     await member.join("prompts")
     settings = await off_loop(client.set_room_prompt, "prompts", "Be brief.", context="shared")
-    assert settings == {"system_prompt": "Be brief.", "context": "shared"}
+    assert settings == {"system_prompt": "Be brief.", "context": "shared", "announce_only": False, "model_answers": True}
     note = await member.recv_type("Text")
     assert note["data"]["author"]["kind"] == "system" and note["data"]["settings"] == settings
     await off_loop(client.new_thread, "prompts")

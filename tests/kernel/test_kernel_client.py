@@ -404,7 +404,10 @@ def test_a_room_prompt_and_clearing_from_a_cell(servers, kernel_a):
         after = member.next(lambda f: f["type"] == "History")
     finally:
         member.close()
-    settings = {"system_prompt": "You are a terse tutor. Answer in one sentence.", "context": "shared"}
+    settings = {
+        "system_prompt": "You are a terse tutor. Answer in one sentence.", "context": "shared",
+        "announce_only": False, "model_answers": True,
+    }
     assert texts[1]["data"]["author"]["kind"] == "system" and texts[1]["data"]["settings"] == settings
     assert server.get("llmchat/api/rooms/prompt-room")["settings"] == settings
     assert cleared["deleted"] == 2  # the broadcast and the system message

@@ -341,7 +341,8 @@ def test_two_real_servers_share_a_room_and_one_survives_the_other_being_killed(r
         assert time.monotonic() - killed < 30
         assert (final["data"]["finish_reason"], final["data"]["error"]) == ("error", INTERRUPTED)
         # ... and tells Carol, once, that A's members (Alice, and Bob since he came back) left.
-        on_a = sorted((socket.welcome["data"]["user"] for socket in (alice, bob)), key=lambda p: p["username"])
+        # Presence names people as {username, name}; Welcome.user adds whether they moderate.
+        on_a = sorted(({k: socket.welcome["data"]["user"][k] for k in ("username", "name")} for socket in (alice, bob)), key=lambda p: p["username"])
 
         def gone(frame: dict[str, Any]) -> bool:
             return frame["type"] == "Presence" and any(person in on_a for person in frame["data"]["left"])

@@ -75,7 +75,9 @@ async def test_a_rooms_own_system_prompt_is_used_and_shown_to_newcomers(chat_ser
 
     bob = await connect("tok-bob")
     joined = await bob.join("pirates")
-    assert joined["data"]["settings"] == {"system_prompt": settings["system_prompt"], "context": "own"}
+    assert joined["data"]["settings"] == {
+        "system_prompt": settings["system_prompt"], "context": "own", "announce_only": False, "model_answers": True,
+    }
     status, info = await api("GET", "rooms", "pirates")
     assert info["settings"] == joined["data"]["settings"]
     status, bad = await api("PUT", "rooms", "pirates", body={"context": "everyone"})

@@ -22,7 +22,7 @@ async def test_welcome_names_the_user_the_model_and_the_limits(make_chat):
     ada, again = chat.client(ADA), chat.client(ADA)
     await chat.settle()
     welcome = ada.one("Welcome")["data"]
-    assert welcome["user"] == ADA_D and welcome["protocol"] == "llmchat.v1"
+    assert welcome["user"] == {**ADA_D, "moderator": False} and welcome["protocol"] == "llmchat.v1"
     assert welcome["model"] == {"name": "stand-in", "loaded": True, "n_ctx": 4096, "parallel": 4}
     assert welcome["limits"]["message_size_limit"] == 2048 and welcome["limits"]["max_tokens"] == 64
     assert welcome["limits"]["max_connections_per_user"] == 3
@@ -33,7 +33,7 @@ async def test_presence_counts_users_not_their_tabs(chat):
     ada, ada_tab, bob = chat.client(ADA), chat.client(ADA), chat.client(BOB)
     joined = await ada.join("general")
     assert joined["data"]["seq"] == 0 and joined["data"]["members"] == [ADA_D] and joined["data"]["count"] == 1
-    assert joined["data"]["settings"] == {"system_prompt": "", "context": "own"}
+    assert joined["data"]["settings"] == {"system_prompt": "", "context": "own", "announce_only": False, "model_answers": True}
     history = ada.one("History")["data"]
     assert history == {"messages": [], "head_seq": 0, "epoch": joined["data"]["epoch"]}
     presence = ada.one("Presence")
@@ -227,7 +227,7 @@ async def test_room_settings_are_announced_stored_and_given_to_newcomers(chat, m
     request = ada.send("RoomSettings", {"system_prompt": "  Be brief.  ", "context": "shared"}, room="team")
     await chat.settle()
     reply = ada.one("RoomSettings")
-    assert reply["id"] == request and reply["data"] == {"system_prompt": "Be brief.", "context": "shared"}
+    assert reply["id"] == request and reply["data"] == {"system_prompt": "Be brief.", "context": "shared", "announce_only": False, "model_answers": True}
     note = bob.one("Text")["data"]
     assert note["author"] == {"username": "ada", "name": "Ada Lovelace", "kind": "system"}
     assert note["content"] == "Ada Lovelace set this room's system prompt and let the model see the whole room."

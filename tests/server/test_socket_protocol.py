@@ -16,7 +16,7 @@ async def test_welcome_names_the_authenticated_user_and_the_model(chat_server, c
     client = await connect("tok-ada")
     assert client.ws.selected_subprotocol == "llmchat.v1"
     data = client.welcome["data"]
-    assert data["user"] == {"username": "ada", "name": "Ada Lovelace"}
+    assert data["user"] == {"username": "ada", "name": "Ada Lovelace", "moderator": False}
     assert data["protocol"] == "llmchat.v1"
     assert data["model"] == {"name": "stand-in", "loaded": True, "n_ctx": 4096, "parallel": 4}
     assert data["limits"]["message_size_limit"] == 1024 * 1024
