@@ -9,12 +9,13 @@ be reached (message on stderr), 2 bad usage, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime
 from typing import Any, Callable, Sequence, TextIO
 
 from .._version import __version__
+from . import model_commands
+from .cli_output import print_json as _json, print_table as _table
 from .client import ChatClient
 from .discovery import ServerInfo, find_server, running_servers
 from .errors import LLMChatClientError
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("room")
     clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     command("config", "every LLMChat setting with its type, default and help (needs no server)")
+    model_commands.add_commands(command)
     return parser
 
 
@@ -85,6 +87,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return _servers(args, out)
         if command == "config":
             return _config(args, out)
+        if command in ("models", "pull"):
+            return getattr(model_commands, command)(args, out, err)
         server = find_server(args.url, args.token, newest=True)
         if (not args.json and command != "status") or server.found_by.startswith("the newest"):
             print(f"server: {server.describe()}", file=err)  # say which, above all when it was a guess
@@ -246,31 +250,17 @@ COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO, TextIO], i
     "broadcast": _broadcast,
     "ask": _ask,
     "clear": _clear,
+    "use": model_commands.use,
 }
 
 
 # -- output
 
 
-def _json(value: Any, out: TextIO) -> int:
-    json.dump(value, out, indent=2, ensure_ascii=False, default=str)
-    out.write("\n")
-    return 0
-
-
 def _pairs(pairs: list[tuple[str, Any]], out: TextIO) -> None:
     width = max((len(key) for key, _ in pairs), default=0)
     for key, value in pairs:
         print(f"{key:<{width}}  {value}", file=out)
-
-
-def _table(headers: list[str], rows: list[list[Any]], out: TextIO) -> None:
-    cells = [headers] + [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
-    if not rows:
-        print("(none)", file=out)
 
 
 def _flatten(value: Any, prefix: str = "") -> Any:
