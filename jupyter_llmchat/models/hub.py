@@ -3,8 +3,10 @@
 Everything goes through `huggingface_hub`, so its cache (`HF_HOME`, `HF_HUB_CACHE`), its
 endpoint (`HF_ENDPOINT`), its token (`HF_TOKEN`, `hf auth login`), its offline mode
 (`HF_HUB_OFFLINE`) and its resumable `.incomplete` downloads are the user's usual ones. The
-environment is read at each call, not when `huggingface_hub` was imported. Offline, or when
-the Hub cannot be reached, the repository's files are looked up in the cache instead.
+environment is read at each call, not when `huggingface_hub` was imported. A model is
+downloaded once: when the cache holds all of it, the Hub is not asked again (a server starts
+as fast offline as online); otherwise, offline or when the Hub cannot be reached, the
+repository's files are looked up in the cache instead.
 """
 
 from __future__ import annotations
@@ -136,12 +138,9 @@ def repo_files(ref: Reference) -> dict[str, int]:
 
 def _cached_files(ref: Reference, why: str) -> dict[str, int]:
     """The files of the repository's newest cached snapshot (`refs/main`)."""
-    folder = hub_cache() / ("models--" + ref.repo.replace("/", "--"))
-    try:
-        commit = (folder / "refs" / "main").read_text().strip()
-    except OSError:
-        raise ModelError(f"{why}, and {ref.repo} is not in the Hugging Face cache ({hub_cache()})") from None
-    snapshot = folder / "snapshots" / commit
+    snapshot = _snapshot(ref)
+    if snapshot is None:
+        raise ModelError(f"{why}, and {ref.repo} is not in the Hugging Face cache ({hub_cache()})")
     files = {
         str(p.relative_to(snapshot)): p.stat().st_size for p in snapshot.rglob("*.gguf") if p.is_file()
     }
@@ -150,11 +149,24 @@ def _cached_files(ref: Reference, why: str) -> dict[str, int]:
     return files
 
 
+def _snapshot(ref: Reference) -> Path | None:
+    folder = hub_cache() / ("models--" + ref.repo.replace("/", "--"))
+    try:
+        commit = (folder / "refs" / "main").read_text().strip()
+    except OSError:
+        return None
+    snapshot = folder / "snapshots" / commit
+    return snapshot if commit and snapshot.is_dir() else None
+
+
 def download(ref: Reference, progress: Progress | None = None) -> tuple[Path, str]:
     """The local path of the (first part of the) GGUF `ref` names, downloading what is missing,
     and the reference as resolved. Every failure is a `ModelError` a user can act on."""
     from huggingface_hub import hf_hub_download
 
+    cached = _from_cache(ref)
+    if cached is not None:
+        return cached
     files = repo_files(ref)
     choice = choose(files, ref)
     done = 0
@@ -179,6 +191,19 @@ def download(ref: Reference, progress: Progress | None = None) -> tuple[Path, st
         first = first or path
     assert first is not None
     return first, resolved_reference(ref, choice)
+
+
+def _from_cache(ref: Reference) -> tuple[Path, str] | None:
+    """The model from the cache when all of it is there: no network, no wait (downloaded once)."""
+    try:
+        files = _cached_files(ref, "")
+        choice = choose(files, ref)
+    except ModelError:
+        return None
+    snapshot = _snapshot(ref)
+    if snapshot is None or not all((snapshot / name).is_file() for name in choice.files):
+        return None
+    return snapshot / choice.first, resolved_reference(ref, choice)
 
 
 def _bar_class(progress: Progress | None, done: int, total: int, label: str) -> Any:
