@@ -167,7 +167,8 @@ class ManagedModel:
             return
         if old is not None:
             await self._retire(old, found)
-        await self._load(found)
+        if not self._closed:
+            await self._load(found)
 
     async def _retire(self, old: Any, found: Resolved) -> None:
         """Let the old model's answers finish (or end them after `drain_seconds`), then free it."""
