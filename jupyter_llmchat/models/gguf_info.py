@@ -67,7 +67,7 @@ def split_parts(path: Path) -> list[Path]:
     return [path.with_name(f"{stem}-{index:05d}-of-{count:05d}.gguf") for index in range(1, count + 1)]
 
 
-def read_info(path: Path, reference: str = "") -> GGUFInfo:
+def read_info(path: Path, reference: str | None = None) -> GGUFInfo:
     """The header facts of the GGUF at `path` (all its parts when split); `NotGGUF` if it is none."""
     parts = split_parts(path)
     size = parameters = 0
@@ -84,7 +84,7 @@ def read_info(path: Path, reference: str = "") -> GGUFInfo:
     assert first is not None
     architecture = _text(first.fields.get("general.architecture"))
     return GGUFInfo(
-        reference=reference or str(path),
+        reference=str(path) if reference is None else reference,
         path=str(path),
         size_bytes=size,
         quantization=_quantization(first),
