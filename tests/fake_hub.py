@@ -185,17 +185,15 @@ def tiny_gguf(path: Path, *, template: str | None = "{{ messages }}", context: i
     return path
 
 
-def ollama_store(root: Path, name: str, tag: str, gguf_file: Path) -> Path:
-    """Ollama's layout for `gguf_file` as NAME:TAG under `root`; returns the blob (a copy made
-    here, once: Ollama's own pull would have written it so)."""
-    digest = sha256_of(gguf_file)
+def ollama_store(root: Path, name: str, tag: str, gguf_file: Path, digest: str | None = None) -> Path:
+    """Ollama's layout for `gguf_file` as NAME:TAG under `root`, the blob named by the file's
+    sha256 (`digest` when the caller knows it); returns the blob, a symbolic link to the file
+    (the test's stand-in for what `ollama pull` would have written)."""
+    digest = digest or sha256_of(gguf_file)
     blob = root / "blobs" / f"sha256-{digest}"
     blob.parent.mkdir(parents=True, exist_ok=True)
     if not blob.exists():
-        try:
-            blob.hardlink_to(gguf_file)
-        except OSError:
-            blob.write_bytes(gguf_file.read_bytes())
+        blob.symlink_to(gguf_file)
     manifest = root / "manifests" / "registry.ollama.ai" / "library" / name / tag
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps({

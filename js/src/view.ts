@@ -8,6 +8,7 @@ import { ensureHighlighter, highlighterState, onHighlighterReady } from "./highl
 import { parseInput } from "./input";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
 import { canInsertCell, insertCellBelow } from "./notebook";
+import { modelNotice, paintModel } from "./model-badge";
 import type { ContextMode } from "./protocol";
 import { SettingsBar } from "./settings-bar";
 import type { RequestInfo } from "./outbox";
@@ -388,9 +389,7 @@ export class ChatView {
     this.settingsBar.update(s.settings);
 
     const model = s.model;
-    const name = model.name ?? "model";
-    this.modelEl.textContent = model.loaded === false ? `${name}: loading…` : model.loaded ? name : "";
-    this.modelEl.dataset.loaded = String(model.loaded ?? "");
+    paintModel(this.modelEl, model);
     this.root.dataset.model = model.loaded === false ? "loading" : model.loaded ? "ready" : "";
     this.root.dataset.highlighter = highlighterState();
 
@@ -418,7 +417,11 @@ export class ChatView {
       parts.push(`Cannot connect: ${s.status.reason || "unknown reason"}.`);
       level = "error";
     }
-    if (s.model.loaded === false) parts.push("The model is loading: questions can be asked once it is ready.");
+    const aboutModel = modelNotice(s.model);
+    if (aboutModel) {
+      parts.push(aboutModel.text);
+      if (aboutModel.level === "error") level = "error";
+    }
     if (s.error && !parts.some((p) => p.includes(s.error))) {
       parts.push(s.error);
       level = "error";

@@ -183,7 +183,7 @@ class ManagedModel:
 
     async def _load(self, found: Resolved) -> None:
         self._name = found.name
-        self._inner = inner = self._build(dataclasses.replace(self.settings, model_path=found.path))
+        self._inner = inner = self._build(dataclasses.replace(self.settings, model_path=found.path, model_name=found.name))
         self._draining = False
         self._set(reference=found.reference, state="loading", progress=0.0, detail=f"loading {found.name}")
         inner.start()

@@ -76,6 +76,8 @@ class Engine:
 
     @staticmethod
     def _guess_name(settings: EngineSettings) -> str:
+        if settings.model_name:
+            return settings.model_name
         if settings.model_path:
             from pathlib import Path
 

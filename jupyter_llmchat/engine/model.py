@@ -265,7 +265,7 @@ def load_model(
     n_vocab = llama.llama_vocab_n_tokens(vocab)
     loaded = LoadedModel(
         path=path,
-        name=path.name.removesuffix(".gguf"),
+        name=settings.model_name or path.name.removesuffix(".gguf"),
         model=model,
         ctx=ctx,
         vocab=vocab,
