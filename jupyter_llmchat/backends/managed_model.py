@@ -128,7 +128,7 @@ class ManagedModel:
 
     def stats(self) -> dict[str, Any]:
         figures = self._inner.stats() if self._inner is not None else {"backend": "llama"}
-        return {**figures, "name": self.model_name, "loaded": self.loaded, "load_error": self.error, **self.status()}
+        return {**figures, "name": self.model_name, "loaded": self.loaded, "load_error": self.load_error, **self.status()}
 
     def close(self) -> None:
         """Free the model; a download under way stops at its next chunk (it resumes next time)."""
@@ -157,7 +157,7 @@ class ManagedModel:
         except Exception as error:  # ModelError says why; anything else is a bug, still told
             if not isinstance(error, ModelError):
                 error = ModelError(f"{type(error).__name__}: {error}")
-            if old is None or first:
+            if first or old is None or not old.loaded:
                 self._set(state="failed", progress=None, detail=f"cannot use {text or PACKAGED}", error=str(error))
             else:  # the old model never stopped answering: it stays
                 self._set(reference=previous, state="loaded", progress=None, detail=f"could not switch to {text}: {error}")

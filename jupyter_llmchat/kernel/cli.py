@@ -125,7 +125,7 @@ def _status(client: ChatClient, args: argparse.Namespace, out: TextIO, err: Text
     }
     if args.json:
         return _json(status, out)
-    state = "loaded" if model.get("loaded") else f"failed: {model['error']}" if model.get("error") else "loading"
+    state = "loaded" if model.get("loaded") else f"failed: {model['error']}" if model.get("error") else model.get("detail") or "loading"
     _pairs(
         [
             ("server", server.describe()),
