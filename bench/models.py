@@ -2,7 +2,7 @@
 and the time to switch models with 8 answers running.
 
 Prints figures, asserts nothing. The packaged GGUF serves as every model: as a path, from a
-local fake Hugging Face Hub (tests/fake_hub.py; the first run downloads it into a temporary
+local fake Hugging Face Hub (tests/support/fake_hub.py; the first run downloads it into a temporary
 `HF_HOME`, the figures are for the cached reference, as a server restart sees it), and from a
 fake Ollama store (its blob a link to the same file, read in place). Example:
 
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support/
 
-from fake_hub import FakeHub, ollama_store  # noqa: E402
+from support.fake_hub import FakeHub, ollama_store  # noqa: E402
 from jupyter_llmchat.backends.managed_model import ManagedModel  # noqa: E402
 from jupyter_llmchat.backends.model_backend import llama_backend  # noqa: E402
 from jupyter_llmchat.engine.types import ChatTurn, EngineSettings, GenerationRequest, SamplingConfig  # noqa: E402

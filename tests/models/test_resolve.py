@@ -1,6 +1,6 @@
 """From a reference to a GGUF on disk: parsing, picking the file, and every way it can fail.
 
-Against a local fake Hub (tests/fake_hub.py) and a fake Ollama store, with no server: each
+Against a local fake Hub (tests/support/fake_hub.py) and a fake Ollama store, with no server: each
 failure must be one sentence a user can act on.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fake_hub import REPO, hub, model_dirs, ollama_store, tiny_gguf  # noqa: F401 (fixtures)
+from support.fake_hub import REPO, hub, model_dirs, ollama_store, tiny_gguf  # noqa: F401 (fixtures)
 from jupyter_llmchat.models import BadReference, ModelError, parse_reference, resolve
 from jupyter_llmchat.models.hub import choose, quant_of
 

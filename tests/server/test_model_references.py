@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fake_hub import REPO, hub, model_dirs, ollama_store, tiny_gguf  # noqa: F401 (fixtures)
+from support.fake_hub import REPO, hub, model_dirs, ollama_store, tiny_gguf  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.fast
 

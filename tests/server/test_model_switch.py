@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fake_hub import model_dirs, ollama_store, tiny_gguf  # noqa: F401 (fixtures)
+from support.fake_hub import model_dirs, ollama_store, tiny_gguf  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.fast
 
@@ -38,7 +38,7 @@ async def joined(connect: Any, token: str) -> Any:
     return client
 
 
-async def until(client: Any, message_id: str, reference: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+async def answer_and_model(client: Any, message_id: str, reference: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Frames until both the answer `message_id` ended and a pushed Stats said `reference` is
     loaded (in either order: the new model may be in before the old answer's last token is out):
     the answer's tokens and that Stats.model."""
@@ -65,7 +65,7 @@ async def test_a_moderator_switches_the_model_while_an_answer_runs(chat_server, 
     status, busy = await api("PUT", "model", body={"model": ""})
     assert status == 409 and "already changing" in busy["message"]
     for client in (ada, bob):  # the answer in progress finishes, whole; every member hears of the new model
-        tokens, model = await until(client, message_id, "ollama:tiny:1b")
+        tokens, model = await answer_and_model(client, message_id, "ollama:tiny:1b")
         assert tokens[-1]["data"]["finish_reason"] == "stop" and len(tokens) == 6
         assert model["loaded"] and model["name"] == "stand-in" and model["error"] is None
     assert chat_server.backend.engine.settings.model_path == str(blob)
@@ -97,7 +97,7 @@ async def test_answers_still_running_after_the_drain_end_with_an_error(chat_serv
     await ada.send("Generate", {"prompt": "A long one", "config": {"max_tokens": 5}}, room="general")
     message_id = (await ada.recv_type("Ack"))["data"]["message_id"]
     assert (await api("PUT", "model", body={"model": "ollama:tiny:1b"}))[0] == 202
-    tokens, _ = await until(ada, message_id, "ollama:tiny:1b")
+    tokens, _ = await answer_and_model(ada, message_id, "ollama:tiny:1b")
     assert tokens[-1]["data"]["finish_reason"] == "error" and tokens[-1]["data"]["error"] == "the model was switched"
 
 

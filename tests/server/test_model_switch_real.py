@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fake_hub import model_dirs, ollama_store  # noqa: F401 (fixtures)
+from support.fake_hub import model_dirs, ollama_store  # noqa: F401 (fixtures)
 from jupyter_llmchat.models import packaged_path
 
 
