@@ -54,7 +54,7 @@ def check_magic(path: Path) -> None:
     except OSError as error:
         raise NotGGUF(f"cannot read {path}: {error.strerror or error}") from None
     if magic != GGUF_MAGIC:
-        raise NotGGUF(f"not a GGUF model file (it starts with {magic!r}, not b'GGUF'): {path}")
+        raise NotGGUF(f"not a GGUF model file (it does not start with GGUF): {path}")  # its bytes are not shown
 
 
 def split_parts(path: Path) -> list[Path]:

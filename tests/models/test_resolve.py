@@ -115,7 +115,7 @@ FAILURES = {
     "offline, not cached": (f"hf:{REPO}", f"offline (HF_HUB_OFFLINE is set), and {REPO} is not in the Hugging Face cache"),
     "no Hub, not cached": (f"hf:{REPO}", f"cannot reach http://127.0.0.1:1 ("),
     "missing path": ("/nonexistent/model.gguf", "no such file: /nonexistent/model.gguf"),
-    "a path that is no GGUF": ("NOTES", "not a GGUF model file (it starts with b'thes', not b'GGUF')"),
+    "a path that is no GGUF": ("NOTES", "not a GGUF model file (it does not start with GGUF)"),
     "no Ollama store": ("ollama:qwen2.5:7b", "no Ollama model store at"),
     "no such Ollama model": ("ollama:qwen2.5:7b", "no Ollama model qwen2.5:7b in"),
 }
