@@ -81,6 +81,33 @@ def test_an_hf_download_reports_progress_and_fetches_only_the_chosen_file(hub, m
     assert again == found and hub.fetched() == [f"/{REPO}/resolve/main/tiny-Q4_K_M.gguf"]
 
 
+def test_a_split_gguf_is_downloaded_whole_and_named_by_its_first_part(hub, model_dirs):
+    parts = {
+        f"big-Q4_K_M-0000{i}-of-00002.gguf": tiny_gguf(model_dirs / "src" / f"part{i}.gguf", rows=4096 * i) for i in (1, 2)
+    }
+    hub.repos["org/big-GGUF"] = {**parts, "big-Q8_0.gguf": model_dirs / "src" / "part1.gguf"}
+    seen: list[tuple[int, int, str]] = []
+    found = resolve("hf:org/big-GGUF", lambda *report: seen.append(report))
+    assert found.path.endswith("/big-Q4_K_M-00001-of-00002.gguf") and found.reference == "hf:org/big-GGUF:Q4_K_M"
+    assert sorted(hub.fetched()) == [f"/org/big-GGUF/resolve/main/{name}" for name in sorted(parts)]
+    total = sum(path.stat().st_size for path in parts.values())
+    assert seen[-1] == (total, total, "downloading big-Q4_K_M-00002-of-00002.gguf")  # one progress across both files
+    assert all(done <= total for done, _, _ in seen) and [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+    from jupyter_llmchat.models.gguf_info import read_info
+
+    info = read_info(Path(found.path))
+    assert info.size_bytes == total and info.parameters == (4096 + 8192) * 32  # both parts counted
+
+
+def test_a_gated_repository_needs_hf_token(hub, model_dirs, monkeypatch):
+    hub.gated[REPO] = "hf_secret"
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(ModelError, match=f"{REPO} is gated: accept its licence on its Hugging Face page, then set HF_TOKEN"):
+        resolve(f"hf:{REPO}")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert resolve(f"hf:{REPO}").reference == f"hf:{REPO}:Q4_K_M"
+
+
 def fill_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk fills after 256 kB of the download (what a full disk does to a write)."""
     import huggingface_hub.file_download as download

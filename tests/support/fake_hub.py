@@ -39,6 +39,7 @@ class FakeHub:
     slow: float = 0.0  # seconds between two chunks of a download
     chunk: int = 64 * 1024
     truncate: bool = False
+    gated: dict[str, str] = field(default_factory=dict)  # repo -> the token it needs (`Authorization: Bearer …`)
     requests: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -74,10 +75,12 @@ class FakeHub:
     def _serve(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
         path = handler.path.split("?", 1)[0]
         self.requests.append((handler.command, path))
-        tree = _TREE.match(path)
+        tree, resolve = _TREE.match(path), _RESOLVE.match(path)
+        repo = (tree or resolve).group("repo") if (tree or resolve) else ""
+        if repo in self.gated and handler.headers.get("Authorization") != f"Bearer {self.gated[repo]}":
+            return _error(handler, 403, "GatedRepo", "Access to this repository is restricted")
         if tree:
             return self._tree(handler, tree.group("repo"))
-        resolve = _RESOLVE.match(path)
         if not resolve or resolve.group("repo") not in self.repos:
             return _error(handler, 404, "RepoNotFound", "Repository not found")
         local = self.repos[resolve.group("repo")].get(resolve.group("path"))
