@@ -9,13 +9,15 @@ import pytest
 
 pytestmark = pytest.mark.fast
 
-KERNEL_MODULES = ["client", "streaming", "discovery", "relay", "cli", "errors", "context", "widget"]
+KERNEL_MODULES = ["client", "streaming", "discovery", "relay", "cli", "errors", "context", "widget", "model_commands"]
+MODEL_MODULES = ["reference", "hub", "ollama", "gguf_info", "catalogue", "resolve"]
 
 
 def test_the_kernel_wing_loads_no_server_handler_and_no_llama_cpp():
     code = (
         "import sys\n"
         + "".join(f"import jupyter_llmchat.kernel.{name}\n" for name in KERNEL_MODULES)
+        + "".join(f"import jupyter_llmchat.models.{name}\n" for name in MODEL_MODULES)  # the shared models/ too
         + "import jupyter_llmchat as chat\n"
         "chat.ask, chat.broadcast, chat.connect, chat.ChatWidget\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('jupyter_llmchat.server', 'jupyter_llmchat.engine',"
@@ -37,6 +39,7 @@ def test_the_public_names_stay_where_users_import_them():
 SEAM_MODULES = [
     "room_bus.bus", "room_bus.memory_bus", "room_bus.rooms", "room_bus.store", "room_bus.redis_bus",
     "room_bus.redis_fanout", "room_bus.redis_keys", "backends.model_backend", "backends.openai_backend", "backends.openai_requests",
+    "backends.managed_model",
 ]
 
 

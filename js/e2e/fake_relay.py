@@ -16,9 +16,18 @@ from jupyter_llmchat import ChatWidget
 USER = {"username": "ada", "name": "Ada"}
 _state: dict[str, Any] = {"seq": 0, "n": 0, "cancelled": set()}
 _lock = threading.Lock()
-# Switches a test flips from the kernel: the model still loading (Welcome/Stats say so, Generate
-# gets 503), the server away (Joins get 503 until it is back).
+# Switches a test flips from the kernel: the model still loading (Welcome/Stats say so, with a
+# download 43 % done, and Generate gets 503), the server away (Joins get 503 until it is back).
 FAKE: dict[str, Any] = {"loading": False, "down": False}
+DOWNLOADING = "downloading fake-model-q4_k_m.gguf: 43 %"
+
+
+def fake_model() -> dict[str, Any]:
+    """`Welcome.model` / `Stats.model` as the server says them: downloading, or loaded."""
+    loading = FAKE["loading"]
+    return {"name": "fake-model", "loaded": not loading, "n_ctx": 512, "parallel": 1,
+            "reference": "hf:fake/fake-model-GGUF:Q4_K_M", "state": "downloading" if loading else "loaded",
+            "progress": 0.43 if loading else None, "detail": DOWNLOADING if loading else "", "error": None}
 _widgets: list[ChatWidget] = []
 
 
@@ -62,7 +71,7 @@ def fake_relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
                 "user": USER,
                 "protocol": "llmchat.v1",
                 "server": {"version": "fake"},
-                "model": {"name": "fake-model", "loaded": not FAKE["loading"], "n_ctx": 512, "parallel": 1},
+                "model": fake_model(),
                 "limits": {"message_size_limit": 1048576, "max_tokens": 64},
             },
         })
@@ -81,7 +90,7 @@ def fake_relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
         event("Text", {"message_id": f"t{_state['n']}", "content": data.get("content", ""),
                        "author": {**USER, "kind": "user"}, "created": _now()})
     elif kind == "Generate" and FAKE["loading"]:
-        out({"type": "Error", "id": rid, "data": {"message": "model not available: loading", "code": 503}})
+        out({"type": "Error", "id": rid, "data": {"message": f"model not available: {DOWNLOADING}", "code": 503}})
     elif kind == "Generate" and str(data.get("prompt", "")).startswith("overload"):
         out({"type": "Error", "id": rid, "data": {"message": "generation queue full, try again later", "code": 429}})
     elif kind == "Generate":
@@ -122,8 +131,7 @@ def fake_relay(widget: ChatWidget, frame: dict[str, Any]) -> None:
     elif kind == "Cancel":
         _state["cancelled"].add(data.get("message_id"))
     elif kind == "Stats":
-        out({"type": "Stats", "id": rid, "data": {"model": {"name": "fake-model", "loaded": not FAKE["loading"],
-                                                             "queue_depth": 0, "active_sequences": 0}}})
+        out({"type": "Stats", "id": rid, "data": {"model": {**fake_model(), "queue_depth": 0, "active_sequences": 0}}})
     elif kind == "Ping":
         out({"type": "Pong", "id": rid, "data": {}})
     elif kind == "Leave":

@@ -1,5 +1,5 @@
 // The widget's states as a user sees them, walked through in the scripted (fake) room of
-// fake_relay.py: the model loading, a question queued, a refused question, the server away.
+// fake_relay.py: the model downloading (a progress bar), a question queued, a refused question, the server away.
 // Used by the e2e run (screenshots into test-artifacts/) and by docs-screenshot.mjs
 // (docs/img/widget-state-*.png, shown in docs/widget.md).
 import assert from "node:assert/strict";
@@ -26,14 +26,17 @@ async function send(page, text) {
 export async function walkStates(page, shoot) {
   await page.waitForSelector(".llmchat", { timeout: 60_000 });
   await waitFor(async () => (await attr(page, "data-model")) === "loading", { timeout: 60_000, what: "model loading" });
-  assert.match(await page.textContent(".llmchat-notice"), /The model is loading/);
-  assert.match(await page.textContent(".llmchat-model"), /loading…/);
+  assert.match(await page.textContent(".llmchat-notice"), /Downloading fake-model-q4_k_m\.gguf: 43 % — questions can be asked/);
+  assert.equal(await page.textContent(".llmchat-model"), "downloading fake-model-q4_k_m.gguf: 43 %");
+  assert.equal(await page.getAttribute(".llmchat-model", "data-state"), "downloading");
+  assert.equal(await page.locator(".llmchat-model progress").evaluate((bar) => bar.value), 0.43);
   await shoot("loading");
 
   // The model is ready: the next Stats poll (every 5 s while loading) clears the state.
   await kernelExec(page, 'FAKE["loading"] = False');
   await waitFor(async () => (await attr(page, "data-model")) === "ready", { timeout: 20_000, what: "model ready" });
-  assert.equal(await page.isVisible(".llmchat-notice-text >> text=The model is loading"), false);
+  assert.equal(await page.isVisible(".llmchat-notice-text >> text=Downloading"), false);
+  assert.equal(await page.textContent(".llmchat-model"), "fake-model");
 
   await send(page, "queued: what is a closure?");
   await waitFor(async () => (await page.textContent(".llmchat-requests")).includes("queued, position 2"), { what: "queued" });

@@ -9,6 +9,7 @@ import { ComposeBox } from "./compose";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
 import { menuFor, ModerationBar } from "./moderation";
 import { canInsertCell, insertCellBelow } from "./notebook";
+import { modelNotice, paintModel } from "./model-badge";
 import { SettingsBar } from "./settings-bar";
 import type { RequestInfo } from "./outbox";
 import type { StatusInfo } from "./transport";
@@ -274,9 +275,7 @@ export class ChatView {
     this.root.dataset.moderator = String(s.isModerator);
 
     const model = s.model;
-    const name = model.name ?? "model";
-    this.modelEl.textContent = model.loaded === false ? `${name}: loading…` : model.loaded ? name : "";
-    this.modelEl.dataset.loaded = String(model.loaded ?? "");
+    paintModel(this.modelEl, model);
     this.root.dataset.model = model.loaded === false ? "loading" : model.loaded ? "ready" : "";
     this.root.dataset.highlighter = highlighterState();
 
@@ -304,7 +303,11 @@ export class ChatView {
       parts.push(`Cannot connect: ${s.status.reason || "unknown reason"}.`);
       level = "error";
     }
-    if (s.model.loaded === false) parts.push("The model is loading: questions can be asked once it is ready.");
+    const aboutModel = modelNotice(s.model);
+    if (aboutModel) {
+      parts.push(aboutModel.text);
+      if (aboutModel.level === "error") level = "error";
+    }
     if (s.error && !parts.some((p) => p.includes(s.error))) {
       parts.push(s.error);
       level = "error";

@@ -219,13 +219,23 @@ export interface Me {
   moderator?: boolean;
 }
 
-/** `Welcome.model`; `error` only when the model could not be loaded. */
+/**
+ * `Welcome.model` (and the first fields of `Stats.model`): which model, and how far it is.
+ *
+ * `reference`: the `model` setting as resolved (e.g. hf:ORG/REPO:Q4_K_M; "" = the packaged
+ * model). `progress` (0-1) while downloading or loading, else null; `detail` says what is
+ * happening, for people ("downloading x.gguf: 43 %"); `error` is null unless `failed`.
+ */
 export interface ModelSummary {
   name: string;
   loaded: boolean;
   n_ctx: number;
   parallel: number;
-  error?: string;
+  reference: string;
+  state: "downloading" | "failed" | "loaded" | "loading" | "resolving";
+  progress: number | null;
+  detail: string;
+  error: string | null;
 }
 
 /** A moderator mutes `username` in the frame's room for `seconds` (0: unmute). */

@@ -280,6 +280,43 @@ describe("chrome", () => {
     expect(t.host.querySelector(".llmchat-model")?.textContent).toBe("gemma: loading…");
   });
 
+  it("shows a download's progress from pushed Stats, then the model's name", () => {
+    const t = setup();
+    const downloading = {
+      name: "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF", loaded: false, n_ctx: 8192, parallel: 8,
+      reference: "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF", state: "downloading", progress: 0.43,
+      detail: "downloading qwen2.5-1.5b-instruct-q4_k_m.gguf: 43 %", error: null,
+    };
+    t.sock.receive({ ...WELCOME, data: { ...WELCOME.data, model: downloading } });
+    t.frames.run();
+    const badge = t.host.querySelector<HTMLElement>(".llmchat-model")!;
+    expect(badge.textContent).toBe("downloading qwen2.5-1.5b-instruct-q4_k_m.gguf: 43 %");
+    expect(badge.dataset.state).toBe("downloading");
+    expect(badge.querySelector("progress")?.value).toBeCloseTo(0.43);
+    expect(t.host.querySelector(".llmchat-notice")?.textContent).toContain(
+      "Downloading qwen2.5-1.5b-instruct-q4_k_m.gguf: 43 % — questions can be asked once the model is ready.",
+    );
+    const loaded = { ...downloading, name: "qwen2.5-1.5b-instruct-q4_k_m", loaded: true, state: "loaded",
+      reference: "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M", progress: null, detail: "" };
+    t.sock.receive({ type: "Stats", data: { model: loaded, rooms: { count: 1, members: {} } } });
+    t.frames.run();
+    expect(badge.textContent).toBe("qwen2.5-1.5b-instruct-q4_k_m");
+    expect(badge.querySelector("progress")).toBeNull();
+    expect(badge.title).toBe("qwen2.5-1.5b-instruct-q4_k_m (hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M)");
+  });
+
+  it("says why a model failed, as text", () => {
+    const t = setup();
+    const failed = { name: "x", loaded: false, n_ctx: 0, parallel: 0, reference: "hf:a/b", state: "failed",
+      progress: null, detail: "cannot use hf:a/b", error: "no Hugging Face repository a/b <b>on</b> the Hub" };
+    t.sock.receive({ ...WELCOME, data: { ...WELCOME.data, model: failed } });
+    t.frames.run();
+    expect(t.host.querySelector(".llmchat-model")?.textContent).toBe("x: failed");
+    const notice = t.host.querySelector(".llmchat-notice")!;
+    expect(notice.textContent).toContain("The model could not be loaded: no Hugging Face repository a/b <b>on</b> the Hub.");
+    expect(notice.querySelector("b")).toBeNull();
+  });
+
   it("sends on Enter, keeps Shift+Enter for new lines", () => {
     const t = setup();
     const input = t.host.querySelector("textarea")!;

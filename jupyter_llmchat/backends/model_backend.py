@@ -6,7 +6,10 @@ to the model only through this interface, so an OpenAI-compatible server is a se
 implementation. The first is the in-process llama.cpp engine (`..engine.Engine`, built by
 `llama_backend`), which satisfies it as it is; the second streams from an OpenAI-compatible
 model server (`openai_backend.OpenAIBackend`, built by `openai_backend`). The extension's
-`model_backend` setting picks one.
+`model_backend` setting picks one. With "llama", the engine is wrapped by
+`managed_model.ManagedModel`, which brings in the model a reference names and can switch it;
+a backend with a `status()` (as it has) reports its own `reference`/`state`/`progress`/
+`detail`/`error`, and for one without, `server/stats.model_summary` derives them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class ModelBackend(Protocol):
     """What the service needs from a model: submit, cancel, stats, availability, size."""
 
     loaded: bool
-    load_error: str | None  # why the model is not available, once that is known
+    load_error: str | None  # why answers are refused now (the Error 503's reason), once that is known
     model_name: str
     n_ctx: int
     parallel: int

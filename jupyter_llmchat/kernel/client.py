@@ -225,6 +225,10 @@ class ChatClient:
         """The server's live figures (docs/protocol.md, "Stats")."""
         return self._request("GET", "stats")
 
+    def use_model(self, reference: str) -> dict[str, Any]:
+        """Switch the server's model (moderators only); `Stats.model` as the switch begins."""
+        return self._request("PUT", "model", body={"model": reference})
+
     # -- questions
 
     def _question_fields(self, room: str | None, context: Any, new_thread: bool, reply_to: str | None) -> dict[str, Any]:
@@ -294,7 +298,7 @@ class ChatClient:
         if 200 <= status < 300:
             return value
         chat_error = isinstance(value, dict) and "code" in value and "message" in value
-        if status in (401, 403) or 300 <= status < 400:
+        if (status in (401, 403) and not chat_error) or 300 <= status < 400:
             how = "the runtime secret" if self.server.secret else "the token" if self.server.token else "no credentials"
             raise AuthenticationFailed(
                 f"{self.server.url} refused the request (HTTP {status}, sent {how}); "

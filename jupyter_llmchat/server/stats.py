@@ -27,13 +27,24 @@ class TrafficCounters:
 
 
 def model_summary(backend: Any) -> ModelSummary:
-    """`Welcome.model`: the model's name, whether it is loaded, its size."""
+    """`Welcome.model`: the model's name, whether it is loaded, its size, and how far it is.
+
+    A backend that brings in a model by reference (`managed_model.ManagedModel`) says its own
+    `status()`; for the others (an OpenAI-compatible server) it follows from `loaded`/`load_error`.
+    """
+    loaded = bool(backend and backend.loaded)
+    status = backend.status() if hasattr(backend, "status") else None
+    if status is None:
+        error = backend.load_error if backend is not None and backend.load_error else None
+        state = "loaded" if loaded else "failed" if error else "loading"
+        status = {"reference": getattr(backend, "reference", ""), "state": state, "progress": None,
+                  "detail": "" if loaded else error or "the model is loading", "error": None if loaded else error}
     return ModelSummary(
         name=getattr(backend, "model_name", "") or "unknown",
-        loaded=bool(backend and backend.loaded),
+        loaded=loaded,
         n_ctx=getattr(backend, "n_ctx", 0),
         parallel=getattr(backend, "parallel", 0),
-        error=backend.load_error if backend is not None and backend.load_error else None,
+        **status,
     )
 
 

@@ -89,7 +89,8 @@ async def ask(client: Any, room: str, prompt: str = "Say hello.", **config: Any)
 
 async def test_an_answer_streams_from_the_model_server_into_the_room(chat_server, connect, api):
     ada, bob = await connect("tok-ada"), await connect("tok-bob")
-    assert ada.welcome["data"]["model"] == {"name": MODEL_ALIAS, "loaded": True, "n_ctx": 0, "parallel": 4}
+    assert ada.welcome["data"]["model"] == {"name": MODEL_ALIAS, "loaded": True, "n_ctx": 0, "parallel": 4, "reference": "",
+                                            "state": "loaded", "progress": None, "detail": "", "error": None}
     await ada.join("class")
     await bob.join("class")
     ack = await ask(ada, "class")

@@ -23,7 +23,8 @@ async def test_welcome_names_the_user_the_model_and_the_limits(make_chat):
     await chat.settle()
     welcome = ada.one("Welcome")["data"]
     assert welcome["user"] == {**ADA_D, "moderator": False} and welcome["protocol"] == "llmchat.v1"
-    assert welcome["model"] == {"name": "stand-in", "loaded": True, "n_ctx": 4096, "parallel": 4}
+    assert welcome["model"] == {"name": "stand-in", "loaded": True, "n_ctx": 4096, "parallel": 4, "reference": "",
+                                "state": "loaded", "progress": None, "detail": "", "error": None}
     assert welcome["limits"]["message_size_limit"] == 2048 and welcome["limits"]["max_tokens"] == 64
     assert welcome["limits"]["max_connections_per_user"] == 3
     assert welcome["client_id"] != again.one("Welcome")["data"]["client_id"]

@@ -18,7 +18,9 @@ async def test_welcome_names_the_authenticated_user_and_the_model(chat_server, c
     data = client.welcome["data"]
     assert data["user"] == {"username": "ada", "name": "Ada Lovelace", "moderator": False}
     assert data["protocol"] == "llmchat.v1"
-    assert data["model"] == {"name": "stand-in", "loaded": True, "n_ctx": 4096, "parallel": 4}
+    # the packaged model ("" reference), brought in by the managed backend (here around the stand-in)
+    assert data["model"] == {"name": "stand-in", "loaded": True, "n_ctx": 4096, "parallel": 4, "reference": "",
+                             "state": "loaded", "progress": None, "detail": "", "error": None}
     assert data["limits"]["message_size_limit"] == 1024 * 1024
     assert data["client_id"]
     ping = await client.send("Ping")

@@ -62,7 +62,7 @@ class StandIn:
         del self.running[message_id]
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": index}
         timings = {"queue_ms": 0.0, "ttft_ms": 0.0, "tokens_per_second": 0.0}
-        error = "server shutting down" if reason == "error" else None
+        error = getattr(self, "close_reason", "server shutting down") if reason == "error" else None
         budget = self.settings.prompt_budget or self.n_ctx // self.parallel
         self.sink([TokenEvent(message_id, index, "", True, reason, error, usage, timings, prompt_tokens > budget)])
 
@@ -79,7 +79,11 @@ class StandIn:
                 "tokens_per_second": 0.0, "tokens_per_second_per_sequence": 0.0, "prompt_tokens_evaluated": 0,
                 "prompt_tokens_cached": 0}
 
-    def close(self) -> None:  # from an executor thread: each answer's next step ends it
+    def pending(self) -> int:
+        return len(self.running)
+
+    def close(self, reason: str = "server shutting down") -> None:  # from another thread: each answer's next step ends it
         self.loaded = False
+        self.close_reason = reason
         for message_id in list(self.running):
             self.running[message_id] = "error"
