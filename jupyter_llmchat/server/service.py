@@ -288,7 +288,10 @@ class ChatService(HookApi):
 
     async def _on_history(self, connection: Connection, envelope: protocol.Envelope, data: protocol.HistoryData) -> None:
         await self.require_room(envelope.room)
-        history = await self.history_data(envelope.room, before_seq=data.before_seq, limit=data.limit or 50)
+        # Bounded in bytes like a Join's page: 50 huge messages would overflow the send queue (1008).
+        history = await self.history_data(
+            envelope.room, before_seq=data.before_seq, limit=data.limit or 50, max_bytes=self.limits.send_queue_bytes // 2
+        )
         self._reply(connection, "History", history, envelope)
 
     async def _on_custom(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CustomData) -> None:
