@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..backends.model_backend import ModelBackend
     from .settings import ServiceLimits
 
-_SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries
+_SEEN_REQUESTS = 4096  # Generate ids remembered at most (for `generate_id_window` seconds each)
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
 PERSIST_EVERY = 1.0  # seconds between keeps of an answer in progress (what a crash may lose)
 
@@ -78,7 +78,8 @@ class Answers:
         self.limits = limits
         self._backend = backend  # read at each use: the extension attaches it after start-up
         self.running: dict[str, Generation] = {}
-        self._acks: OrderedDict[tuple[str, str], Ack] = OrderedDict()
+        # (username, request id) -> (its Ack, when): retries within `generate_id_window`, oldest first
+        self._acks: OrderedDict[tuple[str, str], tuple[Ack, float]] = OrderedDict()
         self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
         self._steps: deque[list[TokenEvent]] = deque()  # token steps not emitted yet, oldest first
         self._emitter: asyncio.Task[None] | None = None
@@ -96,10 +97,13 @@ class Answers:
         request_id: str | None,
         author: Author,
     ) -> Ack:
-        """Queue an answer; returns the `Ack` data. A retried request id gets its first Ack."""
-        key = (owner.username, request_id) if request_id else None
-        if key is not None and key in self._acks:
-            return self._acks[key]
+        """Queue an answer; returns the `Ack` data. A retried request id gets its first Ack
+        while the answer runs, `Error 409` once it has ended (`_retried`)."""
+        key = (owner.username, request_id) if request_id and self.limits.generate_id_window > 0 else None
+        if key is not None:
+            retried = self._retried(key)
+            if retried is not None:
+                return retried
         backend = self._backend()
         if backend is None or not backend.loaded:
             reason = getattr(backend, "load_error", None) or "the model is still loading"
@@ -134,7 +138,7 @@ class Answers:
         self.running[message_id] = generation
         ack = Ack(message_id, position)
         if key is not None:
-            self._acks[key] = ack
+            self._acks[key] = (ack, time.monotonic())
             while len(self._acks) > _SEEN_REQUESTS:
                 self._acks.popitem(last=False)
         if room is not None:
@@ -155,6 +159,26 @@ class Answers:
         else:
             generation.ready.set()
         return ack
+
+    def _retried(self, key: tuple[str, str]) -> Ack | None:
+        """The first Ack of a request id seen within `generate_id_window` whose answer still
+        runs (its tokens are on their way); `Error 409` when that answer has ended, rather
+        than an Ack nothing follows; None for an id not seen (or seen too long ago)."""
+        now = time.monotonic()
+        window = self.limits.generate_id_window
+        while self._acks and now - next(iter(self._acks.values()))[1] > window:
+            self._acks.popitem(last=False)  # the oldest first: each is forgotten after the window
+        seen = self._acks.get(key)
+        if seen is None:
+            return None
+        ack = seen[0]
+        if ack.message_id in self.running:
+            return ack
+        raise ChatError(
+            409,
+            f"request id {key[1]!r} was already answered (message {ack.message_id}); "
+            "send a new id to ask again",
+        )
 
     def _admit(self, owner: Identity) -> None:
         """Error 429 when `owner` already has `max_answers_per_user` answers waiting or
