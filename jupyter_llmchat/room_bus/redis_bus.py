@@ -49,15 +49,35 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+def _expiry(value: bytes) -> int:
+    """When a presence entry (`<expiry ms> <identity JSON>`) expires; 0 for anything else."""
+    expiry, _, _ = value.partition(b" ")
+    return int(expiry) if expiry.isdigit() else 0
+
+
+def _identity(value: bytes) -> Identity | None:
+    """The user of a presence entry, or None when it is not one (never an error)."""
+    try:
+        username, name = json.loads(value.partition(b" ")[2])
+    except (ValueError, TypeError):
+        return None
+    return Identity(username, name) if isinstance(username, str) and isinstance(name, str) else None
+
+
+def _server_of(field: bytes) -> str:
+    """The server of a presence entry's field (`<server>|<username>`)."""
+    return field.partition(b"|")[0].decode(errors="replace")
+
+
 def _people(present: dict[bytes, bytes]) -> list[Identity]:
-    """The distinct users of a room's presence hash whose entries have not expired."""
+    """The distinct users of a room's presence hash whose entries have not expired; an
+    entry that is not a presence entry is skipped."""
     now = _ms(time.time())
     people: dict[str, Identity] = {}
     for value in present.values():
-        expiry, _, person = value.partition(b" ")
-        if int(expiry) >= now:
-            username, name = json.loads(person)
-            people.setdefault(username, Identity(username, name))
+        person = _identity(value) if _expiry(value) >= now else None
+        if person is not None:
+            people.setdefault(person.username, person)
     return list(people.values())
 
 
@@ -80,9 +100,11 @@ class RedisRoomBus(RoomBus):
 
     def __init__(
         self, url: str, replay_events: int, cleanup_delay: float, max_rooms: int | None = None,
-        log: logging.Logger | None = None,
+        log: logging.Logger | None = None, timeout: float = 5.0,
     ) -> None:
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10)
+        self.redis = redis.Redis.from_url(
+            url, socket_connect_timeout=min(2.0, timeout), socket_timeout=timeout, health_check_interval=10
+        )
         pool = self.redis.connection_pool.connection_kwargs
         self.where = pool.get("path") or f"{pool.get('host', 'localhost')}:{pool.get('port', 6379)}/{pool.get('db', 0)}"
         self.replay_events = max(replay_events, 1)
@@ -166,9 +188,22 @@ class RedisRoomBus(RoomBus):
     async def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
         return (await self.emit_many(room, [(type_, data)]))[0]
 
-    @redis_errors_as_503
     async def emit_many(self, room: str, events: list[tuple[str, msgspec.Struct]]) -> list[int]:
+        return await self._emit_and_store(room, events)
+
+    async def post(self, room: str, text: Text) -> int:
+        """One script emits the `Text` and stores it: a stall (a call that timed out but ran
+        when Redis came back) leaves both done or neither, never a message seen live but
+        missing from the history."""
+        return (await self._emit_and_store(room, [("Text", text)], stored=text))[0]
+
+    @redis_errors_as_503
+    async def _emit_and_store(
+        self, room: str, events: list[tuple[str, msgspec.Struct]], stored: Text | None = None
+    ) -> list[int]:
+        """`keys.EMIT`: number, keep and publish the events; store `stored` (the first event) too."""
         args: list[Any] = [self.replay_events, new_epoch(), room]
+        args += [stored.message_id, msgspec.json.encode(stored)] if stored is not None else ["", ""]
         for type_, data in events:
             head, tail = frame_parts(type_, data, room)
             answer = data.message_id if isinstance(data, protocol.Token) else ""
@@ -177,7 +212,11 @@ class RedisRoomBus(RoomBus):
                 self._first_sent.add(answer)
             args += [head, tail, answer, "1" if first_token else "0"]
         first = int(await self._emit(
-            keys=[keys.room(room), keys.room(room, "events"), keys.room(room, "live"), keys.ROOMS, keys.ANSWER_FIRST], args=args
+            keys=[
+                keys.room(room), keys.room(room, "events"), keys.room(room, "live"), keys.ROOMS, keys.ANSWER_FIRST,
+                keys.room(room, "msgs"), keys.room(room, "msg"),
+            ],
+            args=args,
         ))
         return list(range(first, first + len(events)))
 
@@ -461,19 +500,19 @@ class RedisRoomBus(RoomBus):
             for room in rooms:
                 pipe.hgetall(keys.room(room, "present"))
             presents: list[dict[bytes, bytes]] = await pipe.execute()
-        others = sorted({field.partition(b"|")[0].decode() for present in presents for field in present} - {self.server_id})
+        servers = {_server_of(field) for present in presents for field in present}
+        others = sorted(servers - {self.server_id})
         beats = await self.redis.mget([keys.server(server) for server in others]) if others else []
         stopped = {server for server, beat in zip(others, beats) if beat is None}
         now = _ms(time.time())
         for room, present in zip(rooms, presents):
             if not any(
-                field.partition(b"|")[0].decode() in stopped or int(value.partition(b" ")[0]) < now
-                for field, value in present.items()
+                _server_of(field) in stopped or _expiry(value) < now for field, value in present.items()
             ):
                 continue
             departed = await self._depart(keys=[keys.room(room, "present")], args=[_ms(time.time()), *sorted(stopped)])
-            if departed:
-                people = sorted(json.loads(value.partition(b" ")[2]) for value in departed)
+            people = sorted({(person.username, person.name) for person in map(_identity, departed) if person is not None})
+            if people:
                 left = [Identity(username, name).person() for username, name in people]
                 await self.emit(room, "Presence", protocol.Presence([], left, await self.member_count(room)))
                 self.log.info("llmchat: %d member(s) of a stopped server left room %r", len(left), room)

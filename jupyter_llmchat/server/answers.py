@@ -33,6 +33,7 @@ from ..protocol import Ack, Author, ChatError, Text, Timings, Token, Usage
 from .connection import Connection, Identity
 from .messages import ASSISTANT_USERNAME, INTERRUPTED, new_message_id, now_iso, post_text, question_fields
 from .prompt_context import Question, build_context
+from .request_ids import RequestIds
 from ..room_bus.bus import RoomBus
 from .room_settings import RoomSettingsBook
 
@@ -40,9 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..backends.model_backend import ModelBackend
     from .settings import ServiceLimits
 
-_SEEN_REQUESTS = 4096  # Generate ids remembered at most (for `generate_id_window` seconds each)
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
 PERSIST_EVERY = 1.0  # seconds between keeps of an answer in progress (what a crash may lose)
+BUS_FAILED = "interrupted: the room bus failed while this answer streamed"
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Generation:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the question is in the room
     persisted_at: float = field(default_factory=time.monotonic)  # when it was last kept in progress
     context_cut: bool = False  # the context was cut by characters before it reached the model
+    final: TokenEvent | None = None  # its final event, once that went out
+    final_seq: int | None = None  # the seq of its final Token in the room
+    bus_failed: str | None = None  # why the room bus failed it mid-stream (it ends with "error")
 
 
 class Answers:
@@ -78,9 +82,9 @@ class Answers:
         self.limits = limits
         self._backend = backend  # read at each use: the extension attaches it after start-up
         self.running: dict[str, Generation] = {}
-        # (username, request id) -> (its Ack, when): retries within `generate_id_window`, oldest first
-        self._acks: OrderedDict[tuple[str, str], tuple[Ack, float]] = OrderedDict()
+        self.request_ids = RequestIds(limits.generate_id_window)
         self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
+        self._unended: dict[str, Generation] = {}  # room answers to end once the room bus is back
         self._steps: deque[list[TokenEvent]] = deque()  # token steps not emitted yet, oldest first
         self._emitter: asyncio.Task[None] | None = None
         self.log = logging.getLogger("jupyter_llmchat")
@@ -98,10 +102,10 @@ class Answers:
         author: Author,
     ) -> Ack:
         """Queue an answer; returns the `Ack` data. A retried request id gets its first Ack
-        while the answer runs, `Error 409` once it has ended (`_retried`)."""
-        key = (owner.username, request_id) if request_id and self.limits.generate_id_window > 0 else None
+        while the answer runs, `Error 409` once it has ended (`request_ids`)."""
+        key = self.request_ids.key(owner.username, request_id)
         if key is not None:
-            retried = self._retried(key)
+            retried = self.request_ids.retried(key, self.running.__contains__)
             if retried is not None:
                 return retried
         backend = self._backend()
@@ -138,9 +142,7 @@ class Answers:
         self.running[message_id] = generation
         ack = Ack(message_id, position)
         if key is not None:
-            self._acks[key] = (ack, time.monotonic())
-            while len(self._acks) > _SEEN_REQUESTS:
-                self._acks.popitem(last=False)
+            self.request_ids.remember(key, ack)
         if room is not None:
             try:
                 if asked is not None:  # regenerating: the question is in the room already
@@ -151,7 +153,7 @@ class Answers:
             except Exception:  # the room bus failed: nobody could see this answer
                 self.running.pop(message_id, None)
                 if key is not None:
-                    self._acks.pop(key, None)  # a retry of this request asks again
+                    self.request_ids.forget(key)  # a retry of this request asks again
                 self._stop(message_id)
                 raise
             finally:
@@ -159,26 +161,6 @@ class Answers:
         else:
             generation.ready.set()
         return ack
-
-    def _retried(self, key: tuple[str, str]) -> Ack | None:
-        """The first Ack of a request id seen within `generate_id_window` whose answer still
-        runs (its tokens are on their way); `Error 409` when that answer has ended, rather
-        than an Ack nothing follows; None for an id not seen (or seen too long ago)."""
-        now = time.monotonic()
-        window = self.limits.generate_id_window
-        while self._acks and now - next(iter(self._acks.values()))[1] > window:
-            self._acks.popitem(last=False)  # the oldest first: each is forgotten after the window
-        seen = self._acks.get(key)
-        if seen is None:
-            return None
-        ack = seen[0]
-        if ack.message_id in self.running:
-            return ack
-        raise ChatError(
-            409,
-            f"request id {key[1]!r} was already answered (message {ack.message_id}); "
-            "send a new id to ask again",
-        )
 
     def _admit(self, owner: Identity) -> None:
         """Error 429 when `owner` already has `max_answers_per_user` answers waiting or
@@ -294,32 +276,74 @@ class Answers:
             if generation is None:
                 continue
             await generation.ready.wait()
-            data = token_data(event, generation.context_cut)
-            if generation.room is not None:
-                by_room.setdefault(generation.room, []).append((generation, event, data))
-            elif generation.connection is not None:
-                generation.connection.send(protocol.encode("Token", data, id=generation.request_id))
             if event.is_final:
                 self.running.pop(event.message_id, None)
                 self._finished[event.message_id] = generation.owner.username
                 while len(self._finished) > _FINISHED_REMEMBERED:
                     self._finished.popitem(last=False)
+            if generation.bus_failed is not None:  # its room is ended by `end_unended`, not here
+                self._lost(generation, event)
+                continue
+            data = token_data(event, generation.context_cut)
+            if generation.room is not None:
+                by_room.setdefault(generation.room, []).append((generation, event, data))
+            elif generation.connection is not None:
+                generation.connection.send(protocol.encode("Token", data, id=generation.request_id))
         for room, tokens in by_room.items():
             try:
                 seqs = await self.bus.emit_many(room, [("Token", data) for _, _, data in tokens])
-            except Exception:  # the room bus failed: these answers can reach nobody
-                self.log.exception("llmchat: tokens of room %r could not be emitted; stopping its answers", room)
-                for generation, _, _ in tokens:
-                    self._stop(generation.message_id)
+            except Exception as error:  # the room bus failed: stop these answers, end them when it is back
+                self.log.warning("llmchat: tokens of room %r could not be emitted (%s); stopping its answers", room, error)
+                reason = error.message if isinstance(error, ChatError) else "the room bus failed"
+                for generation, event, _ in tokens:
+                    if generation.bus_failed is None:
+                        generation.bus_failed = f"{BUS_FAILED}: {reason}"
+                        self._stop(generation.message_id)
+                    self._lost(generation, event)
                 continue
             for (generation, event, _), seq in zip(tokens, seqs):
                 if generation.first_seq is None:
                     generation.first_seq = seq
                 generation.parts.append(event.text)
                 if event.is_final:
-                    await self._store(generation, event, seq)
+                    generation.final, generation.final_seq = event, seq
+                    await self._end(generation)
                 elif time.monotonic() - generation.persisted_at >= PERSIST_EVERY:
                     await self._store_in_progress(generation, seq)
+
+    def _lost(self, generation: Generation, event: TokenEvent) -> None:
+        """An event of an answer the room bus failed: its text is kept for the stored answer;
+        once the final one came, `end_unended` ends the answer in its room."""
+        generation.parts.append(event.text)
+        if event.is_final:
+            self._unended[generation.message_id] = generation
+
+    async def _end(self, generation: Generation) -> None:
+        """Store an answer whose final token went out; if the bus fails now, `end_unended`
+        stores it later (under the same message id: storing twice is harmless)."""
+        try:
+            await self._store(generation)
+        except Exception as error:
+            self.log.warning("llmchat: answer %s could not be stored yet: %s", generation.message_id, error)
+            self._unended[generation.message_id] = generation
+
+    async def end_unended(self) -> None:
+        """End the answers the room bus failed mid-stream, once it answers again: a final
+        `Token` with `finish_reason: "error"` saying why, and the answer stored as far as it
+        got. Called every second (the service's sweep); what still fails waits for the next."""
+        for message_id, generation in list(self._unended.items()):
+            try:
+                if generation.final_seq is None:
+                    final = Token(
+                        message_id, len(generation.parts), "", True, finish_reason="error",
+                        usage=Usage(), timings=Timings(), error=generation.bus_failed,
+                    )
+                    generation.final_seq = await self.bus.emit(generation.room or "", "Token", final)
+                await self._store(generation)
+            except Exception:
+                continue
+            del self._unended[message_id]
+            self.log.info("llmchat: answer %s ended after the room bus failed it", message_id)
 
     def _answer_text(self, generation: Generation, content: str, event: TokenEvent | None = None) -> Text:
         """The assistant `Text` an answer is stored as."""
@@ -335,15 +359,18 @@ class Answers:
             truncated=(event.truncated if event is not None else False) or generation.context_cut,
         )
 
-    async def _store(self, generation: Generation, event: TokenEvent, seq: int) -> None:
-        """Store a finished answer as an assistant `Text` at the seq of its first token."""
-        room = generation.room or ""
+    async def _store(self, generation: Generation) -> None:
+        """Store an ended answer as an assistant `Text` at the seq of its first token (its
+        final token's seq is the room's head then); one the bus failed says so."""
+        room, seq = generation.room or "", generation.final_seq or 0
         await self.bus.answer_ended(room, generation.message_id)
         content = "".join(generation.parts)
         if not content:
             await self.bus.save_head(room, seq)
             return
-        text = self._answer_text(generation, content, event)
+        text = self._answer_text(generation, content, generation.final)
+        if generation.bus_failed is not None:
+            text = msgspec.structs.replace(text, finish_reason="error", error=generation.bus_failed)
         await self.bus.store_message(room, generation.first_seq or seq, text, seq)
 
     async def _store_in_progress(self, generation: Generation, seq: int) -> None:

@@ -424,9 +424,11 @@ class ChatService(HookApi):
             self._retention_due = now + _RETENTION_EVERY
             cutoff = datetime.now(timezone.utc) - timedelta(days=days)
             await self.bus.delete_older_than(iso_time(cutoff))
+        await self.answers.end_unended()  # before the bus's own sweep, which ends answers it finds orphaned
         await self.bus.sweep(now)
 
     async def close(self) -> None:
         """Emit the tokens still queued, then persist the rooms (the backend is closed by its owner)."""
         await self.answers.drained()
+        await self.answers.end_unended()  # answers the room bus failed: one last try
         await self.bus.close()
