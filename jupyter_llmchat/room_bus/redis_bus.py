@@ -36,6 +36,7 @@ from ..server.connection import Connection, Identity
 from ..server.messages import INTERRUPTED
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
 from .bus import Message, RoomBus
+from .redis_presence import entry_expiry, entry_identity, entry_server, people
 from .rooms import new_epoch
 from .store import CONTEXT_SCAN
 
@@ -47,38 +48,6 @@ REFRESH_EVERY = 5.0  # seconds between refreshes (presence, heartbeat, dead serv
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-def _expiry(value: bytes) -> int:
-    """When a presence entry (`<expiry ms> <identity JSON>`) expires; 0 for anything else."""
-    expiry, _, _ = value.partition(b" ")
-    return int(expiry) if expiry.isdigit() else 0
-
-
-def _identity(value: bytes) -> Identity | None:
-    """The user of a presence entry, or None when it is not one (never an error)."""
-    try:
-        username, name = json.loads(value.partition(b" ")[2])
-    except (ValueError, TypeError):
-        return None
-    return Identity(username, name) if isinstance(username, str) and isinstance(name, str) else None
-
-
-def _server_of(field: bytes) -> str:
-    """The server of a presence entry's field (`<server>|<username>`)."""
-    return field.partition(b"|")[0].decode(errors="replace")
-
-
-def _people(present: dict[bytes, bytes]) -> list[Identity]:
-    """The distinct users of a room's presence hash whose entries have not expired; an
-    entry that is not a presence entry is skipped."""
-    now = _ms(time.time())
-    people: dict[str, Identity] = {}
-    for value in present.values():
-        person = _identity(value) if _expiry(value) >= now else None
-        if person is not None:
-            people.setdefault(person.username, person)
-    return list(people.values())
 
 
 def redis_errors_as_503(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -170,7 +139,7 @@ class RedisRoomBus(RoomBus):
 
     async def _present(self, room: str) -> list[Identity]:
         """Distinct users present on any server, their entries not expired."""
-        return _people(await self.redis.hgetall(keys.room(room, "present")))
+        return people(await self.redis.hgetall(keys.room(room, "present")))
 
     @redis_errors_as_503
     async def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
@@ -429,7 +398,7 @@ class RedisRoomBus(RoomBus):
                 pipe.hgetall(keys.room(name, "present"))
             found = await pipe.execute()
         return [
-            {"room": name, "members": len(_people(present)), "head_seq": int(head or 0)}
+            {"room": name, "members": len(people(present)), "head_seq": int(head or 0)}
             for name, head, present in zip(names, found[::2], found[1::2])
         ]
 
@@ -500,20 +469,18 @@ class RedisRoomBus(RoomBus):
             for room in rooms:
                 pipe.hgetall(keys.room(room, "present"))
             presents: list[dict[bytes, bytes]] = await pipe.execute()
-        servers = {_server_of(field) for present in presents for field in present}
+        servers = {entry_server(field) for present in presents for field in present}
         others = sorted(servers - {self.server_id})
         beats = await self.redis.mget([keys.server(server) for server in others]) if others else []
         stopped = {server for server, beat in zip(others, beats) if beat is None}
         now = _ms(time.time())
         for room, present in zip(rooms, presents):
-            if not any(
-                _server_of(field) in stopped or _expiry(value) < now for field, value in present.items()
-            ):
+            if not any(entry_server(field) in stopped or entry_expiry(value) < now for field, value in present.items()):
                 continue
             departed = await self._depart(keys=[keys.room(room, "present")], args=[_ms(time.time()), *sorted(stopped)])
-            people = sorted({(person.username, person.name) for person in map(_identity, departed) if person is not None})
-            if people:
-                left = [Identity(username, name).person() for username, name in people]
+            gone = sorted({(user.username, user.name) for user in map(entry_identity, departed) if user is not None})
+            if gone:
+                left = [Identity(username, name).person() for username, name in gone]
                 await self.emit(room, "Presence", protocol.Presence([], left, await self.member_count(room)))
                 self.log.info("llmchat: %d member(s) of a stopped server left room %r", len(left), room)
 

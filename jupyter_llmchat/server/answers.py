@@ -14,6 +14,11 @@ An answer in progress is kept about once a second (`PERSIST_EVERY`) as far as it
 marked interrupted (`finish_reason` "error", `error` `INTERRUPTED`), through the room bus's
 `store_in_progress`: if the process dies (`kill -9`, a crash) that is what the history
 keeps. The final store replaces it under the same message id.
+
+When the room bus fails an answer's tokens (Redis away or stalled), the answer is stopped
+and, once the bus answers again, ended in its room with `finish_reason` "error" and stored
+as far as it got (`end_unended`, every second): no member is left with an answer that never
+ends.
 """
 
 from __future__ import annotations
@@ -281,7 +286,7 @@ class Answers:
                 self._finished[event.message_id] = generation.owner.username
                 while len(self._finished) > _FINISHED_REMEMBERED:
                     self._finished.popitem(last=False)
-            if generation.bus_failed is not None:  # its room is ended by `end_unended`, not here
+            if generation.bus_failed is not None:  # ended in its room by `end_unended`, not here
                 self._lost(generation, event)
                 continue
             data = token_data(event, generation.context_cut)
@@ -312,15 +317,13 @@ class Answers:
                     await self._store_in_progress(generation, seq)
 
     def _lost(self, generation: Generation, event: TokenEvent) -> None:
-        """An event of an answer the room bus failed: its text is kept for the stored answer;
-        once the final one came, `end_unended` ends the answer in its room."""
+        """An event of an answer the room bus failed: kept for the stored answer, and its final one for `end_unended`."""
         generation.parts.append(event.text)
         if event.is_final:
             self._unended[generation.message_id] = generation
 
     async def _end(self, generation: Generation) -> None:
-        """Store an answer whose final token went out; if the bus fails now, `end_unended`
-        stores it later (under the same message id: storing twice is harmless)."""
+        """Store an answer whose final token went out; if the bus fails now, `end_unended` stores it later."""
         try:
             await self._store(generation)
         except Exception as error:
@@ -333,11 +336,8 @@ class Answers:
         got. Called every second (the service's sweep); what still fails waits for the next."""
         for message_id, generation in list(self._unended.items()):
             try:
-                if generation.final_seq is None:
-                    final = Token(
-                        message_id, len(generation.parts), "", True, finish_reason="error",
-                        usage=Usage(), timings=Timings(), error=generation.bus_failed,
-                    )
+                if generation.final_seq is None:  # storing again under the same id is harmless; emitting is not
+                    final = Token(message_id, len(generation.parts), "", True, "error", Usage(), Timings(), generation.bus_failed)
                     generation.final_seq = await self.bus.emit(generation.room or "", "Token", final)
                 await self._store(generation)
             except Exception:
@@ -388,15 +388,9 @@ def token_data(event: TokenEvent, context_cut: bool = False) -> Token:
     if not event.is_final:
         return Token(event.message_id, event.index, event.text, False)
     return Token(
-        event.message_id,
-        event.index,
-        event.text,
-        True,
-        finish_reason=event.finish_reason,
-        usage=msgspec.convert(event.usage or {}, Usage),
-        timings=msgspec.convert(event.timings or {}, Timings),
-        error=event.error or None,
-        truncated=event.truncated or context_cut,
+        event.message_id, event.index, event.text, True, finish_reason=event.finish_reason,
+        usage=msgspec.convert(event.usage or {}, Usage), timings=msgspec.convert(event.timings or {}, Timings),
+        error=event.error or None, truncated=event.truncated or context_cut,
     )
 
 

@@ -306,18 +306,20 @@ async def test_a_post_during_a_redis_stall_is_in_the_history_whenever_members_sa
 
 
 @pytest.mark.fast
-async def test_an_answer_streaming_when_redis_dies_ends_with_error_once_it_is_back(redis, servers):
+@pytest.mark.parametrize("how", ["killed", "stalled"])
+async def test_an_answer_streaming_when_redis_dies_ends_with_error_once_it_is_back(redis, servers, how):
     words = tuple(f" w{i}" for i in range(40))
     a = servers(words=words, delay=0.05, timeout=0.5)
     ada = a.client(ADA)
-    await join(ada, "redis-dies")
-    await ada.asend("Generate", {"prompt": "Talk", "config": {"max_tokens": 40}}, room="redis-dies")
+    room = f"redis-{how}"
+    await join(ada, room)
+    await ada.asend("Generate", {"prompt": "Talk", "config": {"max_tokens": 40}}, room=room)
     await until(lambda: len(ada.tokens()) >= 3)
-    redis.stop()
+    redis.stop() if how == "killed" else os.kill(redis.process.pid, signal.SIGSTOP)
     try:
         await until(lambda: not a.backend.running)  # its tokens could not be emitted: the answer stopped
-    finally:
-        redis.start()  # empty (no persistence here)
+    finally:  # killed: it comes back empty (no persistence here); stalled: as it was
+        redis.start() if how == "killed" else os.kill(redis.process.pid, signal.SIGCONT)
     deadline = time.monotonic() + 10
     while not ada.tokens()[-1]["data"]["is_final"]:
         assert time.monotonic() < deadline, "the answer never ended"
@@ -326,7 +328,7 @@ async def test_an_answer_streaming_when_redis_dies_ends_with_error_once_it_is_ba
     final = ada.tokens()[-1]["data"]
     assert final["finish_reason"] == "error" and "room bus" in final["error"]
     assert len([t for t in ada.tokens() if t["data"]["is_final"]]) == 1
-    (stored,) = [data for _, data in await a.bus.messages("redis-dies") if data["author"]["kind"] == "assistant"]
+    (stored,) = [data for _, data in await a.bus.messages(room) if data["author"]["kind"] == "assistant"]
     assert stored["finish_reason"] == "error" and stored["content"].startswith(" w0 w1 w2")
     assert stored["error"] == final["error"]
 
