@@ -48,7 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
 PERSIST_EVERY = 1.0  # seconds between keeps of an answer in progress (what a crash may lose)
-BUS_FAILED = "interrupted: the room bus failed while this answer streamed"
 
 
 @dataclass
@@ -299,10 +298,10 @@ class Answers:
                 seqs = await self.bus.emit_many(room, [("Token", data) for _, _, data in tokens])
             except Exception as error:  # the room bus failed: stop these answers, end them when it is back
                 self.log.warning("llmchat: tokens of room %r could not be emitted (%s); stopping its answers", room, error)
-                reason = error.message if isinstance(error, ChatError) else "the room bus failed"
+                reason = error.message if isinstance(error, ChatError) else "the room bus failed"  # says which and why
                 for generation, event, _ in tokens:
                     if generation.bus_failed is None:
-                        generation.bus_failed = f"{BUS_FAILED}: {reason}"
+                        generation.bus_failed = f"interrupted: {reason}"
                         self._stop(generation.message_id)
                     self._lost(generation, event)
                 continue
