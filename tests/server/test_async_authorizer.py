@@ -10,6 +10,8 @@ import pytest
 import tornado.httpclient
 from jupyter_server.auth.authorizer import Authorizer
 
+from jupyter_llmchat.server.handlers import WRITE_TYPES
+
 pytestmark = pytest.mark.fast
 
 
@@ -43,7 +45,8 @@ WRITES = [  # (type, data, in the room): every message type that needs "write"
 
 
 @pytest.mark.parametrize("jp_server_config_extra", [{"authorizer_class": AsyncBobReadsOnly}])
-async def test_a_read_only_user_is_refused_every_write_over_the_socket(chat_server, connect, jp_server_config_extra):
+async def test_a_read_only_user_is_refused_every_write_over_the_socket(chat_server, connect, api, jp_server_config_extra):
+    assert {type_ for type_, _, _ in WRITES} == WRITE_TYPES  # every type that needs "write" is tried
     ada, bob = await connect("tok-ada"), await connect("tok-bob")
     await ada.join("general")
     await bob.join("general")
@@ -60,14 +63,18 @@ async def test_a_read_only_user_is_refused_every_write_over_the_socket(chat_serv
     assert history.messages == [] and history.head_seq == 2  # the two arrivals, nothing posted
     assert await chat_server.service.settings.get("general") == before
     assert chat_server.backend.requests == []  # the model answered nobody
+    code, _ = await api("POST", "rooms", "general", "messages", body={"content": "hi"}, token="tok-bob")
+    assert code == 403  # REST, as before
     await ada.send("Text", {"content": "ada may"}, room="general", id="ok")
     assert (await ada.recv_type("Text"))["data"]["content"] == "ada may"
 
 
 @pytest.mark.parametrize("jp_server_config_extra", [{"authorizer_class": AsyncBobMayNotChat}])
-async def test_a_user_without_llmchat_permission_is_refused_at_the_upgrade(chat_server, connect, jp_server_config_extra):
+async def test_a_user_without_llmchat_permission_is_refused_at_the_upgrade(chat_server, connect, api, jp_server_config_extra):
     with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
         await connect("tok-bob")
     assert refused.value.code == 403
     ada = await connect("tok-ada")
     assert ada.welcome["data"]["user"]["username"] == "ada"
+    code, _ = await api("GET", "rooms", token="tok-bob")
+    assert code == 403
