@@ -168,11 +168,12 @@ class RedisRoomBus(RoomBus):
 
     @redis_errors_as_503
     async def _emit_and_store(
-        self, room: str, events: list[tuple[str, msgspec.Struct]], stored: Text | None = None
+        self, room: str, events: list[tuple[str, msgspec.Struct]], stored: Text | None = None, at: int | None = None
     ) -> list[int]:
-        """`keys.EMIT`: number, keep and publish the events; store `stored` (the first event) too."""
+        """`keys.EMIT`: number, keep and publish the events; store `stored` too, at seq `at`
+        (None: the first event's)."""
         args: list[Any] = [self.replay_events, new_epoch(), room]
-        args += [stored.message_id, msgspec.json.encode(stored)] if stored is not None else ["", ""]
+        args += [stored.message_id, msgspec.json.encode(stored), at or ""] if stored is not None else ["", "", ""]
         for type_, data in events:
             head, tail = frame_parts(type_, data, room)
             answer = data.message_id if isinstance(data, protocol.Token) else ""
@@ -497,14 +498,13 @@ class RedisRoomBus(RoomBus):
             answer, len(said), "", True, finish_reason="error", usage=protocol.Usage(), timings=protocol.Timings(),
             error=INTERRUPTED,
         )
-        seq = await self.emit(room, "Token", final)
+        content = "".join(said)
+        stub = msgspec.convert(entry["stub"], Text)
+        text = msgspec.structs.replace(stub, content=content, finish_reason="error", error=INTERRUPTED)
+        # The final token and the stored answer in one script: a stall cannot leave one without the other.
+        await self._emit_and_store(room, [("Token", final)], stored=text if content else None, at=first_seq)
         await self.redis.hdel(keys.ANSWER_FIRST, answer)
         self._first_sent.discard(answer)
-        content = "".join(said)
-        if content:
-            stub = msgspec.convert(entry["stub"], Text)
-            text = msgspec.structs.replace(stub, content=content, finish_reason="error", error=INTERRUPTED)
-            await self.store_message(room, first_seq or seq, text, seq)
         self.log.warning("llmchat: ended answer %s in room %r: its server %s stopped", answer, room, entry["server"])
 
     async def _heal(self, local: LocalRoom, upto: int | None) -> tuple[str | None, list[tuple[int, bytes]]]:

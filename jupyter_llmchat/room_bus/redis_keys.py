@@ -52,14 +52,16 @@ def server(server_id: str) -> str:
 
 # Number a batch of events, keep them in the stream, publish them: one atomic step, so seq
 # order = stream order = publish order on every server.
-# With a message id in ARGV[4], the batch's first event (a posted `Text`) is also stored in
-# the history at its seq, in the same step: members never see a message the history lacks.
+# With a message id in ARGV[4], a message is also stored in the history in the same step
+# (a posted `Text` at its own seq, the batch's first; an ended answer at its first token's
+# seq, ARGV[6]): members never see a message the history lacks.
 # KEYS: room hash, stream, channel, rooms set, answer_first hash, msgs zset, msg hash.
 # ARGV: maxlen, epoch for a new room, room name, the id of the message to store ("" none),
-# its stored JSON, then per event: the frame's bytes before `"seq":`, after it, the answer
-# id of a Token ("" else), "1" for an answer's first token.
+# its stored JSON, the seq to store it at ("": the batch's first), then per event: the
+# frame's bytes before `"seq":`, after it, the answer id of a Token ("" else), "1" for an
+# answer's first token.
 EMIT = """
-local n = (#ARGV - 5) / 4
+local n = (#ARGV - 6) / 4
 local last = redis.call('HINCRBY', KEYS[1], 'seq', n)
 local first = last - n + 1
 redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
@@ -67,11 +69,11 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 redis.call('SADD', KEYS[4], ARGV[3])
 local out = {}
 if ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[6], first, ARGV[4])
+  redis.call('ZADD', KEYS[6], tonumber(ARGV[6]) or first, ARGV[4])
   redis.call('HSET', KEYS[7], ARGV[4], ARGV[5])
 end
 for i = 0, n - 1 do
-  local b = 6 + i * 4
+  local b = 7 + i * 4
   local seq = first + i
   local frame = ARGV[b] .. ',"seq":' .. seq .. ARGV[b + 1]
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'f', frame, 'a', ARGV[b + 2])
