@@ -76,7 +76,7 @@ def main() -> int:
         stats = server.get("llmchat/api/stats")
     print(f"REST posts refused (429) of 150: token header {by_token}, one cookie login {by_cookie}")
     print(f"30 token sockets: {len(users)} distinct user(s), {refused} refused (max_connections_per_user 20: the rest closed 1013)")
-    print(f"one Generate id tried 3 times (socket, second socket, REST): {len(set(acks))} answer(s) started {acks}")
+    print(f"one Generate id tried 3 times (socket, second socket, REST): {len({a for a in acks if a.startswith('m-')})} answer(s) started {acks} (a retry after the answer ended: Error 409)")
     print(f"messages received by the server: {stats['messages_received']}")
     return 0
 

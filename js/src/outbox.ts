@@ -30,6 +30,8 @@ export type RequestExtras = Pick<RequestInfo, "private" | "regenerate" | "newThr
 interface Pending {
   frame: Frame;
   info: RequestInfo;
+  /** How many times the frame left this client. */
+  sends: number;
 }
 
 export interface OutboxOptions {
@@ -57,7 +59,7 @@ export class Outbox {
   add(frame: Frame, type: "Text" | "Generate", text: string, more: RequestExtras = NONE): string {
     const id = frame.id as string;
     if (this.requests.has(id)) return id; // same id twice (e.g. two front ends relaying one kernel call)
-    const p: Pending = { frame, info: { id, type, phase: "queued", text, messageId: null, queuePosition: null, error: null, ...more } };
+    const p: Pending = { frame, sends: 0, info: { id, type, phase: "queued", text, messageId: null, queuePosition: null, error: null, ...more } };
     const limit = this.opts.sizeLimit();
     if (typeof limit === "number" && byteLength(JSON.stringify(frame)) > limit) {
       p.info.phase = "failed";
@@ -111,6 +113,12 @@ export class Outbox {
     const p = f.id !== undefined ? this.requests.get(f.id) : undefined;
     if (!p) return false;
     const d = f.data as ErrorData;
+    if (p.info.type === "Generate" && d.code === 409 && p.sends > 1) {
+      // Re-sent after a reconnect, but its answer ended meanwhile: the server remembers the id
+      // and says so. The answer itself reached the room (replayed, or in History).
+      this.finish(p, "done", null);
+      return true;
+    }
     this.finish(p, "failed", d.code ? `${d.message ?? "error"} (${d.code})` : (d.message ?? "error"));
     return true;
   }
@@ -154,6 +162,7 @@ export class Outbox {
 
   private deliver(p: Pending): void {
     if (!this.opts.send(p.frame)) return;
+    p.sends += 1;
     this.lastSent = p.info.id;
     if (p.info.type === "Text") {
       this.finish(p, "done", null); // at most once: Text has no Ack to wait for

@@ -60,6 +60,19 @@ describe("Outbox", () => {
     expect(sentOf("Generate")).toHaveLength(2);
   });
 
+  it("ends a re-sent Generate whose answer ended meanwhile (Error 409) as done; a first send's 409 fails", () => {
+    const { box, t, last } = make();
+    t.online = true;
+    box.add(gen("g1"), "Generate", "p");
+    box.flush(); // rejoined before the Ack came: sent again, after the answer ended
+    const answered = "request id 'g1' was already answered (message m-1); send a new id to ask again";
+    expect(box.error({ type: "Error", id: "g1", data: { code: 409, message: answered } })).toBe(true);
+    expect(last()).toMatchObject({ id: "g1", phase: "done", error: null });
+    box.add(gen("g2"), "Generate", "p");
+    box.error({ type: "Error", id: "g2", data: { code: 409, message: "not a member of room 'general': send Join first" } });
+    expect(last()).toMatchObject({ id: "g2", phase: "failed" });
+  });
+
   it("follows an answer: generating at its first token, done at its final one (with the error, if it failed)", () => {
     const { box, t, last } = make();
     t.online = true;

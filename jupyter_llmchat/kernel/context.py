@@ -111,11 +111,19 @@ def fit(text: str, budget_chars: int, *, tail: bool = False) -> str:
 
 
 def _raw(obj: Any) -> tuple[str, str, str]:
-    """(kind, label, full text) of one object; a library's surprise falls back to its repr."""
+    """(kind, label, full text) of one object; a library's surprise falls back to its repr,
+    and a surprise there to a line saying the object could not be described.
+
+    Describing never makes a question fail (`_attachment` makes the text valid UTF-8). Only
+    exceptions are caught: a `__repr__` that never returns is not bounded in time here (the
+    kernel's interrupt stops it; docs/context.md)."""
     try:
         return _raw_by_kind(obj)
     except Exception:  # describing must never be why a question fails
-        return "object", _safe_type_name(obj), _object_text(obj)
+        try:
+            return "object", _safe_type_name(obj), _object_text(obj)
+        except Exception as error:
+            return "object", _safe_type_name(obj), f"{_type_name(obj)}: could not be described ({_failure(error)})"
 
 
 def _raw_by_kind(obj: Any) -> tuple[str, str, str]:
@@ -155,7 +163,10 @@ def _size(obj: Any) -> str:
     unit = _SIZES.get(type(obj))
     if not unit:
         return ""
-    size = len(obj)
+    try:
+        size = len(obj)
+    except Exception:  # only exact built-in types get here, but describing never fails a question
+        return ""
     return f", {size:,} {unit if size != 1 else unit[:-1]}"
 
 
@@ -255,8 +266,8 @@ def _object_text(obj: Any) -> str:
 
 def _attachment(kind: str, label: str, text: str, budget_chars: int) -> Attachment:
     """The protocol's shape and limits; a traceback keeps its end (innermost frames, message)."""
-    text = fit(text, min(budget_chars, MAX_TEXT_CHARS), tail=kind == "error")
-    return {"kind": kind, "label": label[:MAX_LABEL_CHARS], "text": text}
+    text = fit(_sendable(text), min(budget_chars, MAX_TEXT_CHARS), tail=kind == "error")
+    return {"kind": kind, "label": _sendable(label)[:MAX_LABEL_CHARS], "text": text}
 
 
 def _common_cap(lengths: list[int], budget: int) -> int:
@@ -323,4 +334,22 @@ def _repr(obj: Any) -> str:
     try:
         return _reprs.repr(obj)
     except Exception as error:  # a broken __repr__ must not stop the question
-        return f"<repr failed: {type(error).__name__}: {error}>"
+        return f"<repr failed: {_failure(error)}>"
+
+
+def _failure(error: Exception) -> str:
+    """`Type: message` of an exception whose own `__str__` may fail too."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:
+        return type(error).__name__
+
+
+def _sendable(text: str) -> str:
+    """`text` as valid UTF-8: a lone surrogate (e.g. from a file name decoded with
+    surrogateescape) would make encoding the question fail; it is shown as `\\udcxx`."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -73,6 +73,14 @@ class RoomBus(abc.ABC):
     async def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
         """Number a room event, keep it for replay, send it to every member; returns its seq."""
 
+    async def post(self, room: str, text: Text) -> int:
+        """Emit a `Text` and store it at its seq as one step; returns the seq. A shared bus
+        does both in one atomic call, so a message its members saw is never missing from
+        the history (a call that timed out may still have done both, never one)."""
+        seq = await self.emit(room, "Text", text)
+        await self.store_message(room, seq, text, seq)
+        return seq
+
     async def emit_many(self, room: str, events: list[tuple[str, msgspec.Struct]]) -> list[int]:
         """Emit several events of one room in order (one decode step's tokens): a shared bus
         makes it one round trip. Returns their seqs."""

@@ -37,6 +37,7 @@ from ..server.messages import INTERRUPTED
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
 from .bus import Message, RoomBus
 from .redaction import redact_all, redact_frame
+from .redis_presence import entry_expiry, entry_identity, entry_server, people
 from .rooms import new_epoch
 from .store import CONTEXT_SCAN
 
@@ -48,18 +49,6 @@ REFRESH_EVERY = 5.0  # seconds between refreshes (presence, heartbeat, dead serv
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-def _people(present: dict[bytes, bytes]) -> list[Identity]:
-    """The distinct users of a room's presence hash whose entries have not expired."""
-    now = _ms(time.time())
-    people: dict[str, Identity] = {}
-    for value in present.values():
-        expiry, _, person = value.partition(b" ")
-        if int(expiry) >= now:
-            username, name = json.loads(person)
-            people.setdefault(username, Identity(username, name))
-    return list(people.values())
 
 
 def redis_errors_as_503(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -83,9 +72,11 @@ class RedisRoomBus(RoomBus):
 
     def __init__(
         self, url: str, replay_events: int, cleanup_delay: float, max_rooms: int | None = None,
-        log: logging.Logger | None = None,
+        log: logging.Logger | None = None, timeout: float = 5.0,
     ) -> None:
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10)
+        self.redis = redis.Redis.from_url(
+            url, socket_connect_timeout=min(2.0, timeout), socket_timeout=timeout, health_check_interval=10
+        )
         pool = self.redis.connection_pool.connection_kwargs
         self.where = pool.get("path") or f"{pool.get('host', 'localhost')}:{pool.get('port', 6379)}/{pool.get('db', 0)}"
         self.replay_events = max(replay_events, 1)
@@ -151,7 +142,7 @@ class RedisRoomBus(RoomBus):
 
     async def _present(self, room: str) -> list[Identity]:
         """Distinct users present on any server, their entries not expired."""
-        return _people(await self.redis.hgetall(keys.room(room, "present")))
+        return people(await self.redis.hgetall(keys.room(room, "present")))
 
     @redis_errors_as_503
     async def members(self, room: str, offset: int = 0, limit: int | None = None) -> list[Identity]:
@@ -169,9 +160,23 @@ class RedisRoomBus(RoomBus):
     async def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
         return (await self.emit_many(room, [(type_, data)]))[0]
 
-    @redis_errors_as_503
     async def emit_many(self, room: str, events: list[tuple[str, msgspec.Struct]]) -> list[int]:
+        return await self._emit_and_store(room, events)
+
+    async def post(self, room: str, text: Text) -> int:
+        """One script emits the `Text` and stores it: a stall (a call that timed out but ran
+        when Redis came back) leaves both done or neither, never a message seen live but
+        missing from the history."""
+        return (await self._emit_and_store(room, [("Text", text)], stored=text))[0]
+
+    @redis_errors_as_503
+    async def _emit_and_store(
+        self, room: str, events: list[tuple[str, msgspec.Struct]], stored: Text | None = None, at: int | None = None
+    ) -> list[int]:
+        """`keys.EMIT`: number, keep and publish the events; store `stored` too, at seq `at`
+        (None: the first event's)."""
         args: list[Any] = [self.replay_events, new_epoch(), room]
+        args += [stored.message_id, msgspec.json.encode(stored), at or ""] if stored is not None else ["", "", ""]
         for type_, data in events:
             head, tail = frame_parts(type_, data, room)
             answer = data.message_id if isinstance(data, protocol.Token) else ""
@@ -180,7 +185,11 @@ class RedisRoomBus(RoomBus):
                 self._first_sent.add(answer)
             args += [head, tail, answer, "1" if first_token else "0"]
         first = int(await self._emit(
-            keys=[keys.room(room), keys.room(room, "events"), keys.room(room, "live"), keys.ROOMS, keys.ANSWER_FIRST], args=args
+            keys=[
+                keys.room(room), keys.room(room, "events"), keys.room(room, "live"), keys.ROOMS, keys.ANSWER_FIRST,
+                keys.room(room, "msgs"), keys.room(room, "msg"),
+            ],
+            args=args,
         ))
         return list(range(first, first + len(events)))
 
@@ -406,7 +415,7 @@ class RedisRoomBus(RoomBus):
                 pipe.hgetall(keys.room(name, "present"))
             found = await pipe.execute()
         return [
-            {"room": name, "members": len(_people(present)), "head_seq": int(head or 0)}
+            {"room": name, "members": len(people(present)), "head_seq": int(head or 0)}
             for name, head, present in zip(names, found[::2], found[1::2])
         ]
 
@@ -477,20 +486,18 @@ class RedisRoomBus(RoomBus):
             for room in rooms:
                 pipe.hgetall(keys.room(room, "present"))
             presents: list[dict[bytes, bytes]] = await pipe.execute()
-        others = sorted({field.partition(b"|")[0].decode() for present in presents for field in present} - {self.server_id})
+        servers = {entry_server(field) for present in presents for field in present}
+        others = sorted(servers - {self.server_id})
         beats = await self.redis.mget([keys.server(server) for server in others]) if others else []
         stopped = {server for server, beat in zip(others, beats) if beat is None}
         now = _ms(time.time())
         for room, present in zip(rooms, presents):
-            if not any(
-                field.partition(b"|")[0].decode() in stopped or int(value.partition(b" ")[0]) < now
-                for field, value in present.items()
-            ):
+            if not any(entry_server(field) in stopped or entry_expiry(value) < now for field, value in present.items()):
                 continue
             departed = await self._depart(keys=[keys.room(room, "present")], args=[_ms(time.time()), *sorted(stopped)])
-            if departed:
-                people = sorted(json.loads(value.partition(b" ")[2]) for value in departed)
-                left = [Identity(username, name).person() for username, name in people]
+            gone = sorted({(user.username, user.name) for user in map(entry_identity, departed) if user is not None})
+            if gone:
+                left = [Identity(username, name).person() for username, name in gone]
                 await self.emit(room, "Presence", protocol.Presence([], left, await self.member_count(room)))
                 self.log.info("llmchat: %d member(s) of a stopped server left room %r", len(left), room)
 
@@ -507,14 +514,13 @@ class RedisRoomBus(RoomBus):
             answer, len(said), "", True, finish_reason="error", usage=protocol.Usage(), timings=protocol.Timings(),
             error=INTERRUPTED,
         )
-        seq = await self.emit(room, "Token", final)
+        content = "".join(said)
+        stub = msgspec.convert(entry["stub"], Text)
+        text = msgspec.structs.replace(stub, content=content, finish_reason="error", error=INTERRUPTED)
+        # The final token and the stored answer in one script: a stall cannot leave one without the other.
+        await self._emit_and_store(room, [("Token", final)], stored=text if content else None, at=first_seq)
         await self.redis.hdel(keys.ANSWER_FIRST, answer)
         self._first_sent.discard(answer)
-        content = "".join(said)
-        if content:
-            stub = msgspec.convert(entry["stub"], Text)
-            text = msgspec.structs.replace(stub, content=content, finish_reason="error", error=INTERRUPTED)
-            await self.store_message(room, first_seq or seq, text, seq)
         self.log.warning("llmchat: ended answer %s in room %r: its server %s stopped", answer, room, entry["server"])
 
     async def _heal(self, local: LocalRoom, upto: int | None) -> tuple[str | None, list[tuple[int, bytes]]]:

@@ -14,6 +14,11 @@ An answer in progress is kept about once a second (`PERSIST_EVERY`) as far as it
 marked interrupted (`finish_reason` "error", `error` `INTERRUPTED`), through the room bus's
 `store_in_progress`: if the process dies (`kill -9`, a crash) that is what the history
 keeps. The final store replaces it under the same message id.
+
+When the room bus fails an answer's tokens (Redis away or stalled), the answer is stopped
+and, once the bus answers again, ended in its room with `finish_reason` "error" and stored
+as far as it got (`end_unended`, every second): no member is left with an answer that never
+ends.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..protocol import Ack, Author, ChatError, Text, Timings, Token, Usage
 from .connection import Connection, Identity
 from .messages import ASSISTANT_USERNAME, INTERRUPTED, new_message_id, now_iso, post_text, question_fields
 from .prompt_context import Question, build_context
+from .request_ids import RequestIds
 from ..room_bus.bus import RoomBus
 from ..room_bus.redaction import tombstone
 from .room_settings import RoomSettingsBook
@@ -41,7 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..backends.model_backend import ModelBackend
     from .settings import ServiceLimits
 
-_SEEN_REQUESTS = 4096  # Generate ids remembered for idempotent retries
 _FINISHED_REMEMBERED = 4096  # finished message ids remembered, to answer Cancel with 409
 PERSIST_EVERY = 1.0  # seconds between keeps of an answer in progress (what a crash may lose)
 
@@ -63,6 +68,9 @@ class Generation:
     persisted_at: float = field(default_factory=time.monotonic)  # when it was last kept in progress
     context_cut: bool = False  # the context was cut by characters before it reached the model
     deleted: bool = False  # removed while it streamed: stored as a tombstone when it ends
+    final: TokenEvent | None = None  # its final event, once that went out
+    final_seq: int | None = None  # the seq of its final Token in the room
+    bus_failed: str | None = None  # why the room bus failed it mid-stream (it ends with "error")
 
 
 class Answers:
@@ -80,8 +88,9 @@ class Answers:
         self.limits = limits
         self._backend = backend  # read at each use: the extension attaches it after start-up
         self.running: dict[str, Generation] = {}
-        self._acks: OrderedDict[tuple[str, str], Ack] = OrderedDict()
+        self.request_ids = RequestIds(limits.generate_id_window)
         self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
+        self._unended: dict[str, Generation] = {}  # room answers to end once the room bus is back
         self._steps: deque[list[TokenEvent]] = deque()  # token steps not emitted yet, oldest first
         self._emitter: asyncio.Task[None] | None = None
         self.log = logging.getLogger("jupyter_llmchat")
@@ -98,10 +107,13 @@ class Answers:
         request_id: str | None,
         author: Author,
     ) -> Ack:
-        """Queue an answer; returns the `Ack` data. A retried request id gets its first Ack."""
-        key = (owner.username, request_id) if request_id else None
-        if key is not None and key in self._acks:
-            return self._acks[key]
+        """Queue an answer; returns the `Ack` data. A retried request id gets its first Ack
+        while the answer runs, `Error 409` once it has ended (`request_ids`)."""
+        key = self.request_ids.key(owner.username, request_id)
+        if key is not None:
+            retried = self.request_ids.retried(key, self.running.__contains__)
+            if retried is not None:
+                return retried
         backend = self._backend()
         if backend is None or not backend.loaded:
             reason = getattr(backend, "load_error", None) or "the model is still loading"
@@ -136,9 +148,7 @@ class Answers:
         self.running[message_id] = generation
         ack = Ack(message_id, position)
         if key is not None:
-            self._acks[key] = ack
-            while len(self._acks) > _SEEN_REQUESTS:
-                self._acks.popitem(last=False)
+            self.request_ids.remember(key, ack)
         if room is not None:
             try:
                 if asked is not None:  # regenerating: the question is in the room already
@@ -149,7 +159,7 @@ class Answers:
             except Exception:  # the room bus failed: nobody could see this answer
                 self.running.pop(message_id, None)
                 if key is not None:
-                    self._acks.pop(key, None)  # a retry of this request asks again
+                    self.request_ids.forget(key)  # a retry of this request asks again
                 self._stop(message_id)
                 raise
             finally:
@@ -276,6 +286,14 @@ class Answers:
             if generation is None:
                 continue
             await generation.ready.wait()
+            if event.is_final:
+                self.running.pop(event.message_id, None)
+                self._finished[event.message_id] = generation.owner.username
+                while len(self._finished) > _FINISHED_REMEMBERED:
+                    self._finished.popitem(last=False)
+            if generation.bus_failed is not None:  # ended in its room by `end_unended`, not here
+                self._lost(generation, event)
+                continue
             data = token_data(event, generation.context_cut)
             if generation.deleted:  # removed while streaming: what is left of it says nothing
                 data = msgspec.structs.replace(data, text="")
@@ -283,27 +301,56 @@ class Answers:
                 by_room.setdefault(generation.room, []).append((generation, event, data))
             elif generation.connection is not None:
                 generation.connection.send(protocol.encode("Token", data, id=generation.request_id))
-            if event.is_final:
-                self.running.pop(event.message_id, None)
-                self._finished[event.message_id] = generation.owner.username
-                while len(self._finished) > _FINISHED_REMEMBERED:
-                    self._finished.popitem(last=False)
         for room, tokens in by_room.items():
             try:
                 seqs = await self.bus.emit_many(room, [("Token", data) for _, _, data in tokens])
-            except Exception:  # the room bus failed: these answers can reach nobody
-                self.log.exception("llmchat: tokens of room %r could not be emitted; stopping its answers", room)
-                for generation, _, _ in tokens:
-                    self._stop(generation.message_id)
+            except Exception as error:  # the room bus failed: stop these answers, end them when it is back
+                self.log.warning("llmchat: tokens of room %r could not be emitted (%s); stopping its answers", room, error)
+                reason = error.message if isinstance(error, ChatError) else "the room bus failed"  # says which and why
+                for generation, event, _ in tokens:
+                    if generation.bus_failed is None:
+                        generation.bus_failed = f"interrupted: {reason}"
+                        self._stop(generation.message_id)
+                    self._lost(generation, event)
                 continue
             for (generation, event, _), seq in zip(tokens, seqs):
                 if generation.first_seq is None:
                     generation.first_seq = seq
                 generation.parts.append(event.text)
                 if event.is_final:
-                    await self._store(generation, event, seq)
+                    generation.final, generation.final_seq = event, seq
+                    await self._end(generation)
                 elif time.monotonic() - generation.persisted_at >= PERSIST_EVERY:
                     await self._store_in_progress(generation, seq)
+
+    def _lost(self, generation: Generation, event: TokenEvent) -> None:
+        """An event of an answer the room bus failed: kept for the stored answer, and its final one for `end_unended`."""
+        generation.parts.append(event.text)
+        if event.is_final:
+            self._unended[generation.message_id] = generation
+
+    async def _end(self, generation: Generation) -> None:
+        """Store an answer whose final token went out; if the bus fails now, `end_unended` stores it later."""
+        try:
+            await self._store(generation)
+        except Exception as error:
+            self.log.warning("llmchat: answer %s could not be stored yet: %s", generation.message_id, error)
+            self._unended[generation.message_id] = generation
+
+    async def end_unended(self) -> None:
+        """End the answers the room bus failed mid-stream, once it answers again: a final
+        `Token` with `finish_reason: "error"` saying why, and the answer stored as far as it
+        got. Called every second (the service's sweep); what still fails waits for the next."""
+        for message_id, generation in list(self._unended.items()):
+            try:
+                if generation.final_seq is None:  # storing again under the same id is harmless; emitting is not
+                    final = Token(message_id, len(generation.parts), "", True, "error", Usage(), Timings(), generation.bus_failed)
+                    generation.final_seq = await self.bus.emit(generation.room or "", "Token", final)
+                await self._store(generation)
+            except Exception:
+                continue
+            del self._unended[message_id]
+            self.log.info("llmchat: answer %s ended after the room bus failed it", message_id)
 
     def _answer_text(self, generation: Generation, content: str, event: TokenEvent | None = None) -> Text:
         """The assistant `Text` an answer is stored as."""
@@ -319,15 +366,18 @@ class Answers:
             truncated=(event.truncated if event is not None else False) or generation.context_cut,
         )
 
-    async def _store(self, generation: Generation, event: TokenEvent, seq: int) -> None:
-        """Store a finished answer as an assistant `Text` at the seq of its first token."""
-        room = generation.room or ""
+    async def _store(self, generation: Generation) -> None:
+        """Store an ended answer as an assistant `Text` at the seq of its first token (its
+        final token's seq is the room's head then); one the bus failed says so."""
+        room, seq = generation.room or "", generation.final_seq or 0
         await self.bus.answer_ended(room, generation.message_id)
         content = "".join(generation.parts)
         if not content:
             await self.bus.save_head(room, seq)
             return
-        text = self._answer_text(generation, content, event)
+        text = self._answer_text(generation, content, generation.final)
+        if generation.bus_failed is not None:
+            text = msgspec.structs.replace(text, finish_reason="error", error=generation.bus_failed)
         if generation.deleted:
             text = tombstone(msgspec.to_builtins(text))
         await self.bus.store_message(room, generation.first_seq or seq, text, seq)
@@ -347,15 +397,9 @@ def token_data(event: TokenEvent, context_cut: bool = False) -> Token:
     if not event.is_final:
         return Token(event.message_id, event.index, event.text, False)
     return Token(
-        event.message_id,
-        event.index,
-        event.text,
-        True,
-        finish_reason=event.finish_reason,
-        usage=msgspec.convert(event.usage or {}, Usage),
-        timings=msgspec.convert(event.timings or {}, Timings),
-        error=event.error or None,
-        truncated=event.truncated or context_cut,
+        event.message_id, event.index, event.text, True, finish_reason=event.finish_reason,
+        usage=msgspec.convert(event.usage or {}, Usage), timings=msgspec.convert(event.timings or {}, Timings),
+        error=event.error or None, truncated=event.truncated or context_cut,
     )
 
 

@@ -98,6 +98,11 @@ class LLMChat(ExtensionApp):
         _default(ServiceLimits, "max_answers_per_user"), min=0, config=True,
         help="Answers one user may have waiting or running at once; more get Error 429 (0 = no limit).",
     )
+    generate_id_window = Float(
+        _default(ServiceLimits, "generate_id_window"), min=0.0, config=True,
+        help="Seconds a Generate id (or REST Idempotency-Key) is remembered: a retry gets the first Ack "
+        "while its answer runs, Error 409 once it has ended (0 = ids are not remembered).",
+    )
 
     # --- where answers come from (model_backend.py; OpenAISettings)
     model_backend = Enum(

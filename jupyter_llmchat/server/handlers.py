@@ -17,6 +17,7 @@ from typing import Annotated, Any, Awaitable, Callable
 import msgspec
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import ensure_async
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
@@ -91,9 +92,14 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        if not self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE):
+        if not await self.allowed("read"):
             raise web.HTTPError(403, "not authorized to use llmchat")
         await super().get(*args, **kwargs)
+
+    async def allowed(self, action: str) -> bool:
+        """The authorizer's answer for `action` on llmchat. It may be a coroutine (JupyterHub's
+        authorizers are): an un-awaited one would be truthy, i.e. "allowed"."""
+        return bool(await ensure_async(self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE)))
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         user = identity_of(self)
@@ -116,9 +122,7 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
         if isinstance(message, bytes):
             connection.send(protocol.error_frame(400, "binary frames are not accepted; send JSON text", id=request_id))
             return
-        if kind in WRITE_TYPES and not self.authorizer.is_authorized(
-            self, self.current_user, "write", AUTH_RESOURCE
-        ):
+        if kind in WRITE_TYPES and not await self.allowed("write"):
             connection.send(protocol.error_frame(403, f"not authorized to send {kind}", id=request_id))
             return
         await self.service.receive(connection, message, request_id)

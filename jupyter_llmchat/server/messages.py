@@ -40,8 +40,7 @@ async def post_text(bus: RoomBus, room: str, content: str, author: Author, **fie
     `fields`: the optional `protocol.Text` fields of this kind of message.
     """
     text = protocol.Text(new_message_id(), content, author, now_iso(), **fields)
-    seq = await bus.emit(room, "Text", text)
-    await bus.store_message(room, seq, text, seq)
+    seq = await bus.post(room, text)
     return text.message_id, seq
 
 

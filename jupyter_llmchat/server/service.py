@@ -296,7 +296,10 @@ class ChatService(HookApi):
 
     async def _on_history(self, connection: Connection, envelope: protocol.Envelope, data: protocol.HistoryData) -> None:
         await self.require_room(envelope.room)
-        history = await self.history_data(envelope.room, before_seq=data.before_seq, limit=data.limit or 50)
+        # Bounded in bytes like a Join's page: 50 huge messages would overflow the send queue (1008).
+        history = await self.history_data(
+            envelope.room, before_seq=data.before_seq, limit=data.limit or 50, max_bytes=self.limits.send_queue_bytes // 2
+        )
         self._reply(connection, "History", history, envelope)
 
     async def _on_custom(self, connection: Connection, envelope: protocol.Envelope, data: protocol.CustomData) -> None:
@@ -430,9 +433,11 @@ class ChatService(HookApi):
             self._retention_due = now + _RETENTION_EVERY
             cutoff = datetime.now(timezone.utc) - timedelta(days=days)
             await self.bus.delete_older_than(iso_time(cutoff))
+        await self.answers.end_unended()  # before the bus's own sweep, which ends answers it finds orphaned
         await self.bus.sweep(now)
 
     async def close(self) -> None:
         """Emit the tokens still queued, then persist the rooms (the backend is closed by its owner)."""
         await self.answers.drained()
+        await self.answers.end_unended()  # answers the room bus failed: one last try
         await self.bus.close()

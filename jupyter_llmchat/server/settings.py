@@ -33,6 +33,7 @@ class ServiceLimits:
     send_queue_bytes: int = 8 * 1024 * 1024
     history_messages: int = 64
     max_answers_per_user: int = 4  # answers one user may have waiting or running; more get 429
+    generate_id_window: float = 600.0  # seconds a Generate id is remembered (retries, Error 409)
     connection_timeout: float = 300.0
     max_binary_bytes: int = 512 * 1024
     cancel_when_room_empty: bool = False

@@ -15,6 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from jupyter_llmchat import protocol
 from jupyter_llmchat.kernel.context import (
     DEFAULT_BUDGET_CHARS,
     MAX_TEXT_CHARS,
@@ -151,6 +152,30 @@ def test_any_other_object_is_its_type_and_a_short_repr():
 
     broken = describe(Broken())  # a broken __repr__ does not stop the question
     assert broken["label"] == "Broken" and "<Broken instance at 0x" in broken["text"]
+
+
+def test_describing_never_fails_the_question_whatever_the_object_does():
+    class SurrogateRepr:
+        def __repr__(self) -> str:
+            return "file \udcff.csv"  # a name decoded with surrogateescape
+
+    class Uncountable(list):
+        def __len__(self) -> int:
+            raise RuntimeError("no len today")
+
+    class Hopeless(list):
+        def __len__(self) -> int:
+            raise RuntimeError("no len today")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr either")
+
+    described = describe_all([SurrogateRepr(), "text \ud800 alone", Uncountable([1, 2]), Hopeless()])
+    frame = protocol.client_frame("Generate", {"prompt": "what are these?", "attachments": described})  # as ask() sends it
+    sent = json.loads(frame)["data"]["attachments"]
+    assert "file \\udcff.csv" in sent[0]["text"] and "text \\ud800 alone" == sent[1]["text"]
+    assert sent[2]["label"] == "Uncountable" and "[1, 2]" in sent[2]["text"]
+    assert sent[3]["label"] == "Hopeless" and "<Hopeless instance at 0x" in sent[3]["text"]
 
 
 def test_a_string_is_given_as_it_is():

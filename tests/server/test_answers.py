@@ -4,6 +4,8 @@ stand-in answers "Hello from the stand-in." in five tokens and records every req
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from support.fakes import ADA, BOB, EVE, ENGINE
 
@@ -75,6 +77,34 @@ async def test_a_retried_generate_gets_its_first_ack_and_runs_once(chat):
     assert bob.one("Ack")["data"]["message_id"] != first["data"]["message_id"]
     assert len(chat.backend.requests) == 2
     assert [m["content"] for m in chat.stored("general") if m["author"]["kind"] == "user"] == ["Hello", "Hello"]
+
+
+async def ask_with_id(chat, client, request_id: str) -> list[dict]:
+    """Generate (private) with this id, settle; the Ack, Error and Token frames received."""
+    client.send("Generate", {"prompt": "Hello"}, id=request_id)
+    await chat.settle()
+    return client.take("Ack", "Error", "Token")
+
+
+async def test_a_generate_id_reused_after_its_answer_ended_gets_409_not_a_silent_ack(chat):
+    ada = chat.client(ADA)
+    first = await ask_with_id(chat, ada, "again")
+    assert first[0]["type"] == "Ack" and first[-1]["data"]["is_final"]  # answered in full
+    (refused,) = await ask_with_id(chat, ada, "again")  # not an Ack that nothing follows
+    assert (refused["type"], refused["id"], refused["data"]["code"]) == ("Error", "again", 409)
+    assert "already answered" in refused["data"]["message"] and "new id" in refused["data"]["message"]
+    assert len(chat.backend.requests) == 1
+
+
+async def test_a_generate_id_is_forgotten_after_generate_id_window(make_chat):
+    chat = make_chat(generate_id_window=0.3)
+    ada = chat.client(ADA)
+    first = await ask_with_id(chat, ada, "again")
+    await asyncio.sleep(0.35)
+    again = await ask_with_id(chat, ada, "again")  # asked anew
+    assert again[0]["type"] == "Ack" and again[0]["data"]["message_id"] != first[0]["data"]["message_id"]
+    assert "".join(f["data"]["text"] for f in again[1:]) == ANSWER and again[-1]["data"]["finish_reason"] == "stop"
+    assert len(chat.backend.requests) == 2
 
 
 async def test_only_the_asker_may_cancel_and_only_while_it_runs(make_chat):

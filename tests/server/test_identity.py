@@ -97,11 +97,14 @@ async def test_token_requests_share_one_rate_limit_across_rest_and_sockets(chat_
     assert (await socket.recv())["data"]["code"] == 429
 
 
-async def test_a_retried_generate_is_answered_with_the_first_ack_across_sockets_and_rest(chat_server, token_socket, jp_fetch):
+@pytest.mark.parametrize("standin_options", [{"delay": 0.2}])
+async def test_a_retried_generate_is_answered_with_the_first_ack_across_sockets_and_rest(
+    chat_server, token_socket, jp_fetch, standin_options
+):
     first, second = await token_socket(), await token_socket()
-    await first.send("Generate", {"prompt": "hi"}, id="once")
+    await first.send("Generate", {"prompt": "hi", "config": {"max_tokens": 50}}, id="once")
     ack = (await first.recv_type("Ack"))["data"]
-    await second.send("Generate", {"prompt": "hi"}, id="once")
+    await second.send("Generate", {"prompt": "hi"}, id="once")  # while the answer runs
     assert (await second.recv_type("Ack"))["data"] == ack
     code, rest_ack = await post(jp_fetch, "lab/generate", {"prompt": "hi"}, headers={"Idempotency-Key": "once"})
     assert (code, rest_ack["message_id"]) == (202, ack["message_id"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,7 +26,7 @@ from support.servers import ServerProcess
 from jupyter_llmchat import protocol
 from jupyter_llmchat.room_bus import redis_keys as keys
 from jupyter_llmchat.server.connection import Identity
-from jupyter_llmchat.server.messages import INTERRUPTED
+from jupyter_llmchat.server.messages import INTERRUPTED, post_text
 from jupyter_llmchat.room_bus.redis_bus import RedisRoomBus
 from jupyter_llmchat.room_bus.redis_fanout import frame_parts
 
@@ -39,11 +41,12 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def servers(redis: RedisServer, tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., Chat]]:
-    """`servers(words=…, delay=…)`: a chat service over the shared Redis (another server)."""
+    """`servers(words=…, delay=…, timeout=…)`: a chat service over the shared Redis (another
+    server); `timeout`: how long it waits for Redis before a call fails (5 s by default)."""
     made: list[Chat] = []
 
-    def _make(**standin: Any) -> Chat:
-        bus = RedisRoomBus(redis.url, LIMITS.replay_events, 300.0)
+    def _make(timeout: float = 5.0, **standin: Any) -> Chat:
+        bus = RedisRoomBus(redis.url, LIMITS.replay_events, 300.0, timeout=timeout)
         chat = Chat(jp_asyncio_loop, tmp_path, LIMITS, ENGINE, 300.0, standin, bus=bus)
         made.append(chat)
         return chat
@@ -240,6 +243,98 @@ async def test_redis_away_gives_a_clear_503_and_the_room_works_when_it_returns(r
     await until(lambda: any(f["type"] == "Text" for f in ada.inbox))
     assert [f["type"] for f in ada.inbox if f["type"] in ("Reset", "Text")] == ["Reset", "Text"]
     assert [f["data"]["content"] for f in ada.inbox if f["type"] == "Text"] == ["back"]
+
+
+@pytest.mark.fast
+async def test_room_names_holding_key_parts_never_share_a_key(servers):
+    a = servers()
+    eve = a.client(EVE)  # joining is all it takes: a read-only user may
+    for name in ("general:present", "future:events", "future:msgs", "c:msg"):
+        await join(eve, name)
+    ada = a.client(ADA)
+    for name in ("general", "future", "c", "c:msg"):
+        await join(ada, name)
+        await ada.asend("Text", {"content": f"in {name}"}, room=name)
+    assert [f for f in ada.inbox if f["type"] == "Error"] == []
+    info = await a.service.room_info("general")
+    assert info["count"] == 1 and [m["username"] for m in info["members"]] == ["ada"]
+    listed = {r["room"]: r for r in await a.service.room_list()}
+    assert listed["general"]["members"] == 1 and listed["general:present"]["members"] == 1
+    assert await a.service.clear_room("c") == 1
+    for name in ("general", "future", "c:msg"):
+        assert [m["data"]["content"] for m in (await a.service.history_data(name)).messages] == [f"in {name}"]
+
+
+@pytest.mark.fast
+async def test_any_room_name_gets_keys_of_its_own_and_odd_presence_entries_are_skipped(servers):
+    bus = servers().bus
+    names = ["x", "x:msg", "x:msgs", "x:events", "x:present", "x:live", "{x}", "{x}:msg", "x}{", "*", "x*", ":", "%3A", "x%3Amsg"]
+    for name in names:
+        await post_text(bus, name, f"in {name}", ADA.author())
+    for name in names:
+        assert [data["content"] for _, data in await bus.messages(name)] == [f"in {name}"]
+        assert (await bus.head(name))[0] == 1
+    heads = {r["room"]: r["head_seq"] for r in await bus.room_list()}
+    assert all(heads[name] == 1 for name in names)
+    assert await bus.clear("x") == 1
+    assert [name for name in names if len(await bus.messages(name)) != 1] == ["x"]
+    # A presence hash holding what is not a presence entry (another program, an older version's
+    # colliding keys) is read without an error: those entries are nobody.
+    odd = {"seq": "3", "epoch": "e", "s|bob": "not json", "s|eve": f"{int(time.time() * 1000) + 60_000} [1]", "s|": "1 x"}
+    await bus.redis.hset(keys.room("odd", "present"), mapping=odd)
+    await bus.redis.sadd(keys.ROOMS, "odd")
+    assert await bus.members("odd") == [] and {r["room"]: r["members"] for r in await bus.room_list()}["odd"] == 0
+
+
+@pytest.mark.fast
+async def test_a_post_during_a_redis_stall_is_in_the_history_whenever_members_saw_it(redis, servers):
+    a, b = servers(timeout=0.5), servers()
+    ada, bob = a.client(ADA), b.client(BOB)
+    await join(ada, "stall-post")
+    await join(bob, "stall-post")
+    os.kill(redis.process.pid, signal.SIGSTOP)  # longer than A's timeout: its call fails, Redis runs it later
+    try:
+        await ada.asend("Text", {"content": "during the stall"}, room="stall-post")
+        await until(lambda: any(f["type"] == "Error" for f in ada.inbox))
+        assert ada.one("Error")["data"]["code"] == 503
+        await asyncio.sleep(0.5)
+    finally:
+        os.kill(redis.process.pid, signal.SIGCONT)
+    # Whatever ran once Redis was back (the room's settings are read before the post, so the
+    # stall may fail the post before its script): what members saw is exactly the history.
+    await asyncio.sleep(1.0)  # Redis runs what it was sent during the stall; its events reach bob
+    seen = [f["data"]["content"] for f in bob.inbox if f["type"] == "Text"]
+    history = await b.service.history_data("stall-post")
+    assert [m["data"]["content"] for m in history.messages] == seen
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("how", ["killed", "stalled"])
+async def test_an_answer_streaming_when_redis_dies_ends_with_error_once_it_is_back(redis, servers, how):
+    words = tuple(f" w{i}" for i in range(40))
+    a = servers(words=words, delay=0.05, timeout=0.5)
+    ada = a.client(ADA)
+    room = f"redis-{how}"
+    await join(ada, room)
+    await ada.asend("Generate", {"prompt": "Talk", "config": {"max_tokens": 40}}, room=room)
+    await until(lambda: len(ada.tokens()) >= 3)
+    redis.stop() if how == "killed" else os.kill(redis.process.pid, signal.SIGSTOP)
+    try:
+        await until(lambda: not a.backend.running)  # its tokens could not be emitted: the answer stopped
+    finally:  # killed: it comes back empty (no persistence here); stalled: as it was
+        redis.start() if how == "killed" else os.kill(redis.process.pid, signal.SIGCONT)
+
+    async def ended() -> bool:
+        await a.service.sweep(time.monotonic())  # every second in a server
+        return ada.tokens()[-1]["data"]["is_final"]
+
+    await until(ended, timeout=10, what="the answer's final Token")
+    final = ada.tokens()[-1]["data"]
+    assert final["finish_reason"] == "error" and "room bus" in final["error"]
+    assert len([t for t in ada.tokens() if t["data"]["is_final"]]) == 1
+    (stored,) = [data for _, data in await a.bus.messages(room) if data["author"]["kind"] == "assistant"]
+    assert stored["finish_reason"] == "error" and stored["content"].startswith(" w0 w1 w2")
+    assert stored["error"] == final["error"]
 
 
 # --- two real Jupyter servers on one Redis

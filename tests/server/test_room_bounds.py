@@ -82,6 +82,11 @@ async def test_a_room_of_huge_messages_is_joined_resumed_and_paged_without_a_clo
     await resumer.join("huge", since=joined["data"]["seq"], epoch=joined["data"]["epoch"])
     assert [f["type"] for f in resumer.take("Reset", "History")] == ["Reset", "History"]  # too much to replay
     assert resumer.closed_with is None
+    request = newcomer.send("History", {"before_seq": joined["data"]["seq"] + 13, "limit": 50}, room="huge")
+    await chat.settle()
+    (older,) = [f for f in newcomer.take("History") if f.get("id") == request]
+    assert 1 <= len(older["data"]["messages"]) < 12  # scrolling back pages too, within half the queue
+    assert newcomer.closed_with is None
 
 
 async def test_rooms_are_capped_in_all_and_per_connection(make_chat):
