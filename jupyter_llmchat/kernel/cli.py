@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("room")
     clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     command("config", "every LLMChat setting with its type, default and help (needs no server)")
+    serve = command("serve", "run the llmchat service without a Jupyter server, on 127.0.0.1 (docs/kernel-client.md)")
+    serve.add_argument("--port", type=int, default=0, help="TCP port; 0 (default) takes a free one")
+    serve.add_argument("--idle-timeout", type=float, default=600, help="exit after this many idle seconds (default 600; 0: never)")
+    serve.epilog = "Settings as for the extension: c.LLMChat.* in jupyter_server_config, or --LLMChat.<name>=<value>."
     return parser
 
 
@@ -78,6 +82,12 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"] and not {"-h", "--help"} & set(argv):
+        from ..server.standalone import main as serve  # imports the server: only for this command
+
+        serve(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     command = args.command or "status"
     try:
