@@ -80,10 +80,10 @@ def read_service_files(runtime_dir: str | os.PathLike[str]) -> list[tuple[dict[s
 
 
 @contextmanager
-def held(runtime_dir: str | os.PathLike[str], name: str, *, wait: float = 0.0) -> Iterator[IO[str] | None]:
+def held(runtime_dir: str | os.PathLike[str], name: str, *, wait: float = 0.0, record: bool = True) -> Iterator[IO[str] | None]:
     """Hold the lock file `name` of the runtime dir; `LockBusy` if another process keeps it
     longer than `wait` seconds. Released when the block ends or the process dies."""
-    handle = take(runtime_dir, name, wait=wait)
+    handle = take(runtime_dir, name, wait=wait, record=record)
     try:
         yield handle
     finally:
@@ -91,10 +91,11 @@ def held(runtime_dir: str | os.PathLike[str], name: str, *, wait: float = 0.0) -
             handle.close()
 
 
-def take(runtime_dir: str | os.PathLike[str], name: str, *, wait: float = 0.0) -> IO[str] | None:
-    """The open, locked lock file (keep it open to keep the lock); see `held`."""
+def take(runtime_dir: str | os.PathLike[str], name: str, *, wait: float = 0.0, record: bool = True) -> IO[str] | None:
+    """The open, locked lock file (keep it open to keep the lock); see `held`. `record`: write
+    our pid into it (who holds it, for messages); a mere check leaves the last holder's."""
     os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
-    handle = open(Path(runtime_dir, name), "a+", encoding="utf-8")
+    handle = open(os.open(Path(runtime_dir, name), os.O_RDWR | os.O_CREAT, 0o600), "a+", encoding="utf-8")
     if fcntl is None:
         return handle
     deadline = time.monotonic() + wait
@@ -109,9 +110,10 @@ def take(runtime_dir: str | os.PathLike[str], name: str, *, wait: float = 0.0) -
                 handle.close()
                 raise LockBusy(f"{Path(runtime_dir, name)} is held by pid {owner}") from None
             time.sleep(0.1)
-    handle.truncate(0)
-    handle.write(str(os.getpid()))
-    handle.flush()
+    if record:
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
     return handle
 
 

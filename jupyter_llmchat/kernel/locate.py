@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping
@@ -100,7 +101,7 @@ def _services(directory: str, probe: Probe) -> tuple[ServerInfo | None, bool]:
 def _service_runs(directory: str) -> bool:
     """A service holds its lock for its whole life, from before its discovery file is written."""
     try:
-        with held(directory, SERVICE_LOCK):
+        with held(directory, SERVICE_LOCK, record=False):
             return False
     except LockBusy:
         return True
@@ -135,10 +136,13 @@ def _spawn(directory: str) -> subprocess.Popen[bytes]:
     log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
     options: dict[str, Any] = {"start_new_session": True} if os.name != "nt" else {"creationflags": 0x00000008 | 0x00000200}
     with log:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "jupyter_llmchat", "serve"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=directory, close_fds=True, **options,
         )
+    # Reaped when it exits, however long after: no zombie left in this (long-lived) kernel.
+    threading.Thread(target=process.wait, name="llmchat-service-reaper", daemon=True).start()
+    return process
 
 
 def _log_tail(directory: str, chars: int = 600) -> str:

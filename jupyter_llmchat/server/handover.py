@@ -23,7 +23,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..runtime_secret import SCHEME, read_secret
-from ..service_file import pid_alive, read_service_files
+from ..service_file import LockBusy, held, read_service_files
 from .handlers import ChatAPIHandler
 
 HANDOVER_ROUTE = "llmchat/api/service/handover"
@@ -61,7 +61,7 @@ def release_history(path: str, runtime_dir: str, log: logging.Logger, *, timeout
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(holder):
+        if _released(path):
             log.info("llmchat: the llmchat service (pid %s) handed over %s", holder, path)
             return True
         time.sleep(0.1)
@@ -75,6 +75,16 @@ def _holder_pid(path: str) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def _released(path: str) -> bool:
+    """The history file's lock is free: its holder has closed it, or exited."""
+    lock = Path(f"{path}.lock")
+    try:
+        with held(lock.parent, lock.name, record=False):
+            return True
+    except LockBusy:
+        return False
 
 
 def _same_file(a: Any, b: str) -> bool:
