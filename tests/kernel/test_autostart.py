@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services import Service, alive, service_env, service_files, stop_services
+from support.services import Service, alive, service_env, service_files, stop_services
 
 import jupyter_llmchat.kernel.client as kernel_client
 from jupyter_llmchat.kernel.relay import STARTING_SERVICE

@@ -1,6 +1,6 @@
 """`jupyter llmchat serve`: the service in a process of its own, as a user runs it.
 
-Real processes, the real model, temporary Jupyter dirs (tests/services.py): its settings come
+Real processes, the real model, temporary Jupyter dirs (tests/support/services.py): its settings come
 from the same config files as the extension's, only the runtime secret gets in, one runs per
 runtime dir, it exits when idle (a REST call is activity), and a Jupyter server that starts
 later takes its history file over.
@@ -12,8 +12,8 @@ import stat
 import time
 from pathlib import Path
 
-from kernels import LLMChatServer
-from services import alive, service_env, service_files, start_serve, stop_services, terminate, wait_for_service
+from support.kernels import LLMChatServer
+from support.services import alive, service_env, service_files, start_serve, stop_services, terminate, wait_for_service
 
 
 def test_serve_uses_the_config_files_lets_only_the_secret_in_runs_once_and_exits_when_idle(tmp_path: Path) -> None:

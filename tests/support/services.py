@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from servers import terminate
+from .servers import terminate
 
 from jupyter_llmchat.runtime_secret import SCHEME
 
