@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from .._version import __version__
 from .client import ChatClient
-from .discovery import ServerInfo, find_server, running_servers
+from .discovery import ServerInfo, find_server, running_servers, running_services
 from .errors import LLMChatClientError
 
 CONTENT_WIDTH = 72
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jupyter llmchat",
         description="Talk to the llmchat rooms of a running Jupyter server.",
         epilog="Server discovery: --url/--token, else LLMCHAT_URL/LLMCHAT_TOKEN, else the server that "
-        "started this process (in a kernel), else the only (or newest) running Jupyter server.",
+        "started this process (in a kernel), else the only (or newest) running Jupyter server, else the "
+        "running llmchat service (`jupyter llmchat serve`).",
     )
     parser.add_argument("--version", action="version", version=f"jupyter-llmchat {__version__}")
     _add_common(parser, suppress=False)
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "the server found, the extension and the model")
     command("stats", "live server and model figures")
     command("rooms", "rooms with their member counts and head seq")
-    command("servers", "running Jupyter servers, and which one would be used")
+    command("servers", "running Jupyter servers and llmchat services, and which one would be used")
     history = command("history", "a room's stored messages, oldest first")
     history.add_argument("room")
     history.add_argument("--limit", type=int, default=50, help="at most this many messages (default 50)")
@@ -228,7 +229,7 @@ def _config(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _servers(args: argparse.Namespace, out: TextIO) -> int:
-    servers = running_servers()
+    servers = running_servers() + running_services()  # Jupyter servers, then `jupyter llmchat serve`
     chosen: ServerInfo | None
     try:
         chosen = find_server(args.url, args.token, newest=True)
@@ -236,10 +237,11 @@ def _servers(args: argparse.Namespace, out: TextIO) -> int:
         chosen = None
     if args.json:
         chosen_pid = chosen.pid if chosen is not None else None
-        return _json([{"url": s.url, "pid": s.pid, "root_dir": s.root_dir, "chosen": s.pid == chosen_pid} for s in servers], out)
+        rows = [{"url": s.url, "pid": s.pid, "root_dir": s.root_dir, "service": s.service, "chosen": s.pid == chosen_pid} for s in servers]
+        return _json(rows, out)
     _table(
         ["", "URL", "PID", "ROOT_DIR"],
-        [["*" if chosen is not None and s.pid == chosen.pid else "", s.url, s.pid, s.root_dir] for s in servers],
+        [["*" if chosen is not None and s.pid == chosen.pid else "", s.url, s.pid, s.root_dir or ("(llmchat service)" if s.service else "")] for s in servers],
         out,
     )
     if chosen is not None:
