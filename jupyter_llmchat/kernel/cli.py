@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("room")
     clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     command("config", "every LLMChat setting with its type, default and help (needs no server)")
-    serve = command("serve", "run the llmchat service without a Jupyter server, on 127.0.0.1 (docs/kernel-client.md)")
+    serve_help = "run the llmchat service without a Jupyter server, on 127.0.0.1 (docs/kernel-client.md)"
+    serve = commands.add_parser("serve", help=serve_help, description=serve_help)  # no --url/--token: it is the server
     serve.add_argument("--port", type=int, default=0, help="TCP port; 0 (default) takes a free one")
     serve.add_argument("--idle-timeout", type=float, default=600, help="exit after this many idle seconds (default 600; 0: never)")
     serve.epilog = "Settings as for the extension: c.LLMChat.* in jupyter_server_config, or --LLMChat.<name>=<value>."

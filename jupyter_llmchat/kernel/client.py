@@ -18,6 +18,7 @@ import json
 import re
 import socket
 import ssl
+import sys
 import threading
 from typing import Any, Callable, TypeVar, get_args
 from urllib.parse import urlencode, urlsplit
@@ -331,8 +332,13 @@ def connect(
 ) -> ChatClient:
     """A client for the server `locate.locate` finds (or the one given): a Jupyter server with
     llmchat, else the user's llmchat service, started if none runs (`LLMCHAT_AUTOSTART=0`: not).
-    `on_start()` is called when a service is being started and waited for."""
-    return ChatClient(locate(url, token, _stats, on_start=on_start), timeout=timeout)
+    `on_start()` is called when a service is being started and waited for (by default a line
+    on stderr: the first call then takes a few seconds)."""
+    return ChatClient(locate(url, token, _stats, on_start=on_start or _say_starting), timeout=timeout)
+
+
+def _say_starting() -> None:
+    print("llmchat: starting the model service… (jupyter llmchat serve, shared by this user's kernels)", file=sys.stderr, flush=True)
 
 
 def _stats(server: ServerInfo) -> dict[str, Any]:
