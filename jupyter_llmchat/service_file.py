@@ -111,6 +111,7 @@ def take(runtime_dir: str | os.PathLike[str], name: str, *, wait: float = 0.0, r
                 raise LockBusy(f"{Path(runtime_dir, name)} is held by pid {owner}") from None
             time.sleep(0.1)
     if record:
+        handle.seek(0)
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
