@@ -3,8 +3,9 @@
 The order (`ask`, `broadcast`, `connect`, `ChatWidget` and its kernel relay):
 
 1. an explicit URL (`connect(url=)`, `LLMCHAT_URL`): used as given;
-2. a Jupyter server that answers llmchat: the one that started this kernel, else the only
-   one running (`discovery.find_server`'s choice), if its `llmchat/api/stats` answers;
+2. a Jupyter server that answers llmchat (its `llmchat/api/stats` answers): the one that
+   started this kernel, else the only one running (`discovery.find_server`'s choice), else
+   any other running one, newest first;
 3. a running llmchat service (`jupyter llmchat serve`) of this user;
 4. else one is started: `python -m jupyter_llmchat serve` as a detached process, at most one
    per runtime dir (`llmchat-autostart.lock` while it starts; the service itself holds
@@ -62,14 +63,18 @@ def locate(
     directory = directory or runtime_dir()
     servers = running_servers(directory)
     chosen = _choose(servers, env, newest=False)
+    # This process's own server (or the only one) first, then any other, newest first.
+    candidates = ([chosen] if chosen else []) + [
+        replace(server, found_by="the newest running server with llmchat") for server in servers if not chosen or server.pid != chosen.pid
+    ]
     passed_over = ""
-    if chosen is not None:
-        chosen = replace(chosen, token=token, secret="") if token else chosen
+    for server in candidates:
+        server = replace(server, token=token, secret="") if token else server
         try:
-            probe(chosen)
-            return chosen
-        except (ExtensionNotEnabled, ServerNotFound) as error:  # no llmchat there: on to a service
-            passed_over = f"{chosen.describe()} has no llmchat ({error}); "
+            probe(server)
+            return server
+        except (ExtensionNotEnabled, ServerNotFound) as error:  # no llmchat there: on to the next, then a service
+            passed_over += f"{server.describe()} has no llmchat ({error}); "
     ready, loading = _services(directory, probe)
     if ready is not None:
         return ready

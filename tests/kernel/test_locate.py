@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from jupyter_llmchat.kernel.discovery import running_services
-from jupyter_llmchat.kernel.errors import ServerNotFound
+from jupyter_llmchat.kernel.errors import ExtensionNotEnabled, ServerNotFound
 from jupyter_llmchat.kernel.locate import autostart_enabled, locate
 from jupyter_llmchat.runtime_secret import write_secret
 from jupyter_llmchat.service_file import SERVICE_LOCK, LockBusy, held, read_service_files, write_service_file
@@ -109,3 +109,18 @@ def test_an_explicit_url_is_used_as_given(tmp_path: Path) -> None:
 
     found = locate("http://example.invalid:9/lab", "t0k", probe, environ={}, directory=str(tmp_path))
     assert (found.url, found.token, found.found_by) == ("http://example.invalid:9/lab/", "t0k", "given URL")
+
+
+def test_a_server_without_llmchat_is_passed_over_for_one_with_it(tmp_path: Path) -> None:
+    """The kernel's own server (here: the parent process's) has no llmchat; another one has."""
+    for pid, port in ((os.getppid(), 1111), (os.getpid(), 2222)):
+        info = {"pid": pid, "port": port, "hostname": "127.0.0.1", "base_url": "/", "token": "t", "secure": False}
+        (tmp_path / f"jpserver-{pid}.json").write_text(json.dumps(info))
+
+    def probe(server: Any) -> dict[str, Any]:
+        if server.pid == os.getppid():
+            raise ExtensionNotEnabled("404")
+        return {"model": {"loaded": True}}
+
+    found = locate(None, None, probe, environ={"LLMCHAT_AUTOSTART": "0"}, directory=str(tmp_path))
+    assert (found.pid, found.url, found.found_by) == (os.getpid(), "http://127.0.0.1:2222/", "the newest running server with llmchat")
