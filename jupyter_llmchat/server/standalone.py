@@ -106,7 +106,8 @@ class LLMChatService(JupyterApp):
     async def serve(self) -> int:
         """Run until idle, signalled or handed over; the exit status."""
         try:
-            lock = take(self.runtime_dir, SERVICE_LOCK)
+            # A kernel looking whether a service runs holds the lock for an instant: wait that out.
+            lock = take(self.runtime_dir, SERVICE_LOCK, wait=2.0)
         except LockBusy as error:
             print(f"jupyter llmchat serve: another llmchat service runs for this user ({error})", file=sys.stderr)
             return 1
