@@ -8,6 +8,8 @@ later takes its history file over.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -97,18 +99,28 @@ def test_a_jupyter_server_takes_the_history_over_from_the_service(tmp_path: Path
         stop_services(env)
 
 
-def test_only_the_owner_may_ask_a_service_to_hand_over(tmp_path: Path) -> None:
-    """A stranger's request is refused; the owner's (runtime secret) makes it exit at once when idle."""
-    env = service_env(tmp_path)
+def test_a_service_handing_over_takes_no_new_question_but_finishes_the_running_one(tmp_path: Path) -> None:
+    """Only the owner may ask (runtime secret); then new questions get 503 with the reason, the
+    running answer is finished and stored (not cut short), and the service exits."""
+    env = service_env(tmp_path, {"max_tokens": 64})
     process = start_serve(env, "--idle-timeout", "0")
     try:
         service = wait_for_service(env, process)
         assert service.request("POST", "llmchat/api/service/handover", {}, authorization="token x")[0] == 403
         assert process.poll() is None
+        question = {"prompt": "Count from one to twenty in words.", "config": {"max_tokens": 64, "temperature": 0}}
+        status, running = service.request("POST", "llmchat/api/rooms/drain/generate", question)
+        assert status == 202
         status, reply = service.request("POST", "llmchat/api/service/handover", {})
         assert status == 202 and reply["pid"] == service.pid
-        process.wait(timeout=30)
+        status, refused = service.request("POST", "llmchat/api/rooms/drain/generate", {"prompt": "And another?"})
+        assert status == 503 and "handing over" in refused["message"], (status, refused)
+        process.wait(timeout=60)
         assert process.returncode == 0 and not alive(service.pid) and not service_files(env)
+        history = tmp_path / "data" / "llmchat" / "history.sqlite"
+        with sqlite3.connect(history) as db:
+            (data,) = db.execute("SELECT data FROM messages WHERE message_id = ?", (running["message_id"],)).fetchone()
+        stored = json.loads(data)
+        assert stored["finish_reason"] in ("stop", "length") and stored["content"], stored
     finally:
         terminate(process, 10)
-
