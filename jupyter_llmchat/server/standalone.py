@@ -28,7 +28,7 @@ from typing import Any
 from jupyter_core.application import JupyterApp
 from jupyter_server.auth.authorizer import Authorizer
 from jupyter_server.auth.identity import IdentityProvider
-from tornado import httpserver, web
+from tornado import httpserver, netutil, web
 from traitlets import Float, Int, TraitError, Unicode, default
 
 from .._version import __version__
@@ -163,8 +163,10 @@ class Host:
 
     async def run(self) -> None:
         application = self.application()
-        self._server = application.listen(self.app.port, "127.0.0.1", xheaders=False)
-        port = next(iter(self._server._sockets.values())).getsockname()[1]
+        sockets = netutil.bind_sockets(self.app.port, "127.0.0.1")  # loopback only; port 0: a free one
+        port = sockets[0].getsockname()[1]
+        self._server = httpserver.HTTPServer(application)
+        self._server.add_sockets(sockets)
         self._info_path = write_service_file(
             self.app.runtime_dir,
             {
