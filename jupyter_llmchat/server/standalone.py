@@ -30,6 +30,7 @@ from jupyter_server.auth.authorizer import Authorizer
 from jupyter_server.auth.identity import IdentityProvider
 from tornado import httpserver, netutil, web
 from traitlets import Float, Int, TraitError, Unicode, default
+from traitlets.config.loader import ConfigFileNotFound
 
 from .._version import __version__
 from ..service_file import SERVICE_LOCK, LockBusy, take, write_service_file
@@ -97,8 +98,8 @@ class LLMChatService(JupyterApp):
         super().load_config_file(suppress_errors)
         try:
             super(JupyterApp, self).load_config_file("jupyter_jupyter_llmchat_config", path=self.config_file_paths)
-        except Exception:  # noqa: BLE001  the file is optional
-            self.log.debug("no jupyter_jupyter_llmchat_config")
+        except ConfigFileNotFound:  # optional; a broken one is reported like any other
+            pass
 
     def start(self) -> None:
         sys.exit(asyncio.run(self.serve()))
