@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 from ..service_file import AUTOSTART_LOCK, SERVICE_LOCK, LockBusy, held
 from .discovery import ServerInfo, _choose, _explicit, running_servers, running_services, runtime_dir
-from .errors import ExtensionNotEnabled, ServerNotFound
+from .errors import ChatRequestError, ExtensionNotEnabled, LLMChatClientError, ServerNotFound
 
 AUTOSTART_ENV = "LLMCHAT_AUTOSTART"
 START_TIMEOUT = 180.0  # seconds for a started service to load its model (a first import is slow)
@@ -68,13 +68,18 @@ def locate(
         replace(server, found_by="the newest running server with llmchat") for server in servers if not chosen or server.pid != chosen.pid
     ]
     passed_over = ""
-    for server in candidates:
+    for index, server in enumerate(candidates):
         server = replace(server, token=token, secret="") if token else server
         try:
             probe(server)
             return server
         except (ExtensionNotEnabled, ServerNotFound) as error:  # no llmchat there: on to the next, then a service
             passed_over += f"{server.describe()} has no llmchat ({error}); "
+        except ChatRequestError:  # llmchat answers, with an error (a bad setting: 503) the next call shows
+            return server
+        except LLMChatClientError:  # our credentials refused: this process's own server says so, others are skipped
+            if index == 0 and chosen is not None:
+                raise
     ready, loading = _services(directory, probe)
     if ready is not None:
         return ready
