@@ -3,7 +3,8 @@
 #   1. the widget's unit tests (vitest),
 #   2. the widget in a real browser (Debian's Chromium driven by playwright-core), `@name`
 #      in JupyterLab and marimo, then a real JupyterHub of three users sharing one room
-#      (Redis) and one model server,
+#      (Redis) and one model server, then the widget where no server has the extension
+#      (marimo, JupyterLab with it disabled),
 #   3. the Python suite: the fast tier (a stand-in model, no server process), then the
 #      integration tier against real Jupyter servers and the real model.
 # Extra arguments go to pytest.
@@ -27,6 +28,6 @@ if [ -n "$missing" ]; then
   fi
 fi
 
-(cd js && npm ci --no-audit --no-fund --silent && npm test && npm run e2e && npm run e2e:mentions && npm run e2e:hub)
+(cd js && npm ci --no-audit --no-fund --silent && npm test && npm run e2e && npm run e2e:mentions && npm run e2e:hub && npm run e2e:anywhere)
 
 .venv/bin/python -m pytest "$@"

@@ -58,13 +58,16 @@ def _real_history() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def private_jupyter_paths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every server, kernel and CLI of the tests (subprocesses too) gets temporary Jupyter
-    data and runtime dirs; the session fails if the user's own history was written."""
+    data and runtime dirs and no llmchat service autostart; the session fails if the user's
+    own history was written."""
     real = _real_history()
     before = real.stat().st_mtime_ns if real.exists() else None
     root = tmp_path_factory.mktemp("jupyter-home")
-    saved = {name: os.environ.get(name) for name in ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR")}
+    saved = {name: os.environ.get(name) for name in ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "LLMCHAT_AUTOSTART")}
     os.environ["JUPYTER_DATA_DIR"] = str(root / "data")
     os.environ["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
+    # No test starts `jupyter llmchat serve` by accident; the tests of that turn it back on.
+    os.environ["LLMCHAT_AUTOSTART"] = "0"
     try:
         yield
     finally:
@@ -147,7 +150,7 @@ def model_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     def standin_backend(settings: Any, sink: Any, loop: Any, log: Any) -> StandIn:
         return StandIn(settings, sink, loop, log, **standin_options)
 
-    monkeypatch.setattr("jupyter_llmchat.server.extension.llama_backend", standin_backend)
+    monkeypatch.setattr("jupyter_llmchat.server.assembly.llama_backend", standin_backend)
     return "stand-in"
 
 

@@ -60,7 +60,7 @@ export async function waitFor(fn, { timeout = 30_000, interval = 200, what = "co
  * with SIGTERM (Jupyter's graceful shutdown) and starts it again on the same port, token,
  * runtime dir and history file.
  */
-export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2e/", extraArgs = [], importPaths = [] } = {}) {
+export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2e/", extraArgs = [], importPaths = [], env: extraEnv = {} } = {}) {
   const port = await freePort();
   const token = crypto.randomBytes(16).toString("hex");
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llmchat-e2e-"));
@@ -107,6 +107,9 @@ export async function startJupyter({ extension, app = "lab", baseUrl = "/user/e2
     IPYTHONDIR: path.join(tmp, "ipython"),
     JUPYTERLAB_SETTINGS_DIR: path.join(tmp, "lab-settings"),
     JUPYTERLAB_WORKSPACES_DIR: path.join(tmp, "lab-workspaces"),
+    // No `jupyter llmchat serve` started by a kernel unless a test asks for it (serviceEnv).
+    LLMCHAT_AUTOSTART: "0",
+    ...extraEnv,
   };
   const launch = () => {
     const log = fs.openSync(logPath, "a");
@@ -349,4 +352,105 @@ export async function screenshot(page, name) {
   if (el) await el.screenshot({ path: file });
   else await page.screenshot({ path: file });
   return file;
+}
+
+/**
+ * An environment in which a kernel may start `jupyter llmchat serve` (autostart on): its own
+ * runtime, data and config dirs under `tmp`, small model settings in the config dir's
+ * jupyter_server_config.json (the service reads the same files as the extension).
+ * `stopServices(env)` ends what was started there.
+ */
+export function serviceEnv(tmp, llmchat = {}) {
+  const config = path.join(tmp, "service-config");
+  fs.mkdirSync(config, { recursive: true });
+  const settings = { n_ctx: 2048, parallel: 2, n_threads: 1, default_max_tokens: 24, max_tokens: 48, ...llmchat };
+  fs.writeFileSync(path.join(config, "jupyter_server_config.json"), JSON.stringify({ LLMChat: settings }));
+  return {
+    LLMCHAT_AUTOSTART: "1",
+    JUPYTER_CONFIG_DIR: config,
+    JUPYTER_DATA_DIR: path.join(tmp, "service-data"),
+    JUPYTER_RUNTIME_DIR: path.join(tmp, "service-runtime"),
+  };
+}
+
+/** The services running in that environment's runtime dir: [{pid, url, ...}] from their discovery files. */
+export function servicesOf(env) {
+  const dir = env.JUPYTER_RUNTIME_DIR;
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((name) => /^llmchat-service-\d+\.json$/.test(name))
+    .map((name) => JSON.parse(fs.readFileSync(path.join(dir, name), "utf8")));
+}
+
+export async function stopServices(env) {
+  for (const { pid } of servicesOf(env)) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // gone
+    }
+  }
+  await waitFor(() => servicesOf(env).length === 0, { timeout: 30_000, what: "the llmchat service to stop" }).catch(() => undefined);
+}
+
+/**
+ * Start marimo on a notebook file (`marimo run`, or `marimo edit` headless without a token) on
+ * 127.0.0.1, in a throw-away dir; `env` is added to the process's environment.
+ */
+export async function startMarimo({ source, mode = "run", env: extraEnv = {} }) {
+  const port = await freePort();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llmchat-marimo-"));
+  const file = path.join(tmp, "notebook.py");
+  fs.writeFileSync(file, source);
+  // An edit session runs nothing on open by default; this one runs the cells, as `marimo run` does.
+  fs.writeFileSync(path.join(tmp, ".marimo.toml"), "[runtime]\nauto_instantiate = true\n");
+  const python = pythonPath();
+  const args = ["-m", "marimo", mode, file, "--headless", "--host", "127.0.0.1", "--port", String(port), "--no-token"];
+  if (mode === "edit") args.push("--skip-update-check");
+  const logPath = path.join(tmp, "marimo.log");
+  const log = fs.openSync(logPath, "a");
+  const env = {
+    ...process.env,
+    PATH: `${path.dirname(python)}:${process.env.PATH}`,
+    PYTHONPATH: [repo, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+    MARIMO_SKIP_UPDATE_CHECK: "1",
+    HOME: tmp, // marimo's own config and caches, not the user's
+    ...extraEnv,
+  };
+  const proc = spawn(python, args, { env, cwd: tmp, stdio: ["ignore", log, log], detached: true });
+  fs.closeSync(log);
+  stopWithUs(proc);
+  const url = `http://127.0.0.1:${port}/`;
+  const server = {
+    url,
+    tmp,
+    log: () => fs.readFileSync(logPath, "utf8"),
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      try {
+        process.kill(-proc.pid, "SIGTERM");
+      } catch {
+        // gone
+      }
+      await waitFor(() => proc.exitCode !== null || proc.signalCode !== null, { timeout: 15_000, what: "marimo to exit" }).catch(() => {
+        try {
+          process.kill(-proc.pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      });
+    },
+  };
+  await waitFor(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`marimo exited (${proc.exitCode}):\n${server.log().slice(-3000)}`);
+      return (await fetch(url)).ok;
+    },
+    { timeout: 90_000, what: "marimo to start" },
+  ).catch(async (err) => {
+    await server.stop();
+    throw err;
+  });
+  return server;
 }

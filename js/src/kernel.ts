@@ -5,7 +5,8 @@
 // connection, so several tabs (or a reload) relaying through one kernel never see each
 // other's frames. When the kernel's socket to the server closes, Python says
 // `{kind: "relay_closed", cid, code, reason}` and this socket closes with that code; closing
-// it from here tells Python `{kind: "relay_close", cid}`.
+// it from here tells Python `{kind: "relay_close", cid}`. While the kernel starts the user's
+// llmchat service for it, Python says `{kind: "relay_status", text}` (for every connection).
 
 import { newId } from "./protocol";
 import type { SocketLike } from "./socket-like";
@@ -22,6 +23,7 @@ export class KernelSocket implements SocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null = null;
   onclose: ((ev: { code: number; reason: string }) => void) | null = null;
   onerror: ((ev: unknown) => void) | null = null;
+  onstatus: ((text: string) => void) | null = null;
   readonly cid = newId("k");
 
   private readonly handler = (content: unknown): void => {
@@ -32,6 +34,8 @@ export class KernelSocket implements SocketLike {
     if (msg.cid !== undefined && msg.cid !== null && msg.cid !== this.cid) return;
     if (msg.kind === "relay" && typeof msg.frame === "object" && msg.frame !== null) {
       this.onmessage?.({ data: JSON.stringify(msg.frame) });
+    } else if (msg.kind === "relay_status" && typeof (msg as { text?: unknown }).text === "string") {
+      this.onstatus?.((msg as { text: string }).text);
     } else if (msg.kind === "relay_closed") {
       const code = typeof msg.code === "number" ? msg.code : 1006;
       this.finish(code, typeof msg.reason === "string" ? msg.reason : "", false);

@@ -9,6 +9,8 @@ export interface SocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
+  /** What the far end is doing meanwhile, for people (the kernel relay: "starting the model service…"). */
+  onstatus?: ((text: string) => void) | null;
 }
 
 /** `readyState` of an open socket. */

@@ -223,7 +223,7 @@ export class Transport {
     if (s.phase === "opening" || s.phase === "open") this._state = { phase: "joined", via: s.via, sock: s.sock };
     this.everJoined = true;
     const kernel = this.info.transport === "kernel";
-    this.setStatus({ status: kernel ? "via_kernel" : "live", reason: kernel ? this.info.reason : "", retryAt: null, attempt: 0 });
+    this.setStatus({ status: kernel ? "via_kernel" : "live", reason: kernel ? this.kernelReason : "", retryAt: null, attempt: 0 });
   }
 
   /** Another room on the same socket: not joined until its `Joined`. */
@@ -315,6 +315,10 @@ export class Transport {
     sock.onerror = () => {
       // Browsers follow every error with a close event; the close handler does the work.
     };
+    // The kernel relay says what it is doing before it can connect (starting the model service).
+    sock.onstatus = (text) => {
+      if (this.holds(sock) && this._state.phase !== "joined") this.setStatus({ reason: text });
+    };
     if (sock.readyState === OPEN) queueMicrotask(() => sock.onopen?.({}));
   }
 
@@ -341,6 +345,7 @@ export class Transport {
     sock.onmessage = null;
     sock.onclose = null;
     sock.onerror = null;
+    sock.onstatus = null;
     this.hooks.lost();
     return sock;
   }

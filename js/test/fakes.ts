@@ -12,6 +12,7 @@ export class FakeSocket implements SocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null = null;
   onclose: ((ev: { code: number; reason: string }) => void) | null = null;
   onerror: ((ev: unknown) => void) | null = null;
+  onstatus: ((text: string) => void) | null = null;
 
   constructor(readonly url: string) {
     FakeSocket.all.push(this);

@@ -62,6 +62,17 @@ describe("KernelSocket", () => {
     expect(model.listeners).toBe(0);
   });
 
+  it("passes on what the kernel is doing meanwhile (relay_status), for every connection", async () => {
+    const model = new FakeModel();
+    const s = new KernelSocket(model);
+    await opened(s);
+    const said: string[] = [];
+    s.onstatus = (text) => said.push(text);
+    model.fromKernel({ kind: "relay_status", text: "starting the model service…" });
+    model.fromKernel({ kind: "relay_status", text: 42 });
+    expect(said).toEqual(["starting the model service…"]);
+  });
+
   it("tells the kernel when it is closed from this side", async () => {
     const model = new FakeModel();
     const s = new KernelSocket(model);

@@ -196,6 +196,17 @@ describe("Transport: failing and falling back", () => {
     expect(kernels[0]!.sentOfType("Ping")).toHaveLength(0);
   });
 
+  it("shows what the relay is doing before it joins (the service starting), then its own reason again", () => {
+    const { t, kernels } = kernelOnly();
+    t.start();
+    kernels[0]!.onstatus?.("starting the model service…");
+    expect(t.status).toMatchObject({ status: "via_kernel", reason: "starting the model service…" });
+    join(t);
+    expect(t.status).toMatchObject({ status: "via_kernel", reason: "no Jupyter server on this page" });
+    kernels[0]!.onstatus?.("late news");
+    expect(t.status.reason).toBe("no Jupyter server on this page"); // joined: nothing to wait for
+  });
+
   it("a refused Join through a relay that never worked: failed, the relay released", () => {
     const { t, kernels } = kernelOnly();
     t.start();

@@ -18,7 +18,7 @@ from .._version import __version__
 from . import model_commands
 from .cli_output import print_json as _json, print_table as _table
 from .client import ChatClient
-from .discovery import ServerInfo, find_server, running_servers
+from .discovery import ServerInfo, find_server, running_servers, running_services
 from .errors import LLMChatClientError
 
 CONTENT_WIDTH = 72
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jupyter llmchat",
         description="Talk to the llmchat rooms of a running Jupyter server.",
         epilog="Server discovery: --url/--token, else LLMCHAT_URL/LLMCHAT_TOKEN, else the server that "
-        "started this process (in a kernel), else the only (or newest) running Jupyter server.",
+        "started this process (in a kernel), else the only (or newest) running Jupyter server, else the "
+        "running llmchat service (`jupyter llmchat serve`).",
     )
     parser.add_argument("--version", action="version", version=f"jupyter-llmchat {__version__}")
     _add_common(parser, suppress=False)
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "the server found, the extension and the model")
     command("stats", "live server and model figures")
     command("rooms", "rooms with their member counts and head seq")
-    command("servers", "running Jupyter servers, and which one would be used")
+    command("servers", "running Jupyter servers and llmchat services, and which one would be used")
     history = command("history", "a room's stored messages, oldest first")
     history.add_argument("room")
     history.add_argument("--limit", type=int, default=50, help="at most this many messages (default 50)")
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
     command("config", "every LLMChat setting with its type, default and help (needs no server)")
     model_commands.add_commands(command)
+    serve_help = "run the llmchat service without a Jupyter server, on 127.0.0.1 (docs/kernel-client.md)"
+    serve = commands.add_parser("serve", help=serve_help, description=serve_help)  # no --url/--token: it is the server
+    serve.add_argument("--port", type=int, default=0, help="TCP port; 0 (default) takes a free one")
+    serve.add_argument("--idle-timeout", type=float, default=600, help="exit after this many idle seconds (default 600; 0: never)")
+    serve.epilog = "Settings as for the extension: c.LLMChat.* in jupyter_server_config, or --LLMChat.<name>=<value>."
     return parser
 
 
@@ -85,6 +91,12 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"] and not {"-h", "--help"} & set(argv):
+        from ..server.standalone import main as serve  # imports the server: only for this command
+
+        serve(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     command = args.command or "status"
     try:
@@ -255,7 +267,7 @@ def _config(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _servers(args: argparse.Namespace, out: TextIO) -> int:
-    servers = running_servers()
+    servers = running_servers() + running_services()  # Jupyter servers, then `jupyter llmchat serve`
     chosen: ServerInfo | None
     try:
         chosen = find_server(args.url, args.token, newest=True)
@@ -263,10 +275,11 @@ def _servers(args: argparse.Namespace, out: TextIO) -> int:
         chosen = None
     if args.json:
         chosen_pid = chosen.pid if chosen is not None else None
-        return _json([{"url": s.url, "pid": s.pid, "root_dir": s.root_dir, "chosen": s.pid == chosen_pid} for s in servers], out)
+        rows = [{"url": s.url, "pid": s.pid, "root_dir": s.root_dir, "service": s.service, "chosen": s.pid == chosen_pid} for s in servers]
+        return _json(rows, out)
     _table(
         ["", "URL", "PID", "ROOT_DIR"],
-        [["*" if chosen is not None and s.pid == chosen.pid else "", s.url, s.pid, s.root_dir] for s in servers],
+        [["*" if chosen is not None and s.pid == chosen.pid else "", s.url, s.pid, s.root_dir or ("(llmchat service)" if s.service else "")] for s in servers],
         out,
     )
     if chosen is not None:

@@ -5,8 +5,9 @@
     for piece in chat.ask("general", "What is a closure?", max_tokens=64):
         print(piece, end="")
 
-The server is found by `discovery` (the server that started this kernel, normally);
-`connect(url=..., token=...)` picks another. Everything here is blocking and thread-free
+The server is found by `locate` (the server that started this kernel, normally; where none
+has llmchat, the user's llmchat service, started on first use); `connect(url=..., token=...)`
+picks another. Everything here is blocking and thread-free
 except `aask`, so it works inside a kernel whose event loop is already running.
 """
 
@@ -17,11 +18,13 @@ import json
 import re
 import socket
 import ssl
+import sys
 import threading
 from typing import Any, Callable, TypeVar, get_args
 from urllib.parse import urlencode, urlsplit
 
-from .discovery import ServerInfo, find_server
+from .discovery import ServerInfo
+from .locate import locate
 from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
 from .context import describe_all
 from .. import protocol
@@ -40,6 +43,7 @@ T = TypeVar("T")
 # The server cannot be used at all (nothing was done): callers may rediscover or fall back.
 UNREACHABLE = (ServerNotFound, ExtensionNotEnabled, AuthenticationFailed)
 DEFAULT_TIMEOUT = 120.0  # generous: an answer may wait in the queue before its first token
+PROBE_TIMEOUT = 10.0  # a local server's stats, asked while choosing one
 
 
 class ChatClient:
@@ -327,9 +331,22 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
-def connect(url: str | None = None, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> ChatClient:
-    """A client for the server found by `discovery.find_server` (or the one given)."""
-    return ChatClient(find_server(url, token), timeout=timeout)
+def connect(
+    url: str | None = None, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT, on_start: Callable[[], None] | None = None
+) -> ChatClient:
+    """A client for the server `locate.locate` finds (or the one given): a Jupyter server with
+    llmchat, else the user's llmchat service, started if none runs (`LLMCHAT_AUTOSTART=0`: not).
+    `on_start()` is called when a service is being started and waited for (by default a line
+    on stderr: the first call then takes a few seconds)."""
+    return ChatClient(locate(url, token, _stats, on_start=on_start or _say_starting), timeout=timeout)
+
+
+def _say_starting() -> None:
+    print("llmchat: starting the model service… (jupyter llmchat serve, shared by this user's kernels)", file=sys.stderr, flush=True)
+
+
+def _stats(server: ServerInfo) -> dict[str, Any]:
+    return ChatClient(server, timeout=PROBE_TIMEOUT).stats()
 
 
 # -- module-level API over one cached client
@@ -338,16 +355,16 @@ _default: ChatClient | None = None
 _default_lock = threading.Lock()
 
 
-def default_client() -> ChatClient:
+def default_client(on_start: Callable[[], None] | None = None) -> ChatClient:
     """The client the module-level functions use, discovered once per process."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = connect()
+            _default = connect(on_start=on_start)
         return _default
 
 
-def with_default_client(call: Callable[[ChatClient], T]) -> T:
+def with_default_client(call: Callable[[ChatClient], T], on_start: Callable[[], None] | None = None) -> T:
     """Run `call` on the default client.
 
     A cached client whose server went away or restarted (new token or secret) fails with
@@ -356,7 +373,7 @@ def with_default_client(call: Callable[[ChatClient], T]) -> T:
     """
     global _default
     cached = _default is not None
-    client = default_client()
+    client = default_client(on_start)
     try:
         return call(client)
     except UNREACHABLE:
@@ -365,7 +382,7 @@ def with_default_client(call: Callable[[ChatClient], T]) -> T:
                 _default = None
         if not cached:
             raise
-    fresh = default_client()
+    fresh = default_client(on_start)
     fresh._new_threads |= client._new_threads  # a pending new_thread() outlives the server restart
     return call(fresh)
 

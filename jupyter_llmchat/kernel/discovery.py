@@ -1,6 +1,6 @@
 """Find the Jupyter server to talk to, and how to authenticate with it.
 
-Order (first that applies):
+`find_server` (the CLI's; the kernel API's `locate.locate` builds on it). Order (first that applies):
 
 1. an explicit URL: `connect(url=...)`, `--url`, or the `LLMCHAT_URL` environment variable,
    with `token=` / `--token` / `LLMCHAT_TOKEN` (without a token, the credentials of a
@@ -8,12 +8,15 @@ Order (first that applies):
 2. the server that launched this kernel: `JPY_PARENT_PID` (set by jupyter_client in
    every kernel's environment), then the parent process's pid;
 3. the only running server;
-4. for the CLI only: the newest running server (and it says so).
+4. for the CLI only: the newest running server (and it says so);
+5. when no Jupyter server runs: the running llmchat service (`jupyter llmchat serve`).
 
 Running servers are the `jpserver-<pid>.json` files of the Jupyter runtime directory,
 the same files `jupyter_server.serverapp.list_running_servers()` reads, read directly
-here so that a kernel does not import the whole server. Credentials: the runtime secret
-of that server when we can read it (it names us as the server's owner), else its token.
+here so that a kernel does not import the whole server; running services are its
+`llmchat-service-<pid>.json` files (`service_file`). Credentials: the runtime secret of
+that server when we can read it (it names us as the server's owner), else its token; a
+service has only its secret.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit
 
 from .errors import ServerNotFound
 from ..runtime_secret import SCHEME, read_secret
+from ..service_file import pid_alive, read_service_files
 
 _INFO_FILE = re.compile(r"^jpserver-(\d+)\.json$")
 _WILDCARD_V4 = {"", "0.0.0.0", "*"}
@@ -46,6 +50,7 @@ class ServerInfo:
     root_dir: str = ""
     started: float = 0.0  # when its runtime file was written (epoch seconds)
     found_by: str = ""  # why discovery chose it, for messages
+    service: bool = False  # `jupyter llmchat serve`, not a Jupyter server
 
     @property
     def authorization(self) -> str | None:
@@ -89,9 +94,23 @@ def running_servers(directory: str | None = None) -> list[ServerInfo]:
         except (OSError, ValueError):  # being written, or gone
             continue
         pid = info.get("pid")
-        if isinstance(pid, int) and _alive(pid):
+        if isinstance(pid, int) and pid_alive(pid):
             servers.append(_from_info(info, directory, started))
     return sorted(servers, key=lambda server: server.started, reverse=True)
+
+
+def running_services(directory: str | None = None) -> list[ServerInfo]:
+    """The llmchat services (`jupyter llmchat serve`) of this user that are alive, newest first;
+    only those whose runtime secret we can read (a service takes nothing else)."""
+    directory = directory or runtime_dir()
+    services = []
+    for info, started in read_service_files(directory):
+        pid = info["pid"]
+        secret = read_secret(directory, pid)
+        if secret and pid_alive(pid) and isinstance(info.get("port"), int):
+            url = f"http://127.0.0.1:{info['port']}/"
+            services.append(ServerInfo(url=url, secret=secret, pid=pid, started=started, found_by="the llmchat service", service=True))
+    return sorted(services, key=lambda server: server.started, reverse=True)
 
 
 def find_server(
@@ -113,6 +132,8 @@ def find_server(
     directory = directory or runtime_dir()
     servers = running_servers(directory)
     chosen = _choose(servers, env, newest)
+    if chosen is None and not servers:
+        chosen = next(iter(running_services(directory)), None)
     if chosen is None:
         raise ServerNotFound(_not_found_message(servers, directory))
     return replace(chosen, token=token, secret="") if token else chosen
@@ -135,8 +156,9 @@ def _choose(servers: list[ServerInfo], env: Mapping[str, str], newest: bool) -> 
 def _not_found_message(servers: list[ServerInfo], directory: str) -> str:
     if not servers:
         return (
-            f"no running Jupyter server found (no live jpserver-*.json in {directory}); "
-            "start one, or give its URL and token (connect(url=, token=), --url/--token, or LLMCHAT_URL/LLMCHAT_TOKEN)"
+            f"no running Jupyter server found (no live jpserver-*.json in {directory}) and no llmchat service; "
+            "start one (`jupyter llmchat serve`, or a Jupyter server), or give its URL and token "
+            "(connect(url=, token=), --url/--token, or LLMCHAT_URL/LLMCHAT_TOKEN)"
         )
     listing = "; ".join(server.describe() for server in servers)
     return (
@@ -199,16 +221,3 @@ def _from_info(info: dict, directory: str, started: float) -> ServerInfo:
         started=started,
     )
 
-
-def _alive(pid: int) -> bool:
-    if os.name == "nt":
-        from jupyter_server.utils import check_pid
-
-        return bool(check_pid(pid))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True

@@ -21,9 +21,10 @@ from .streaming import open_socket, read_frame, shutdown_socket
 if TYPE_CHECKING:
     from .widget import ChatWidget
 
-__all__ = ["KernelRelay", "NO_SERVER_FROM_KERNEL", "RELAY_QUEUE", "RELAY_CONNECTIONS"]
+__all__ = ["KernelRelay", "NO_SERVER_FROM_KERNEL", "STARTING_SERVICE", "RELAY_QUEUE", "RELAY_CONNECTIONS"]
 
 NO_SERVER_FROM_KERNEL = "no llmchat server reachable from the kernel"
+STARTING_SERVICE = "starting the model service…"
 
 
 RELAY_QUEUE = 256  # frames from one front end waiting for the server socket
@@ -44,13 +45,15 @@ class KernelRelay:
     wait in a bounded queue for a writer thread; a reader thread hands every server frame,
     the `Welcome` first, to `relay_to_front_end`. When the server closes the socket the front
     end is told (`relay_closed`) and comes back with `Join {since}` as after any drop; when
-    no server can be reached every request is answered with `Error 503`. Everything is closed
-    when the widget is.
+    no server can be reached every request is answered with `Error 503`. Where there is no
+    server at all, discovery starts the user's llmchat service (`locate`); meanwhile the front
+    end is told `{kind: "relay_status", text: "starting the model service…"}`. Everything is
+    closed when the widget is.
     """
 
     def __init__(self, widget: ChatWidget, connect: Callable[[], Any] | None = None) -> None:
         self._widget = widget
-        self._connect = connect or open_kernel_socket
+        self._connect = connect or (lambda: open_kernel_socket(on_start=self._starting))
         self._lock = threading.Lock()
         self._connections: OrderedDict[str | None, _RelayConnection] = OrderedDict()
         self._ended: deque[str] = deque(maxlen=64)  # cids the front end no longer uses
@@ -108,6 +111,10 @@ class KernelRelay:
             connection.cut()
 
     # -- called by connections (worker threads)
+
+    def _starting(self) -> None:
+        """The service is being started for us (a connect waits for it): say so, not an error."""
+        self._widget._send_to_front_end({"kind": "relay_status", "text": STARTING_SERVICE})
 
     def _deliver(self, frame: dict[str, Any], cid: str | None) -> None:
         self._widget.relay_to_front_end(frame, cid)
@@ -242,6 +249,9 @@ class _RelayConnection:
             self.relay._reply_error({}, self.cid, 503, message)
 
 
-def open_kernel_socket() -> Any:
-    """A socket from this kernel to the server that started it (the relay's default)."""
-    return with_default_client(lambda client: open_socket(client.server, min(client.timeout, RELAY_CONNECT_TIMEOUT)))
+def open_kernel_socket(on_start: Callable[[], None] | None = None) -> Any:
+    """A socket from this kernel to the llmchat it finds (the relay's default), marked as a
+    widget's relay: what the widget posts through it is the user's own."""
+    return with_default_client(
+        lambda client: open_socket(client.server, min(client.timeout, RELAY_CONNECT_TIMEOUT), relay=True), on_start
+    )

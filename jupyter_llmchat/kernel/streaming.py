@@ -31,9 +31,14 @@ from .errors import (
     request_error,
 )
 
-def open_socket(server: ServerInfo, timeout: float) -> websocket.WebSocket:
-    """A connected llmchat.v1 socket, its `Welcome` read (kept as `ws.welcome`); clear errors for the usual failures."""
+def open_socket(server: ServerInfo, timeout: float, *, relay: bool = False) -> websocket.WebSocket:
+    """A connected llmchat.v1 socket, its `Welcome` read (kept as `ws.welcome`); clear errors for the usual failures.
+
+    `relay`: the socket carries a widget's frames (the kernel relay): what it posts is the
+    user's own, not the kernel's (`protocol.RELAY_HEADER`)."""
     header = [f"Authorization: {server.authorization}"] if server.authorization else []
+    if relay:
+        header.append(f"{protocol.RELAY_HEADER}: widget")
     options: dict[str, Any] = {"header": header, "subprotocols": [protocol.PROTOCOL], "timeout": timeout}
     if server.sock:
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -4,8 +4,9 @@ The front end (``static/widget.js``, built from ``js/``) opens ONE WebSocket per
 to ``{base_url}llmchat/ws`` and keeps it alive; it mirrors its state into the read-only traits
 below. Where the page cannot reach the llmchat server (VS Code, Colab, an extension-less
 server) it relays its frames through this kernel's comm instead (status ``"via_kernel"``):
-the kernel opens its own socket to the server it finds (`discovery`) and passes frames both
-ways (`KernelRelay`).
+the kernel opens its own socket to the server it finds (`locate`: a Jupyter server with
+llmchat, else the user's `jupyter llmchat serve`, started if none runs) and passes frames
+both ways (`KernelRelay`). The same works in marimo (``mo.ui.anywidget(ChatWidget())``).
 
 ``send()`` / ``ask()`` / ``cancel()`` from Python go through the kernel-side client (REST and
 a short socket), so they work with no view shown and are posted once however many views

@@ -20,6 +20,9 @@ from .server_frames import *  # noqa: F403
 from .server_frames import Error
 
 PROTOCOL = "llmchat.v1"
+# Sent by the kernel relay on the socket it opens for a widget (with the runtime secret):
+# the frames it carries are the user's own (author kind "user"), not a "bot" post of the kernel.
+RELAY_HEADER = "X-LLMChat-Relay"
 
 
 class ChatError(Exception):

@@ -7,50 +7,22 @@ ready `Welcome`/`Stats` say `loaded: false` and generation answers `Error 503`.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import os
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
-from . import metrics
-from .._version import __version__
 from ..engine.types import EngineSettings, SamplingConfig
+from .assembly import RunningService, start_service
+from .config_values import ConfigError, default_of as _default, from_traits as _from_traits
 from .handlers import routes
-from .hooks import install_hooks
-from .owner_auth import owner_user
-from ..runtime_secret import owner_username, remove_secret, write_secret
-from .service import ChatService
+from .handover import release_history
 from .settings import ServiceLimits
-from ..room_bus.memory_bus import MemoryRoomBus
-from ..room_bus.bus import RoomBus
-from ..backends.managed_model import ManagedModel
-from ..backends.model_backend import ModelBackend, llama_backend, openai_backend
 from ..backends.openai_requests import OpenAISettings
-from ..room_bus.store import HistoryInUse, HistoryStore
-from .model_control import push_stats
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A setting of `LLMChat` that cannot be used; its message names it."""
-
-
-def _default(config: type, name: str) -> Any:
-    """A setting's default, declared once: on the dataclass of the wing that uses it."""
-    return next(f.default for f in dataclasses.fields(config) if f.name == name)
-
-
-def _from_traits(config: type[T], app: Any, **given: Any) -> T:
-    """Build a config dataclass from the traits of the same names (no field copied by hand)."""
-    values = {f.name: getattr(app, f.name) for f in dataclasses.fields(config) if f.name not in given and app.has_trait(f.name)}
-    return config(**values, **given)
+__all__ = ["ConfigError", "LLMChat"]
 
 
 class LLMChat(ExtensionApp):
@@ -59,7 +31,7 @@ class LLMChat(ExtensionApp):
     name = "jupyter_llmchat"
     description = __doc__ or ""
     load_other_extensions = True
-    _secret_path: Path | None = None
+    _running: RunningService
 
     # --- the model (EngineSettings; models/ resolves the reference, managed_model.py brings it in)
     model = Unicode(
@@ -249,79 +221,18 @@ class LLMChat(ExtensionApp):
             )
 
     def initialize_settings(self) -> None:
-        self.check_config()
-        sampling = _from_traits(SamplingConfig, self, max_tokens=self.default_max_tokens)
-        limits = _from_traits(ServiceLimits, self, sampling=sampling)
-        self.service = ChatService(limits, self._room_bus(), log=self.log, version=__version__)
-        self.backend = self._model_backend()
-        self.service.backend = self.backend
-        if isinstance(self.backend, ManagedModel):
-            service = self.service
-            self.backend.on_change = lambda: push_stats(service)
-        self.backend.start()
-        self._sweeper = PeriodicCallback(self.service.sweep, 1000)
-        self._sweeper.start()
-        metrics.expose(self.service)
-        install_hooks(self.service, self.hooks, use_entry_points=self.hook_entry_points, log=self.log)
-        secret = self._write_secret()
-        self.settings.update(
-            llmchat_service=self.service,
-            llmchat_ping_interval=self.ping_interval,
-            llmchat_compression=self.enable_compression,
-            llmchat_moderators=frozenset(self.moderators),
-            llmchat_secret=secret,
-            llmchat_owner=owner_user(owner_username()),
+        self._running = start_service(
+            self, self.serverapp.io_loop.asyncio_loop, self.serverapp.runtime_dir, self.log,
+            release_history=lambda path, error: release_history(path, self.serverapp.runtime_dir, self.log),
         )
-
-    def _room_bus(self) -> RoomBus:
-        """The `room_bus` setting's bus: this server's own rooms, or rooms shared through Redis."""
-        if self.room_bus == "memory":
-            try:
-                store = HistoryStore(self.history_path)
-            except HistoryInUse as error:
-                raise ConfigError(f"llmchat is not started: {error}") from None
-            return MemoryRoomBus(
-                store, self.replay_events, self.room_cleanup_delay, self.replay_bytes, self.replay_memory, self.max_rooms
-            )
-        if self.room_bus.startswith(("redis://", "rediss://", "unix://")):
-            from ..room_bus.redis_bus import RedisRoomBus  # imports the redis client only when it is used
-
-            return RedisRoomBus(self.room_bus, self.replay_events, self.room_cleanup_delay, self.max_rooms, self.log)
-        raise ConfigError(
-            f'llmchat is not started: invalid setting LLMChat.room_bus={self.room_bus!r}: "memory" or "redis://host:port/db"'
-        )
-
-    def _model_backend(self) -> ModelBackend:
-        """The backend `model_backend` names, fed to the service's token sink on the loop."""
-        engine = _from_traits(EngineSettings, self, few_shot=tuple((q, a) for q, a in self.few_shot))
-        loop = self.serverapp.io_loop.asyncio_loop
-        if self.model_backend == "openai":
-            return openai_backend(_from_traits(OpenAISettings, self), engine, self.service.on_tokens, loop, self.log)
-        sink, log = self.service.on_tokens, self.log
-        return ManagedModel(
-            self.model or self.model_path, engine, lambda settings: llama_backend(settings, sink, loop, log), loop, log
-        )
-
-    def _write_secret(self) -> str:
-        """The secret the server's own kernels and CLI use when there is no token to read."""
-        self._secret_path = None
-        try:
-            self._secret_path, secret = write_secret(self.serverapp.runtime_dir)
-        except (OSError, RuntimeError) as error:  # RuntimeError: the file system ignores 0600
-            self.log.warning("llmchat: no runtime secret (%s); kernels will need a token", error)
-            return ""
-        return secret
+        self.service, self.backend = self._running.service, self._running.backend
+        self.settings.update(self._running.handler_settings(self))
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
 
     async def stop_extension(self) -> None:
         """Finish every stream with an error, persist the rooms, free the model."""
-        self._sweeper.stop()
-        if self._secret_path is not None:
-            remove_secret(self._secret_path)
-        metrics.forget(self.service)
-        await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
-        for _ in range(3):  # let the final Token events queued by close() reach the service
-            await asyncio.sleep(0)
-        await self.service.close()
+        running = getattr(self, "_running", None)  # None: the settings refused to start it
+        if running is not None:
+            await running.close()

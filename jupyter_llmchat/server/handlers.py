@@ -41,11 +41,15 @@ def identity_of(handler: Any) -> Identity:
     """The authenticated user; the client never names itself.
 
     A connection authenticated with the runtime secret is the server owner's kernel or
-    CLI: what it posts has author kind "bot" and name "notebook" (docs/protocol.md).
+    CLI: what it posts has author kind "bot" and name "notebook" (docs/protocol.md) —
+    except on a socket the kernel relays a widget's frames over (`protocol.RELAY_HEADER`):
+    those are the owner's own, as a user ("user", the owner's name).
     """
     user = handler.current_user
     username = getattr(user, "username", None) or str(user)
     if handler._secret_owner() is not None:
+        if handler.request.headers.get(protocol.RELAY_HEADER):  # a widget relayed by the owner's kernel
+            return Identity(username, getattr(user, "display_name", None) or username, moderator=True)
         return Identity(username, "notebook", owner=True, moderator=True)
     name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
     return Identity(username, name, moderator=is_moderator(user, username, handler.settings))

@@ -79,6 +79,9 @@ class ChatService(HookApi):
         self._next_client = 0
         self._retention_due = 0.0
         self._tasks: set[asyncio.Task[None]] = set()  # disconnects under way
+        #: Set while the service hands over and takes no more work: why (new sockets and
+        #: questions are refused with it; running answers finish).
+        self.closing = ""
 
     # ----------------------------------------------------------------- connections
 
@@ -88,6 +91,8 @@ class ChatService(HookApi):
         No user may hold more than `max_connections_per_user` sockets, so one client cannot
         fill the server; the owner's kernels and CLI (runtime secret) get in even when it is
         full, up to `owner_reserved_connections` beyond `max_connections`."""
+        if self.closing:
+            return self.closing
         limits = self.limits
         total = len(self.connections)
         if user.owner:
@@ -276,6 +281,7 @@ class ChatService(HookApi):
     async def _on_generate(self, connection: Connection, envelope: protocol.Envelope, data: protocol.GenerateData) -> None:
         if envelope.room is not None:
             self._require_member(connection, envelope.room)
+        self._taking_work()
         await self.moderation.check_ask(connection.user, envelope.room)
         ack = await self.answers.generate(
             owner=connection.user,
@@ -375,8 +381,13 @@ class ChatService(HookApi):
 
     async def generate(self, **request: Any) -> dict[str, Any]:
         """Ask the model (REST, extensions): see `answers.Answers.generate`; the `Ack` data as a dict."""
+        self._taking_work()
         await self.moderation.check_ask(request["owner"], request["room"])
         return msgspec.to_builtins(await self.answers.generate(**request))
+
+    def _taking_work(self) -> None:
+        if self.closing:
+            raise ChatError(503, self.closing)
 
     def on_tokens(self, events: list[TokenEvent]) -> None:
         """The model backend's sink (loop thread)."""

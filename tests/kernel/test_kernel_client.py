@@ -214,10 +214,13 @@ def test_importing_the_package_stays_cheap():
 
 @pytest.mark.fast
 def test_no_server_is_a_clear_error(tmp_path, monkeypatch):
+    """With LLMCHAT_AUTOSTART=0 nothing is started: the error says what to do instead."""
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("LLMCHAT_AUTOSTART", "0")
     monkeypatch.delenv("LLMCHAT_URL", raising=False)
-    with pytest.raises(ServerNotFound, match="no running Jupyter server"):
+    with pytest.raises(ServerNotFound, match=r"no Jupyter server with llmchat and no llmchat service .*LLMCHAT_AUTOSTART=0.*jupyter llmchat serve"):
         connect()
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("llmchat-service-")]  # none started
 
 
 def _get(url: str, authorization: str) -> bytes:

@@ -470,6 +470,7 @@ def test_kernel_relay_to_a_real_server(tmp_path: Path, capture: Sent, monkeypatc
             relay(w, "k1", {"type": "Text", "id": "t1", "room": "relay", "data": {"content": "from the page"}})
             text = member.next(lambda f: f["type"] == "Text")
             assert text["data"]["content"] == "from the page" and text["data"]["author"]["username"] == owner
+            assert text["data"]["author"]["kind"] == "user"  # relayed from a widget: the user's own, not a bot post
             server.post("llmchat/api/rooms/relay/messages", {"content": "from REST"})
             frame_of(capture, "k1", lambda f: f["type"] == "Text" and f["data"]["content"] == "from REST", "REST post")
             relay(w, "k1", {"type": "Ping", "id": "p1", "data": {}})

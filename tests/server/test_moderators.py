@@ -20,8 +20,9 @@ class Handler(SimpleNamespace):
         return self.owner
 
 
-def who(user, *, owner=None, moderators=()):
-    return identity_of(Handler(current_user=user, owner=owner, settings={"llmchat_moderators": frozenset(moderators)}))
+def who(user, *, owner=None, moderators=(), headers=None):
+    request = SimpleNamespace(headers=headers or {})
+    return identity_of(Handler(current_user=user, owner=owner, request=request, settings={"llmchat_moderators": frozenset(moderators)}))
 
 
 def test_a_plain_login_is_not_a_moderator():
@@ -31,6 +32,15 @@ def test_a_plain_login_is_not_a_moderator():
 def test_the_owner_through_the_runtime_secret_is_one():
     identity = who(User("root"), owner="root")
     assert identity.owner and identity.moderator
+
+
+def test_a_widget_the_owners_kernel_relays_is_the_owner_as_a_user_and_a_moderator():
+    identity = who(User("root", display_name="Root"), owner="root", headers={"X-LLMChat-Relay": "widget"})
+    assert identity.moderator and not identity.owner
+    assert (identity.username, identity.name, identity.kind) == ("root", "Root", "user")
+    # The header alone makes nobody the owner or a moderator.
+    stranger = who(User("eve"), headers={"X-LLMChat-Relay": "widget"})
+    assert not stranger.owner and not stranger.moderator and stranger.kind == "user"
 
 
 def test_a_named_user_is_one_and_only_that_user():
