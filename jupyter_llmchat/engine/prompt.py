@@ -6,10 +6,19 @@ share of the KV cache: n_ctx / parallel), and `prompt + max_tokens` must fit the
 context. We keep the system prompt and the newest turns: the oldest non-system turns are
 dropped until both hold, and if the newest turn alone is still too long its *beginning*
 is cut (the end of a message is usually the question).
+
+Old turns go in blocks, not one by one: dropping the oldest exchange on every turn would
+change the start of every prompt, so no turn could reuse the previous one's KV cache (in
+memory or on disk). A thread is cut only at *cut points*, user turns chosen by their own
+text (`is_cut_point`, one in `CUT_EVERY` on average), at the first one that leaves a prompt
+within the budget; the start then stays where it is for the next few turns. Being chosen
+by the text alone, the same turns are cut points whatever the window of history the server
+sent (it cuts its own character limit at the same points, server/prompt_context.py).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -18,6 +27,16 @@ from .types import ChatTurn
 
 Tokenize = Callable[[str, bool], list[int]]  # (text, parse_special) -> ids
 Detokenize = Callable[[list[int]], str]
+
+CUT_EVERY = 4  # one user turn in this many (on average) is a place a long thread may be cut
+
+
+def is_cut_point(text: str) -> bool:
+    """Whether a thread that is too long may start at the user turn with this text.
+
+    Chosen by the text alone (a hash), so the engine and the server agree, whatever
+    history each of them sees."""
+    return zlib.crc32(text.strip().encode("utf-8", "replace")) % CUT_EVERY == 0
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,8 @@ class BuiltPrompt:
     dropped_turns: int = 0
     truncated: bool = False  # the newest turn lost its beginning
     dropped_system: bool = False
+    stable: int = 0  # leading tokens the thread's next prompt will repeat (through the question's text); 0: none
+
 
     @property
     def cut(self) -> bool:
@@ -47,13 +68,22 @@ class PromptBuilder:
 
     def encode(self, turns: Sequence[ChatTurn]) -> list[int]:
         """Format then tokenize: template text with control tokens, contents as plain text."""
-        return self._encode_formatted(self.formatter.format(turns))
+        return self._encode_formatted(self.formatter.format(turns))[0]
 
-    def _encode_formatted(self, fp: FormattedPrompt) -> list[int]:
+    def _encode_formatted(self, fp: FormattedPrompt) -> tuple[list[int], int]:
+        """The tokens, and how many of them end with the last message's text: the template
+        text after it (the answer's opening) is the only part the next prompt lays out
+        differently, since each piece is tokenized on its own."""
         ids: list[int] = [self._bos_id] if fp.add_bos and self._bos_id >= 0 else []
+        stable = 0
         for text, special in fp.segments:
             ids.extend(self._tokenize(text, special))
-        return ids
+            if not special:
+                stable = len(ids)
+        return ids, stable
+
+    def _encode_stable(self, turns: Sequence[ChatTurn]) -> tuple[list[int], int]:
+        return self._encode_formatted(self.formatter.format(turns))
 
     def build(
         self, turns: Sequence[ChatTurn], n_ctx_seq: int, max_tokens: int, prompt_budget: int | None = None
@@ -70,9 +100,9 @@ class PromptBuilder:
         system, rest = split_system(merge_turns(turns))
         sys_turns = [ChatTurn("system", system)] if system else []
 
-        tokens = self.encode(sys_turns + rest)
+        tokens, stable = self._encode_stable(sys_turns + rest)
         if len(tokens) <= limit and len(tokens) + max_tokens <= n_ctx_seq:
-            return BuiltPrompt(tokens, max_tokens)
+            return BuiltPrompt(tokens, max_tokens, stable=stable)
         budget = min(limit, max(n_ctx_seq - max_tokens, min(len(tokens), n_ctx_seq // 4)))
 
         def fits(k: int) -> list[int] | None:
@@ -91,9 +121,13 @@ class PromptBuilder:
                     hi, found = mid, toks
                 else:
                     lo = mid + 1
-            dropped = n - len(_from_user(rest[hi:]))
+            # In a block: from the first cut point that fits (it keeps fitting for a while).
+            cut = next((k for k in range(hi, n - 1) if rest[k].role == "user" and is_cut_point(rest[k].content)), hi)
+            kept = _from_user(rest[cut:])
+            found, stable = self._encode_stable(sys_turns + kept)
+            dropped = n - len(kept)
         if found is not None:
-            return BuiltPrompt(found, min(max_tokens, n_ctx_seq - len(found)), dropped_turns=dropped)
+            return BuiltPrompt(found, min(max_tokens, n_ctx_seq - len(found)), dropped_turns=dropped, stable=stable)
 
         # Only the newest turn is left and it is still too long: cut its beginning.
         last = rest[-1] if rest else ChatTurn("user", "")
