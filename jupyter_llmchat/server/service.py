@@ -357,6 +357,8 @@ class ChatService(HookApi):
         """Delete a room's stored messages; its members reload an empty history (new epoch)."""
         await self.require_room(name)
         deleted = await self.bus.clear(name)
+        if self.backend is not None:
+            self.backend.forget(name)  # the model's saved states of the room's threads
         head_seq, _ = await self.bus.head(name)
         await self.bus.deliver(name, protocol.encode("Reset", protocol.Reset(head_seq), room=name))
         await self.bus.deliver(name, protocol.encode("History", await self.history_data(name), room=name))
