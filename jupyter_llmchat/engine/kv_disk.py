@@ -197,9 +197,15 @@ class KVDisk:
             }
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued save and removal is done (tests, bench, shutdown)."""
+        """Wait until every queued save and removal is done, and the index has read the
+        directory again (tests, bench)."""
         done = threading.Event()
-        self._jobs.put(done.set)
+
+        def job() -> None:
+            self._refresh(force=True)
+            done.set()
+
+        self._jobs.put(job)
         return done.wait(timeout)
 
     def close(self) -> None:
@@ -212,8 +218,9 @@ class KVDisk:
     def _write_loop(self) -> None:
         while True:
             try:
-                job = self._jobs.get(timeout=5.0)
-            except queue.Empty:
+                job = self._jobs.get(timeout=RESCAN_SECONDS)
+            except queue.Empty:  # idle: another server's files show in the stats too
+                self._refresh()
                 self._save_recency()
                 continue
             if job is None:
@@ -286,7 +293,7 @@ class KVDisk:
             path = self.dir / (key + SUFFIX)
             try:
                 header, _ = read_header(path)
-                check_header(header, self.identity)
+                check_header(header)  # another model's states stay (and count against the bound)
                 entry = entry_of(path, header)
             except FileNotFoundError:
                 continue

@@ -137,13 +137,15 @@ def entry_of(path: Path, header: dict) -> Entry:
         raise BadFile("incomplete header") from None
 
 
-def check_header(header: dict, identity: str) -> None:
-    """`BadFile` unless the state was saved by this format, llama.cpp build and model."""
+def check_header(header: dict, identity: str | None = None) -> None:
+    """`BadFile` unless the state was saved by this format and llama.cpp build (and, given
+    `identity`, for this model). Another model's states are not bad: they wait for a switch
+    back, and are never looked up by this one (the model is part of every file's name)."""
     if header.get("format") != FORMAT:
         raise BadFile(f"format {header.get('format')!r}, not {FORMAT}")
     if header.get("llama_cpp") != llama_version():
         raise BadFile(f"saved by llama.cpp {header.get('llama_cpp')!r}, this is {llama_version()}")
-    if header.get("model") != identity:
+    if identity is not None and header.get("model") != identity:
         raise BadFile("saved for another model file")
 
 

@@ -31,12 +31,32 @@ Detokenize = Callable[[list[int]], str]
 CUT_EVERY = 4  # one user turn in this many (on average) is a place a long thread may be cut
 
 
-def is_cut_point(text: str) -> bool:
-    """Whether a thread that is too long may start at the user turn with this text.
+def cut_level(text: str) -> int:
+    """How good a place to start a thread that is too long the user turn with this text is:
+    2 for one turn in `CUT_EVERY`, 1 for one in two (these include the first), else 0.
 
     Chosen by the text alone (a hash), so the engine and the server agree, whatever
-    history each of them sees."""
-    return zlib.crc32(text.strip().encode("utf-8", "replace")) % CUT_EVERY == 0
+    history each of them sees. A thread is cut at the first turn of the best level that
+    leaves it within its limit: when the level-2 turns are too far apart for the limit,
+    the level-1 turns still keep the start for a turn or two (better than every turn)."""
+    h = zlib.crc32(text.strip().encode("utf-8", "replace"))
+    return 2 if h % CUT_EVERY == 0 else 1 if h % 2 == 0 else 0
+
+
+def is_cut_point(text: str) -> bool:
+    """A best place to cut (`cut_level` 2)."""
+    return cut_level(text) == 2
+
+
+def first_cut(texts: Sequence[str | None], start: int) -> int:
+    """The index of the first text at or after `start` of the best `cut_level` there
+    (None: not a place to cut); `start` when there is none."""
+    for level in (2, 1):
+        for i in range(start, len(texts)):
+            text = texts[i]
+            if text is not None and cut_level(text) >= level:
+                return i
+    return start
 
 
 @dataclass(frozen=True)
@@ -122,7 +142,7 @@ class PromptBuilder:
                 else:
                     lo = mid + 1
             # In a block: from the first cut point that fits (it keeps fitting for a while).
-            cut = next((k for k in range(hi, n - 1) if rest[k].role == "user" and is_cut_point(rest[k].content)), hi)
+            cut = first_cut([t.content if t.role == "user" else None for t in rest[: n - 1]], hi)
             kept = _from_user(rest[cut:])
             found, stable = self._encode_stable(sys_turns + kept)
             dropped = n - len(kept)

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Sequence
 
-from ..engine.prompt import is_cut_point
+from ..engine.prompt import first_cut
 from ..engine.types import ChatTurn
 from ..protocol import Attachment
 from ..room_bus.bus import RoomBus
@@ -151,7 +151,7 @@ async def _own_turns(store: RoomBus, question: Question, limit: int) -> tuple[li
         over = len(pairs) >= max(1, limit // 2)  # older exchanges may be left out by the limit
     exchanges.reverse()
     if over:
-        start = next((i for i, (q_turn, _, _) in enumerate(exchanges) if is_cut_point(q_turn.content)), 0)
+        start = first_cut([q_turn.content for q_turn, _, _ in exchanges], 0)
         exchanges = exchanges[start:]
         cut |= start > 0
     turns = [turn for q_turn, a_turn, _ in exchanges for turn in (q_turn, a_turn)]
