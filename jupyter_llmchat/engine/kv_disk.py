@@ -55,10 +55,17 @@ class KVDisk:
         self._scanned = 0.0
         self._recency_dirty = False
         self._free: list[bytearray] = []  # copy buffers ready for the decode thread
-        self._owned = 0  # buffers in existence, free or being written
-        self._want = 0  # the largest state seen: the size the ready buffers grow to
+        self._in_flight = 0  # buffers copied into and not yet written
+        self._want = 0  # the largest state seen: the size the ready buffers are made for
+        self._growing = False  # the writer has been asked for bigger buffers
+        self._per_token = 0.0  # bytes per token of the largest state per token seen (decode thread)
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._refresh(force=True)
+        with self._lock:
+            self._want = max((e.size for e in self._index.values() if e.model == identity), default=0)
+        if self._want:
+            self._growing = True
+            self._jobs.put(self._grow)
         self._thread = threading.Thread(target=self._write_loop, name="llmchat-kv-writer", daemon=True)
         self._thread.start()
 
@@ -73,6 +80,25 @@ class KVDisk:
         with self._lock:
             return any(better_than < n <= limit for n in self._lengths)
 
+    def prepare(self, ctx: Any, seq: int, n_now: int, n_target: int) -> None:
+        """A snapshot of `n_target` tokens is coming (the prompt is being evaluated up to
+        it): have the writer make buffers that large ready meanwhile, from the bytes per
+        token seen so far, or from what sequence `seq` holds now (`n_now` tokens)."""
+        per_token = self._per_token
+        if not per_token and n_now > 0:
+            per_token = _llama().llama_state_seq_get_size(ctx, seq) / n_now
+        if not per_token:
+            return
+        want = int(per_token * n_target)
+        with self._lock:
+            if want <= self._want or any(len(b) >= want for b in self._free):
+                return
+            self._want = want
+            grow = not self._growing
+            self._growing = True
+        if grow:
+            self._jobs.put(self._grow)
+
     def snapshot(self, ctx: Any, seq: int, tokens: list[int], room: str | None, holds: tuple[str, ...], thread: str | None) -> None:
         """Copy sequence `seq`'s state (it holds exactly `tokens`) for the writer to save."""
         key = prefix_key(self.identity, tokens)
@@ -86,6 +112,7 @@ class KVDisk:
         size = llama.llama_state_seq_get_size(ctx, seq)
         if size <= 0 or size > self.max_bytes:
             return
+        self._per_token = max(self._per_token, size / max(1, len(tokens)))
         buf = self._buffer(size)
         if buf is None:
             return  # the writer is behind: this snapshot is skipped, the next one will do
@@ -104,31 +131,36 @@ class KVDisk:
         pooled: bool = True,
     ) -> None:
         key = prefix_key(self.identity, tokens)
-        entry = Entry(key, len(tokens), 0, time.time(), room, tuple(holds), thread)
+        entry = Entry(key, len(tokens), 0, time.time(), room, tuple(holds), thread, self.identity)
         arr = np.asarray(tokens, dtype=np.int32)
         self._jobs.put(lambda: self._save(entry, arr, buf, n, pooled))
 
     def _buffer(self, size: int) -> bytearray | None:
-        """A buffer of at least `size` bytes whose pages are already mapped: copying into
-        fresh memory costs a page fault per 4 KiB (49 ms for 12 MB on a busy machine, against
-        0.2 ms into a buffer used before). The writer keeps `BUFFERS` of them ready."""
+        """A buffer of at least `size` bytes whose pages are already mapped, or None.
+
+        Copying into fresh memory costs a page fault per 4 KiB (23-49 ms for 12 MB on this
+        busy machine, against well under a ms into a buffer used before), so the decode
+        thread never allocates: when no ready buffer is large enough, this snapshot is
+        skipped (the thread's next turn is saved) and the writer makes `BUFFERS` of the new
+        size ready. At start they are made for the largest state already on disk."""
         with self._lock:
-            self._want = max(self._want, size)
+            if size > self._want:
+                self._want = size
             fits = [b for b in self._free if len(b) >= size]
             if fits:
                 buf = min(fits, key=len)
-                self._free.remove(buf)
+                self._free = [b for b in self._free if b is not buf]
+                self._in_flight += 1
                 return buf
-            if self._free:  # too small: this one is replaced
-                self._free.remove(min(self._free, key=len))
-                self._owned -= 1
-            if self._owned >= BUFFERS:
-                return None
-            self._owned += 1
-        return bytearray(size + size // 4)  # the first snapshot this large (room to grow)
+            grow = not self._growing
+            self._growing = True
+        if grow:
+            self._jobs.put(self._grow)
+        return None
 
     def _give_back(self, buf: bytearray) -> None:
         with self._lock:
+            self._in_flight -= 1
             self._free.append(buf)
 
     def restore(self, ctx: Any, seq: int, prompt: list[int], limit: int, better_than: int) -> int:
@@ -239,11 +271,11 @@ class KVDisk:
                 self._recycle(buf)
         with self._lock:
             self._add(entry)
-            # An older state of the same thread that this one extends will not be asked for again.
+            # A thread's older state will not be asked for again: its next prompts extend this
+            # one (or, cut at a later cut point, start like this one). One state per thread.
             superseded = [
                 e.key for e in self._index.values()
-                if e.thread is not None and e.thread == entry.thread and e.n_tokens < entry.n_tokens
-                and e.key == prefix_key(self.identity, tokens[: e.n_tokens])
+                if e.thread is not None and e.thread == entry.thread and e.model == self.identity and e.key != entry.key
             ]
         for key in superseded:
             self._delete(key)
@@ -252,14 +284,29 @@ class KVDisk:
         self._save_recency()
 
     def _recycle(self, buf: bytearray) -> None:
-        """Return a written buffer, or a bigger one with its pages touched (writer thread)."""
+        """A written buffer back to the ready ones, unless states have outgrown it (writer)."""
         with self._lock:
-            want = self._want
-        if len(buf) < want:
-            buf = bytearray(want + want // 4)
-            buf[::4096] = bytes(len(range(0, len(buf), 4096)))  # map every page now, not on the decode thread
+            self._in_flight -= 1
+            if len(buf) >= self._want:
+                self._free.append(buf)
+                return
+        self._grow()
+
+    def _grow(self) -> None:
+        """Make `BUFFERS` buffers of the largest state seen (and a quarter) ready, each page
+        touched here, on the writer thread, not on the decode thread."""
         with self._lock:
-            self._free.append(buf)
+            want = self._want + self._want // 4
+            self._free = [b for b in self._free if len(b) >= self._want]
+            missing = BUFFERS - len(self._free) - self._in_flight
+        fresh = []
+        for _ in range(max(0, missing)):
+            buf = bytearray(want)
+            buf[::4096] = bytes(len(range(0, want, 4096)))
+            fresh.append(buf)
+        with self._lock:
+            self._free.extend(fresh)
+            self._growing = False
 
     def _enforce(self) -> None:
         """Least recently used out until the directory is within `max_bytes`."""

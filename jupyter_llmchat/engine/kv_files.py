@@ -13,7 +13,7 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,7 @@ class Entry:
     room: str | None = None
     holds: tuple[str, ...] = ()  # message ids whose text is in the prefix
     thread: str | None = None  # the conversation (cache key) it continues
-    extra: dict = field(default_factory=dict, repr=False)
+    model: str = ""  # the model identity it was saved for
 
 
 def encode_header(entry: Entry, identity: str, payload_bytes: int, checksum: int) -> bytes:
@@ -132,6 +132,7 @@ def entry_of(path: Path, header: dict) -> Entry:
             room=header.get("room"),
             holds=tuple(str(m) for m in header.get("holds") or ()),
             thread=header.get("thread"),
+            model=str(header.get("model", "")),
         )
     except (KeyError, TypeError, ValueError):
         raise BadFile("incomplete header") from None

@@ -141,6 +141,8 @@ class Scheduler:
             return 0
         if stable < job.n_fed or stable >= len(job.prompt) or self.disk.has(job.prompt[:stable]):
             return 0
+        assert job.slot is not None
+        self.disk.prepare(self._ctx, job.slot.seq, job.n_fed, stable)  # its copy buffer, made while the prompt is evaluated
         return stable
 
     def _snapshot(self, job: Job) -> None:
@@ -302,6 +304,8 @@ class Scheduler:
                 fed_prompt += fed
                 if job.n_fed == job.snap_at:
                     self._snapshot(job)
+                elif job.n_fed < job.snap_at and self.disk is not None:
+                    self.disk.prepare(self._ctx, slot.seq, job.n_fed, job.snap_at)
             else:
                 slot.tokens.append(job.pending)
                 job.pending = None

@@ -160,6 +160,10 @@ def test_a_thread_keeps_only_its_newest_state(tmp_path, log):
     assert d.flush()
     assert not file_of(d, first).exists() and file_of(d, second).exists()
     assert d.stats()["files"] == 2
+    cut = toks(400, start=50)  # the thread cut at a later cut point: it starts differently
+    d.put(cut, PAYLOAD, thread="r\nada")
+    assert d.flush()
+    assert not file_of(d, second).exists() and file_of(d, cut).exists() and d.stats()["files"] == 2
     d.close()
 
 
@@ -225,16 +229,27 @@ def test_forgetting_a_message_removes_only_the_states_that_hold_it(tmp_path, log
     d.close()
 
 
-def test_a_state_is_copied_into_a_buffer_whose_pages_are_ready(tmp_path, log):
+def test_the_decode_thread_copies_only_into_buffers_the_writer_made_ready(tmp_path, log):
     d = disk(tmp_path, log)
-    first = d._buffer(1000)
-    assert first is not None and len(first) >= 1000
-    second = d._buffer(1000)
-    assert second is not None and d._buffer(1000) is None  # both being written: the next snapshot is skipped
+    assert d._buffer(1000) is None  # none yet: this snapshot is skipped, the writer makes some
+    assert d.flush()
+    first, second = d._buffer(1000), d._buffer(1000)
+    assert first is not None and second is not None and len(first) >= 1000
+    assert d._buffer(1000) is None  # both being written: the next snapshot is skipped
     d._recycle(first)
     assert d._buffer(900) is first
-    d._want = 5000
-    d._recycle(second)  # grown by the writer, not on the decode thread
+    assert d._buffer(5000) is None  # states grew: bigger ones are made off the decode thread
+    d._recycle(second)
+    d._recycle(first)
+    assert d.flush()
     grown = d._buffer(5000)
     assert grown is not None and len(grown) >= 5000 and np.frombuffer(grown, dtype=np.uint8).max() == 0
     d.close()
+    # a restarted server makes them ready for the largest state already on disk
+    d = disk(tmp_path, log)
+    d.put(toks(300), PAYLOAD)
+    assert d.flush()
+    d.close()
+    again = disk(tmp_path, log)
+    assert again.flush() and again._buffer(len(PAYLOAD)) is not None
+    again.close()
