@@ -24,10 +24,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .kv_buffers import CopyBuffers
 from .kv_files import SUFFIX, BadFile, Entry, check_header, entry_of, prefix_key, read_header, read_state, write_file
 
 RESCAN_SECONDS = 2.0  # how stale this server's view of another server's files may get
-BUFFERS = 2  # snapshots copied and not yet written; another one waiting is dropped (the disk is slow)
 STALE_TMP_SECONDS = 3600.0  # a temporary file this old was left by a crash
 _RECENCY = "recency.json"
 
@@ -54,18 +54,12 @@ class KVDisk:
         self._lengths: set[int] = set()
         self._scanned = 0.0
         self._recency_dirty = False
-        self._free: list[bytearray] = []  # copy buffers ready for the decode thread
-        self._in_flight = 0  # buffers copied into and not yet written
-        self._want = 0  # the largest state seen: the size the ready buffers are made for
-        self._growing = False  # the writer has been asked for bigger buffers
-        self._per_token = 0.0  # bytes per token of the largest state per token seen (decode thread)
+        self._per_token = 0.0  # the largest bytes per token of a state seen (decode thread)
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._refresh(force=True)
         with self._lock:
-            self._want = max((e.size for e in self._index.values() if e.model == identity), default=0)
-        if self._want:
-            self._growing = True
-            self._jobs.put(self._grow)
+            largest = max((e.size for e in self._index.values() if e.model == identity), default=0)
+        self.buffers = CopyBuffers(self._jobs.put, largest)  # ready for the largest state on disk
         self._thread = threading.Thread(target=self._write_loop, name="llmchat-kv-writer", daemon=True)
         self._thread.start()
 
@@ -87,17 +81,8 @@ class KVDisk:
         per_token = self._per_token
         if not per_token and n_now > 0:
             per_token = _llama().llama_state_seq_get_size(ctx, seq) / n_now
-        if not per_token:
-            return
-        want = int(per_token * n_target)
-        with self._lock:
-            if want <= self._want or any(len(b) >= want for b in self._free):
-                return
-            self._want = want
-            grow = not self._growing
-            self._growing = True
-        if grow:
-            self._jobs.put(self._grow)
+        if per_token:
+            self.buffers.expect(int(per_token * n_target))
 
     def snapshot(self, ctx: Any, seq: int, tokens: list[int], room: str | None, holds: tuple[str, ...], thread: str | None) -> None:
         """Copy sequence `seq`'s state (it holds exactly `tokens`) for the writer to save."""
@@ -113,12 +98,12 @@ class KVDisk:
         if size <= 0 or size > self.max_bytes:
             return
         self._per_token = max(self._per_token, size / max(1, len(tokens)))
-        buf = self._buffer(size)
+        buf = self.buffers.take(size)
         if buf is None:
-            return  # the writer is behind: this snapshot is skipped, the next one will do
+            return  # no buffer ready (kv_buffers.py): skipped, the thread's next turn is saved
         n = llama.llama_state_seq_get_data(ctx, (ctypes.c_uint8 * size).from_buffer(buf), size, seq)
         if n <= 0:
-            self._give_back(buf)
+            self.buffers.give_back(buf)
             return
         self._queue(tokens, buf, n, room, holds, thread)
 
@@ -134,34 +119,6 @@ class KVDisk:
         entry = Entry(key, len(tokens), 0, time.time(), room, tuple(holds), thread, self.identity)
         arr = np.asarray(tokens, dtype=np.int32)
         self._jobs.put(lambda: self._save(entry, arr, buf, n, pooled))
-
-    def _buffer(self, size: int) -> bytearray | None:
-        """A buffer of at least `size` bytes whose pages are already mapped, or None.
-
-        Copying into fresh memory costs a page fault per 4 KiB (23-49 ms for 12 MB on this
-        busy machine, against well under a ms into a buffer used before), so the decode
-        thread never allocates: when no ready buffer is large enough, this snapshot is
-        skipped (the thread's next turn is saved) and the writer makes `BUFFERS` of the new
-        size ready. At start they are made for the largest state already on disk."""
-        with self._lock:
-            if size > self._want:
-                self._want = size
-            fits = [b for b in self._free if len(b) >= size]
-            if fits:
-                buf = min(fits, key=len)
-                self._free = [b for b in self._free if b is not buf]
-                self._in_flight += 1
-                return buf
-            grow = not self._growing
-            self._growing = True
-        if grow:
-            self._jobs.put(self._grow)
-        return None
-
-    def _give_back(self, buf: bytearray) -> None:
-        with self._lock:
-            self._in_flight -= 1
-            self._free.append(buf)
 
     def restore(self, ctx: Any, seq: int, prompt: list[int], limit: int, better_than: int) -> int:
         """Put the longest saved prefix of `prompt` (at most `limit` tokens, more than
@@ -268,7 +225,7 @@ class KVDisk:
             entry.size = write_file(self.dir, entry, self.identity, tokens, memoryview(buf)[:n])
         finally:
             if pooled:
-                self._recycle(buf)
+                self.buffers.recycle(buf)
         with self._lock:
             self._add(entry)
             # A thread's older state will not be asked for again: its next prompts extend this
@@ -282,31 +239,6 @@ class KVDisk:
         self._refresh()
         self._enforce()
         self._save_recency()
-
-    def _recycle(self, buf: bytearray) -> None:
-        """A written buffer back to the ready ones, unless states have outgrown it (writer)."""
-        with self._lock:
-            self._in_flight -= 1
-            if len(buf) >= self._want:
-                self._free.append(buf)
-                return
-        self._grow()
-
-    def _grow(self) -> None:
-        """Make `BUFFERS` buffers of the largest state seen (and a quarter) ready, each page
-        touched here, on the writer thread, not on the decode thread."""
-        with self._lock:
-            want = self._want + self._want // 4
-            self._free = [b for b in self._free if len(b) >= self._want]
-            missing = BUFFERS - len(self._free) - self._in_flight
-        fresh = []
-        for _ in range(max(0, missing)):
-            buf = bytearray(want)
-            buf[::4096] = bytes(len(range(0, want, 4096)))
-            fresh.append(buf)
-        with self._lock:
-            self._free.extend(fresh)
-            self._growing = False
 
     def _enforce(self) -> None:
         """Least recently used out until the directory is within `max_bytes`."""

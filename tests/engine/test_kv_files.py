@@ -231,18 +231,19 @@ def test_forgetting_a_message_removes_only_the_states_that_hold_it(tmp_path, log
 
 def test_the_decode_thread_copies_only_into_buffers_the_writer_made_ready(tmp_path, log):
     d = disk(tmp_path, log)
-    assert d._buffer(1000) is None  # none yet: this snapshot is skipped, the writer makes some
+    buffers = d.buffers
+    assert buffers.take(1000) is None  # none yet: this snapshot is skipped, the writer makes some
     assert d.flush()
-    first, second = d._buffer(1000), d._buffer(1000)
+    first, second = buffers.take(1000), buffers.take(1000)
     assert first is not None and second is not None and len(first) >= 1000
-    assert d._buffer(1000) is None  # both being written: the next snapshot is skipped
-    d._recycle(first)
-    assert d._buffer(900) is first
-    assert d._buffer(5000) is None  # states grew: bigger ones are made off the decode thread
-    d._recycle(second)
-    d._recycle(first)
+    assert buffers.take(1000) is None  # both being written: the next snapshot is skipped
+    buffers.recycle(first)
+    assert buffers.take(900) is first
+    buffers.expect(5000)  # a bigger state is coming: made off the decode thread
+    buffers.recycle(second)
+    buffers.recycle(first)
     assert d.flush()
-    grown = d._buffer(5000)
+    grown = buffers.take(5000)
     assert grown is not None and len(grown) >= 5000 and np.frombuffer(grown, dtype=np.uint8).max() == 0
     d.close()
     # a restarted server makes them ready for the largest state already on disk
@@ -251,5 +252,5 @@ def test_the_decode_thread_copies_only_into_buffers_the_writer_made_ready(tmp_pa
     assert d.flush()
     d.close()
     again = disk(tmp_path, log)
-    assert again.flush() and again._buffer(len(PAYLOAD)) is not None
+    assert again.flush() and again.buffers.take(len(PAYLOAD)) is not None
     again.close()
