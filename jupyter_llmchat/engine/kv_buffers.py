@@ -11,9 +11,12 @@ every page there. A coming snapshot's size is announced while its prompt is eval
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 BUFFERS = 2  # states copied and not yet written at once; one more is skipped (the disk is behind)
+_PAGE = 4096
+_TOUCH = 1 << 20
 
 
 class CopyBuffers:
@@ -73,7 +76,9 @@ class CopyBuffers:
         fresh = []
         for _ in range(max(0, missing)):
             buf = bytearray(want)
-            buf[::4096] = bytes(len(range(0, want, 4096)))
+            for start in range(0, want, _TOUCH):  # a MiB at a time: the GIL is never held long
+                buf[start : start + _TOUCH : _PAGE] = bytes(len(range(start, min(want, start + _TOUCH), _PAGE)))
+                time.sleep(0)
             fresh.append(buf)
         with self._lock:
             self._free.extend(fresh)
