@@ -25,17 +25,12 @@ from typing import Any, Callable
 import numpy as np
 
 from .kv_buffers import CopyBuffers
+from .llama_api import llama as _llama
 from .kv_files import SUFFIX, BadFile, Entry, check_header, entry_of, prefix_key, read_header, read_state, write_file
 
 RESCAN_SECONDS = 2.0  # how stale this server's view of another server's files may get
 STALE_TMP_SECONDS = 3600.0  # a temporary file this old was left by a crash
 _RECENCY = "recency.json"
-
-
-def _llama():
-    import llama_cpp.llama_cpp as llama
-
-    return llama
 
 
 class KVDisk:
