@@ -49,6 +49,7 @@ class KVDisk:
         self._lengths: set[int] = set()
         self._scanned = 0.0
         self._recency_dirty = False
+        self._doomed: set[str] = set()  # forgotten, not yet deleted by the writer
         self._per_token = 0.0  # the largest bytes per token of a state seen (decode thread)
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._refresh(force=True)
@@ -161,9 +162,12 @@ class KVDisk:
         with self._lock:
             for key in [k for k, e in self._index.items() if matches(e)]:
                 self._forget_key(key)
+                self._doomed.add(key)  # a rescan before the writer deletes it must not bring it back
 
         def job() -> None:
-            self._refresh(force=True)
+            with self._lock:
+                self._doomed.clear()
+            self._refresh(force=True)  # another server's files of the room too
             with self._lock:
                 keys = [k for k, e in self._index.items() if matches(e)]
             for key in keys:
@@ -262,7 +266,7 @@ class KVDisk:
         with self._lock:
             for key in [k for k in self._index if k not in on_disk]:
                 self._forget_key(key)
-            new = [k for k in on_disk if k not in self._index]
+            new = [k for k in on_disk if k not in self._index and k not in self._doomed]
         for key in new:
             path = self.dir / (key + SUFFIX)
             try:

@@ -77,7 +77,7 @@ class LLMChat(ExtensionApp):
     prompt_budget = Int(
         _default(EngineSettings, "prompt_budget"), min=0, config=True,
         help="Most tokens of one prompt; 0 = n_ctx // parallel (each answer's share of the KV cache). "
-        "A longer conversation loses its oldest turns first, then the start of the question; the answer says so.",
+        "A longer conversation loses its oldest turns first (in blocks: docs/context.md), then the start of the question; the answer says so.",
     )
     few_shot = List(
         List(Unicode(), minlen=2, maxlen=2),
