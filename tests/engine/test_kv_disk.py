@@ -46,10 +46,15 @@ class Run:
             self.events[ev.message_id].append(ev)
 
     def ask(self, turns: list[ChatTurn], room: str = "r", holds: tuple[str, ...] = ("q1",)) -> tuple[str, TokenEvent]:
+        return self.wait(self.submit(turns, room, holds))
+
+    def submit(self, turns: list[ChatTurn], room: str = "r", holds: tuple[str, ...] = ("q1",)) -> str:
         self._n += 1
         mid = f"m{self._n}"
         self.engine.submit(GenerationRequest(mid, turns, GREEDY, f"{room}\nada", persist=True, room=room, holds=holds))
+        return mid
 
+    def wait(self, mid: str) -> tuple[str, TokenEvent]:
         async def until_done() -> None:
             deadline = time.monotonic() + TIMEOUT
             while not (self.events[mid] and self.events[mid][-1].is_final):
@@ -189,3 +194,32 @@ def test_clearing_the_room_removes_its_saved_states(after_restart, kv_dir):
     assert not saved(kv_dir)
     stats = run.engine.stats()["kv_disk"]
     assert stats["files"] == 0 and stats["bytes"] == 0 and set(stats) == {"bytes", "files", "hits", "misses"}
+
+
+def test_two_engines_on_one_directory_each_restore_the_others_state(after_restart, kv_dir):
+    from jupyter_llmchat.engine.kv_files import read_header
+
+    first = after_restart
+    second = Run(kv_dir)
+    try:
+        threads = {run: [ChatTurn("system", SYSTEM), ChatTurn("user", f"{NOTES} ({name}) What is tagged in git?")]
+                   for run, name in ((first, "one"), (second, "two"))}
+        mids = {run: run.submit(turns, room=f"room-{id(run)}") for run, turns in threads.items()}  # both at once
+        for run, mid in mids.items():
+            run.wait(mid)
+        for run in [*mids, *mids]:  # each wrote its own, then read the directory again (else within RESCAN_SECONDS)
+            run.flush()
+        files = saved(kv_dir)
+        assert len(files) >= 2
+        for f in files:  # every file whole: written under a temporary name, then renamed
+            header, _ = read_header(f)
+            assert header["n_tokens"] > 256
+        assert not list(kv_dir.glob("*.tmp"))
+        # each engine restores the state the other one saved
+        for run, other in ((first, second), (second, first)):
+            run.forget_memory()
+            hits = run.engine.stats()["kv_disk"]["hits"]
+            run.ask(threads[other], room=f"room-{id(other)}")
+            assert run.engine.stats()["kv_disk"]["hits"] == hits + 1
+    finally:
+        second.close()
