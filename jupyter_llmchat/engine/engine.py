@@ -69,6 +69,7 @@ class Engine:
         self._sched = None
         self._model: LoadedModel | None = None
         self._disk: KVDisk | None = None
+        self._forget_later: list[tuple[str, str | None]] = []  # forget() calls before the disk was open
         self._steps: collections.deque[tuple[float, float, int]] = collections.deque()
         self._tokens_generated = 0
         self._prompt_evaluated = 0
@@ -238,7 +239,12 @@ class Engine:
                 detokenize=model.detokenize,
                 bos_id=model.bos_id,
             )
-            self._disk = self._open_disk(model)
+            disk = self._open_disk(model)
+            with self._lock:
+                self._disk = disk
+                later, self._forget_later = self._forget_later, []
+            for room, message_id in later if disk is not None else ():
+                disk.forget(room, message_id)
             self._sched = Scheduler(model, builder, self.log, self.threads, self.settings.prompt_budget, self._disk)
             self.prompt_budget = self._sched.prompt_budget
             self.formatter_kind = formatter.kind
@@ -269,10 +275,13 @@ class Engine:
 
     def forget(self, room: str, message_id: str | None = None) -> None:
         """Delete the saved KV states of `room` (those holding `message_id`, if given): the
-        room was cleared, or the message deleted."""
-        disk = self._disk
-        if disk is not None:
-            disk.forget(room, message_id)
+        room was cleared, or the message deleted. Before the model is loaded, once it is."""
+        with self._lock:
+            disk = self._disk
+            if disk is None:
+                self._forget_later.append((room, message_id))
+                return
+        disk.forget(room, message_id)
 
     def _run(self) -> None:
         try:

@@ -27,7 +27,7 @@ NOTES = (
 class Run:
     """An engine on a private loop, the events it delivered, and its log lines."""
 
-    def __init__(self, kv_dir: Path, kv_bytes: int = 1 << 30):
+    def __init__(self, kv_dir: Path, kv_bytes: int = 1 << 30, before_start: tuple[str, ...] = ()):
         self.loop = asyncio.new_event_loop()
         self.events: dict[str, list[TokenEvent]] = defaultdict(list)
         self.log = logging.getLogger(f"kvtest.{id(self)}")
@@ -37,6 +37,8 @@ class Run:
         self.log.addHandler(handler)
         settings = EngineSettings(n_ctx=4096, parallel=2, max_tokens=8, n_threads=2, kv_cache_dir=str(kv_dir), kv_cache_bytes=kv_bytes)
         self.engine = Engine(settings, self._sink, self.loop, self.log)
+        for room in before_start:  # a room cleared while the model was loading
+            self.engine.forget(room)
         self.engine.start()
         assert self.loop.run_until_complete(self.engine.wait_loaded(TIMEOUT)), self.engine.load_error
         self._n = 0
@@ -223,3 +225,17 @@ def test_two_engines_on_one_directory_each_restore_the_others_state(after_restar
             assert run.engine.stats()["kv_disk"]["hits"] == hits + 1
     finally:
         second.close()
+
+
+def test_a_room_cleared_while_the_model_loads_loses_its_states_once_it_has_loaded(after_restart, kv_dir):
+    from jupyter_llmchat.engine.kv_files import read_header
+
+    rooms = {read_header(f)[0]["room"] for f in saved(kv_dir)}
+    assert len(rooms) >= 2
+    gone, *kept = sorted(rooms)
+    run = Run(kv_dir, before_start=(gone,))
+    try:
+        run.flush()
+        assert {read_header(f)[0]["room"] for f in saved(kv_dir)} == set(kept)
+    finally:
+        run.close()
