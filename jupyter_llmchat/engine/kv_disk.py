@@ -1,9 +1,9 @@
 """Threads' KV states on disk, so the first question after a restart is not evaluated in full.
 
-The decode thread copies a sequence's state (`llama_state_seq_get_data`, a few ms) when its
-prompt reaches the prefix the thread's next prompt will share (`PromptBuilder.build`'s
-`stable`), and hands the bytes to this module's writer thread, which writes the file
-(kv_files.py: temporary name, then rename) and keeps the directory within `kv_cache_bytes`,
+The decode thread copies a sequence's state (`llama_state_seq_get_data`, ~2 ms of CPU into a ready
+buffer, kv_buffers.py) when its prompt reaches the prefix the thread's next prompt will share
+(`PromptBuilder.build`'s `stable`), and hands the bytes to this module's writer thread, which writes
+the file (kv_files.py: temporary name, then rename) and keeps the directory within `kv_cache_bytes`,
 least recently *used* first. Recency is this index's own (saved and restored times, kept in
 `recency.json`), not file times. A prompt whose longest saved prefix is longer than what
 the memory cache holds is restored (`llama_state_seq_set_data`) instead of evaluated. Two
