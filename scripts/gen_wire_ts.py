@@ -82,7 +82,7 @@ def frame_map(name: str, what: str, types: dict[str, type[msgspec.Struct]]) -> s
 
 def render() -> str:
     """The whole of wire.ts, as this version of `protocol` defines it."""
-    structs = [*protocol.SERVER_TYPES.values(), *dict.fromkeys(protocol.CLIENT_TYPES.values())]
+    structs = [*protocol.SERVER_TYPES.values(), *dict.fromkeys(protocol.CLIENT_TYPES.values()), *protocol.OPEN_PARTS]
     _, components = msgspec.json.schema_components(structs, ref_template="#/$defs/{name}")
     named = {cls.__name__: cls for cls in vars(protocol).values() if isinstance(cls, type) and issubclass(cls, msgspec.Struct)}
     room_re = protocol.ROOM_PATTERN.replace("\\Z", "$")  # JS `$` never matches before a trailing newline

@@ -80,6 +80,7 @@ export interface StatsData extends Omit<wire.Stats, "model"> {
     tokens_per_second?: number;
     tokens_per_second_per_sequence?: number;
     tokens_generated?: number;
+    kv_disk?: wire.KVDisk;
     [figure: string]: unknown;
   };
 }

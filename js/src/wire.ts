@@ -192,6 +192,19 @@ export interface Joined {
   muted_until?: string | null;
 }
 
+/**
+ * `Stats.model.kv_disk` (the llama.cpp backend): threads' KV states saved on disk.
+ *
+ * `hits`: restores used; `misses`: prompts that looked on disk for a longer prefix than
+ * memory held and found none.
+ */
+export interface KVDisk {
+  bytes: number;
+  files: number;
+  hits: number;
+  misses: number;
+}
+
 export interface Left {
   seq: number;
   epoch: string | null;

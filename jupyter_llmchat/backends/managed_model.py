@@ -59,6 +59,7 @@ class ManagedModel:
         self.detail = f"resolving {self.reference or PACKAGED}"
         self.error: str | None = None
         self._inner: Any = None  # the engine serving now (None while none is)
+        self._forget_later: list[tuple[str, str | None]] = []  # clears asked while no engine served
         self._name = ""
         self._draining = False
         self._task: asyncio.Task[None] | None = None
@@ -126,6 +127,14 @@ class ManagedModel:
     def cancel(self, message_id: str) -> bool:
         return self._inner.cancel(message_id) if self._inner is not None else False
 
+    def forget(self, room: str, message_id: str | None = None) -> None:
+        """The saved KV states of `room` go, every model's (they share `kv_cache_dir`): the
+        serving engine deletes them; asked while none serves, the next one does."""
+        if self._inner is not None:
+            self._inner.forget(room, message_id)
+        else:
+            self._forget_later.append((room, message_id))
+
     def stats(self) -> dict[str, Any]:
         figures = self._inner.stats() if self._inner is not None else {"backend": "llama"}
         return {**figures, "name": self.model_name, "loaded": self.loaded, "load_error": self.load_error, **self.status()}
@@ -184,6 +193,9 @@ class ManagedModel:
     async def _load(self, found: Resolved) -> None:
         self._name = found.name
         self._inner = inner = self._build(dataclasses.replace(self.settings, model_path=found.path, model_name=found.name))
+        for room, message_id in self._forget_later:  # the engine applies them once its model is loaded
+            inner.forget(room, message_id)
+        self._forget_later.clear()
         self._draining = False
         self._set(reference=found.reference, state="loading", progress=0.0, detail=f"loading {found.name}")
         inner.start()

@@ -45,6 +45,10 @@ class ModelBackend(Protocol):
     def stats(self) -> dict[str, Any]:
         """The `Stats.model` figures this backend knows (with `backend`)."""
 
+    def forget(self, room: str, message_id: str | None = None) -> None:
+        """Drop what the backend keeps of `room` (saved KV states), or only what holds
+        `message_id`: the room was cleared, or the message deleted."""
+
     def close(self) -> None:
         """End every request with an error event and free the model (blocks briefly)."""
 

@@ -228,6 +228,9 @@ class OpenAIBackend:
         self._pump()  # tasks start on the next loop turn: no event reaches the sink from here
         return position
 
+    def forget(self, room: str, message_id: str | None = None) -> None:
+        """Nothing of a room is kept here: the model server has its own cache."""
+
     def cancel(self, message_id: str) -> bool:
         """Stop a queued or streaming answer; its final event says "cancelled"."""
         answer = self._answers.get(message_id)

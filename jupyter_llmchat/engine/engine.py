@@ -19,6 +19,8 @@ from typing import Any
 
 from .fair_queue import FairQueue, queue_full
 from .job import Job
+from .kv_disk import KVDisk
+from .kv_files import model_identity
 from .model import LoadedModel, ModelLoadError, load_model
 from .threads import ThreadPolicy
 from .types import (
@@ -32,6 +34,7 @@ from .types import (
 
 _SHUTDOWN = "server shutting down"
 _TPS_WINDOW = 5.0  # seconds of history behind stats()["tokens_per_second"]
+_NO_DISK = {"bytes": 0, "files": 0, "hits": 0, "misses": 0}  # stats()["kv_disk"] when states are not saved
 
 
 class Engine:
@@ -67,6 +70,8 @@ class Engine:
         self._settled = threading.Event()  # loaded or failed
         self._sched = None
         self._model: LoadedModel | None = None
+        self._disk: KVDisk | None = None
+        self._forget_later: list[tuple[str, str | None]] = []  # forget() calls before the disk was open
         self._steps: collections.deque[tuple[float, float, int]] = collections.deque()
         self._tokens_generated = 0
         self._prompt_evaluated = 0
@@ -210,6 +215,7 @@ class Engine:
                 "prompt_tokens_cached": self._prompt_cached,
                 "n_threads": self.threads.threads,
                 "threads": "adaptive" if self.threads.adaptive else "fixed",
+                "kv_disk": self._disk.stats() if self._disk is not None else dict(_NO_DISK),
             }
 
     # -- decode thread ----------------------------------------------------------------------
@@ -245,7 +251,13 @@ class Engine:
                 bos_id=model.bos_id,
                 specials=model.specials,
             )
-            self._sched = Scheduler(model, builder, self.log, self.threads, self.settings.prompt_budget)
+            disk = self._open_disk(model)
+            with self._lock:
+                self._disk = disk
+                later, self._forget_later = self._forget_later, []
+            for room, message_id in later if disk is not None else ():
+                disk.forget(room, message_id)
+            self._sched = Scheduler(model, builder, self.log, self.threads, self.settings.prompt_budget, self._disk)
             self.prompt_budget = self._sched.prompt_budget
             self.formatter_kind = formatter.kind
             self.model_name = model.name
@@ -263,6 +275,28 @@ class Engine:
 
     def _loading(self, progress: float) -> None:
         self.load_progress = progress
+
+    def _open_disk(self, model: LoadedModel) -> KVDisk | None:
+        """The saved KV states of this model (kv_disk.py), or None when saving is off or
+        the directory cannot be used (said once in the log)."""
+        s = self.settings
+        if not s.kv_cache_dir or s.kv_cache_bytes <= 0:
+            return None
+        try:
+            return KVDisk(s.kv_cache_dir, s.kv_cache_bytes, model_identity(model.path), self.log)
+        except OSError as exc:
+            self.log.warning("KV states are not saved: cannot use kv_cache_dir %s: %s", s.kv_cache_dir, exc)
+            return None
+
+    def forget(self, room: str, message_id: str | None = None) -> None:
+        """Delete the saved KV states of `room` (those holding `message_id`, if given): the
+        room was cleared, or the message deleted. Before the model is loaded, once it is."""
+        with self._lock:
+            disk = self._disk
+            if disk is None:
+                self._forget_later.append((room, message_id))
+                return
+        disk.forget(room, message_id)
 
     def _run(self) -> None:
         try:
@@ -346,5 +380,7 @@ class Engine:
             self._sched = None
             self._model.close()
             self._model = None
+        if self._disk is not None:
+            self._disk.close()  # the states copied so far are written before the thread ends
         self.loaded = False
         self._settled.set()

@@ -33,6 +33,7 @@ class Job:
     n_cached: int = 0  # prompt tokens found in the KV cache
     n_fed: int = 0  # prompt tokens in the KV cache so far (cached + evaluated)
     budget: int = 0  # completion tokens allowed after trimming
+    snap_at: int = 0  # prompt tokens after which the KV state is saved to disk (0: not saved)
     truncated: bool = False  # the prompt was cut to fit its budget (said in the final event)
     sampler: SequenceSampler | None = None
     stream: TextStream | None = None

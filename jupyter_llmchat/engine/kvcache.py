@@ -16,6 +16,9 @@ cell to another sequence. A donor is therefore only taken if its SWA cells reach
 enough, and a copied prefix whose SWA part came out empty (`pos_min == -1`) is not used
 (measured: a private question that borrowed the system prompt from a ~850-token room
 conversation was decoded with no SWA context and echoed the system prompt, 10 of 32).
+
+With `kv_cache_dir` set, a prompt whose longest saved prefix on disk is longer than what
+any slot holds is restored from disk into its slot (kv_disk.py).
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ from .llama_api import llama as _llama
 
 if TYPE_CHECKING:  # pragma: no cover
     from .job import Job
+    from .kv_disk import KVDisk
     from .model import LoadedModel
+
+# Restoring from disk reads ~9 KB a token and costs a few ms: only worth it when the saved
+# prefix is this many tokens longer than what the memory cache already holds.
+DISK_MIN_GAIN = 64
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -58,10 +66,11 @@ class Slot:
 class SlotTable:
     """Assigns slots to jobs and keeps `Slot.tokens` equal to what the KV cache holds."""
 
-    def __init__(self, model: LoadedModel):
+    def __init__(self, model: LoadedModel, disk: KVDisk | None = None):
         self.model = model
         self.slots = [Slot(i) for i in range(model.n_seq_max)]
         self.reuse_prefix = True  # off: every prompt is evaluated in full (tests compare)
+        self.disk = disk
         self._mem = _llama().llama_get_memory(model.ctx)
 
     # -- queries ------------------------------------------------------------------------
@@ -111,7 +120,29 @@ class SlotTable:
         if best > 0 and not self._prefix_usable(slot, best):
             self.truncate(slot, 0)
             best = 0
+        if self.disk is not None and limit - best > DISK_MIN_GAIN:
+            best = self._restore(slot, prompt, limit, best)
         return slot, best
+
+    def _restore(self, slot: Slot, prompt: list[int], limit: int, best: int) -> int:
+        """The longest saved prefix of `prompt` from disk into `slot`, if it beats `best`;
+        the tokens the slot now holds. A failed restore leaves the slot empty: evaluated."""
+        assert self.disk is not None
+        if not self.disk.could_beat(best + DISK_MIN_GAIN, limit):
+            self.disk.misses += 1
+            return best
+        # Room for the restored cells: idle caches go first, as they would for evaluation.
+        while self.cells_in_use() - len(slot.tokens) + limit > self.model.n_ctx and self.evict_one():
+            pass
+        n = self.disk.restore(self.model.ctx, slot.seq, prompt, limit, best + DISK_MIN_GAIN)
+        if n == 0:
+            return best
+        if n < 0 or not self._prefix_usable(slot, n):
+            _llama().llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+            slot.tokens = []
+            return 0
+        slot.tokens = list(prompt[:n])
+        return n
 
     def _choose(self, key: str | None) -> Slot:
         idle = [s for s in self.slots if s.job is None]

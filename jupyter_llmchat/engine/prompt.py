@@ -6,11 +6,20 @@ share of the KV cache: n_ctx / parallel), and `prompt + max_tokens` must fit the
 context. We keep the system prompt and the newest turns: the oldest non-system turns are
 dropped until both hold, and if the newest turn alone is still too long its *beginning*
 is cut (the end of a message is usually the question).
+
+Old turns go in blocks, not one by one: dropping the oldest exchange on every turn would
+change the start of every prompt, so no turn could reuse the previous one's KV cache (in
+memory or on disk). A thread is cut only at *cut points*, user turns chosen by their own
+text (`is_cut_point`, one in `CUT_EVERY` on average), at the first one that leaves a prompt
+within the budget; the start then stays where it is for the next few turns. Being chosen
+by the text alone, the same turns are cut points whatever the window of history the server
+sent (it cuts its own character limit at the same points, server/prompt_context.py).
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -19,6 +28,36 @@ from .types import ChatTurn
 
 Tokenize = Callable[[str], list[int]]  # plain text -> ids (no special tokens parsed)
 Detokenize = Callable[[list[int]], str]
+
+CUT_EVERY = 4  # one user turn in this many (on average) is a place a long thread may be cut
+
+
+def cut_level(text: str) -> int:
+    """How good a place to start a thread that is too long the user turn with this text is:
+    2 for one turn in `CUT_EVERY`, 1 for one in two (these include the first), else 0.
+
+    Chosen by the text alone (a hash), so the engine and the server agree, whatever
+    history each of them sees. A thread is cut at the first turn of the best level that
+    leaves it within its limit: when the level-2 turns are too far apart for the limit,
+    the level-1 turns still keep the start for a turn or two (better than every turn)."""
+    h = zlib.crc32(text.strip().encode("utf-8", "replace"))
+    return 2 if h % CUT_EVERY == 0 else 1 if h % 2 == 0 else 0
+
+
+def is_cut_point(text: str) -> bool:
+    """A best place to cut (`cut_level` 2)."""
+    return cut_level(text) == 2
+
+
+def first_cut(texts: Sequence[str | None], start: int) -> int:
+    """The index of the first text at or after `start` of the best `cut_level` there
+    (None: not a place to cut); `start` when there is none."""
+    for level in (2, 1):
+        for i in range(start, len(texts)):
+            text = texts[i]
+            if text is not None and cut_level(text) >= level:
+                return i
+    return start
 
 
 @dataclass(frozen=True)
@@ -30,6 +69,8 @@ class BuiltPrompt:
     dropped_turns: int = 0
     truncated: bool = False  # the newest turn lost its beginning
     dropped_system: bool = False
+    stable: int = 0  # leading tokens the thread's next prompt will repeat (through the question's text); 0: none
+
 
     @property
     def cut(self) -> bool:
@@ -81,26 +122,42 @@ class PromptBuilder:
 
     def encode(self, turns: Sequence[ChatTurn]) -> list[int]:
         """Format then tokenize: template text with special tokens, contents as plain text."""
-        return self._encode_formatted(self.formatter.format(turns))
+        return self._encode_formatted(self.formatter.format(turns))[0]
 
-    def _encode_formatted(self, fp: FormattedPrompt) -> list[int]:
+    def _encode_formatted(self, fp: FormattedPrompt) -> tuple[list[int], int]:
+        """The tokens, and how many of them the next prompt of the thread repeats for sure: up
+        to the end of the last stretch of message text that a special token closes (with
+        Gemma's turns, the asker's question; the answer's opening after it is laid out
+        differently next time)."""
         ids: list[int] = [self._bos_id] if fp.add_bos and self._bos_id >= 0 else []
         run: list[str] = []  # text since the last special token: tokenized as one stretch
+        run_holds_text = False  # the stretch holds message text, not only template text
+        stable = 0
 
-        def flush() -> None:
+        def flush(at_special: bool) -> None:
+            nonlocal run_holds_text, stable
             if run:
                 ids.extend(self._tokenize("".join(run)))
                 run.clear()
+            # A stretch of message text that a special token ends is tokenized the same in
+            # the next prompt, which repeats the text and the token after it.
+            if run_holds_text and at_special:
+                stable = len(ids)
+            run_holds_text = False
 
         for text, is_template in fp.segments:
             for part in self._specials.split(text) if is_template else (text,):
                 if isinstance(part, int):
-                    flush()
+                    flush(True)
                     ids.append(part)
                 else:
                     run.append(part)
-        flush()
-        return ids
+                    run_holds_text = run_holds_text or not is_template
+        flush(False)
+        return ids, stable
+
+    def _encode_stable(self, turns: Sequence[ChatTurn]) -> tuple[list[int], int]:
+        return self._encode_formatted(self.formatter.format(turns))
 
     def build(
         self, turns: Sequence[ChatTurn], n_ctx_seq: int, max_tokens: int, prompt_budget: int | None = None
@@ -117,9 +174,9 @@ class PromptBuilder:
         system, rest = split_system(merge_turns(turns))
         sys_turns = [ChatTurn("system", system)] if system else []
 
-        tokens = self.encode(sys_turns + rest)
+        tokens, stable = self._encode_stable(sys_turns + rest)
         if len(tokens) <= limit and len(tokens) + max_tokens <= n_ctx_seq:
-            return BuiltPrompt(tokens, max_tokens)
+            return BuiltPrompt(tokens, max_tokens, stable=stable)
         budget = min(limit, max(n_ctx_seq - max_tokens, min(len(tokens), n_ctx_seq // 4)))
 
         def fits(k: int) -> list[int] | None:
@@ -138,9 +195,13 @@ class PromptBuilder:
                     hi, found = mid, toks
                 else:
                     lo = mid + 1
-            dropped = n - len(_from_user(rest[hi:]))
+            # In a block: from the first cut point that fits (it keeps fitting for a while).
+            cut = first_cut([t.content if t.role == "user" else None for t in rest[: n - 1]], hi)
+            kept = _from_user(rest[cut:])
+            found, stable = self._encode_stable(sys_turns + kept)
+            dropped = n - len(kept)
         if found is not None:
-            return BuiltPrompt(found, min(max_tokens, n_ctx_seq - len(found)), dropped_turns=dropped)
+            return BuiltPrompt(found, min(max_tokens, n_ctx_seq - len(found)), dropped_turns=dropped, stable=stable)
 
         # Only the newest turn is left and it is still too long: cut its beginning.
         last = rest[-1] if rest else ChatTurn("user", "")

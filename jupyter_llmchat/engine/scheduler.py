@@ -16,6 +16,7 @@ from .batch import Batch
 from .detokenize import TextStream
 from .grouping import SPLIT, OutputGrouping
 from .job import Job
+from .kv_disk import KVDisk
 from .kvcache import SlotTable
 from .model import LoadedModel, stop_texts
 from .prompt import PromptBuilder
@@ -44,13 +45,22 @@ PREFILL_FINISH_WHILE_STREAMING = 256
 # conversation's whole prompt still goes in one step, as with 512 (greedy answers depend on
 # how a prompt was split: the tests' reference answers are computed that way).
 PREFILL_CHUNK_ALONE = 256
+# A thread's KV state is saved to disk only from this many tokens on: a shorter prompt is
+# evaluated again in well under a second, and each save costs the prompt one more step.
+KV_DISK_MIN_TOKENS = 256
 
 
 class Scheduler:
     """Owns the batch, the slots and the running jobs; `step()` advances them all."""
 
     def __init__(
-        self, model: LoadedModel, builder: PromptBuilder, log: logging.Logger, threads: ThreadPolicy, prompt_budget: int = 0
+        self,
+        model: LoadedModel,
+        builder: PromptBuilder,
+        log: logging.Logger,
+        threads: ThreadPolicy,
+        prompt_budget: int = 0,
+        disk: KVDisk | None = None,
     ):
         self.model = model
         self.builder = builder
@@ -58,7 +68,8 @@ class Scheduler:
         # running together never fill the cache (docs/context.md).
         self.prompt_budget = min(prompt_budget or model.n_ctx // model.n_seq_max, model.n_ctx_seq - 1)
         self.log = log
-        self.slots = SlotTable(model)
+        self.disk = disk
+        self.slots = SlotTable(model, disk)
         self.batch = Batch(model.n_batch, model.n_seq_max)
         self.jobs: list[Job] = []  # admitted, in admission order
         self.finished: list[Job] = []  # finished during the current step (engine bookkeeping)
@@ -109,6 +120,9 @@ class Scheduler:
         slot, n_cached = self.slots.acquire(job, req.cache_key)
         job.slot = slot
         job.n_cached = job.n_fed = n_cached
+        job.snap_at = self._snapshot_point(job, built.stable, built.truncated or built.dropped_system)
+        if job.snap_at and job.snap_at == n_cached:
+            self._snapshot(job)
         self.prompt_tokens_cached += n_cached
         cfg = req.config
         job.sampler = SequenceSampler(cfg, self.model.n_vocab)
@@ -116,6 +130,26 @@ class Scheduler:
             job.sampler.accept_prompt(job.prompt)
         job.stream = TextStream(tuple(cfg.stop), hidden=self._stop_texts)
         self.jobs.append(job)
+
+    def _snapshot_point(self, job: Job, stable: int, cut: bool) -> int:
+        """Where this prompt's KV state is saved to disk (0: nowhere): at the prefix the
+        thread's next prompt repeats. With Gemma 3's sliding window a saved state can only
+        be continued from its last token, so the prompt is evaluated up to that point,
+        copied, then finished (kv_disk.py)."""
+        req = job.request
+        if self.disk is None or not req.persist or cut or stable < KV_DISK_MIN_TOKENS:
+            return 0
+        if stable < job.n_fed or stable >= len(job.prompt) or self.disk.has(job.prompt[:stable]):
+            return 0
+        assert job.slot is not None
+        self.disk.prepare(self._ctx, job.slot.seq, job.n_fed, stable)  # its copy buffer, made while the prompt is evaluated
+        return stable
+
+    def _snapshot(self, job: Job) -> None:
+        req = job.request
+        assert self.disk is not None and job.slot is not None
+        self.disk.snapshot(self._ctx, job.slot.seq, job.prompt[: job.snap_at], req.room, req.holds, req.cache_key)
+        job.snap_at = 0
 
     # -- the step -------------------------------------------------------------------------
 
@@ -205,6 +239,8 @@ class Scheduler:
             if room <= 0:
                 break
             take = min(room, len(job.prompt) - job.n_fed)
+            if job.n_fed < job.snap_at:
+                take = min(take, job.snap_at - job.n_fed)  # the step ends where the state is saved
             last = job.n_fed + take == len(job.prompt)
             if finished_one and not last:
                 break  # a step that ends a short prompt carries no chunk of a long one: it stays short
@@ -266,6 +302,10 @@ class Scheduler:
                 slot.tokens.extend(job.prompt[job.n_fed : job.n_fed + fed])
                 job.n_fed += fed
                 fed_prompt += fed
+                if job.n_fed == job.snap_at:
+                    self._snapshot(job)
+                elif job.n_fed < job.snap_at and self.disk is not None:
+                    self.disk.prepare(self._ctx, slot.seq, job.n_fed, job.snap_at)
             else:
                 slot.tokens.append(job.pending)
                 job.pending = None

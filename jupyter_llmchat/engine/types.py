@@ -30,6 +30,8 @@ class EngineSettings:
     prompt_budget: int = 0  # most tokens of one prompt; 0: n_ctx // parallel (its share of the KV cache)
     max_tokens: int = 1024  # cap on any request's max_tokens
     few_shot: tuple[tuple[str, str], ...] = DEFAULT_FEW_SHOT  # examples for a model without a chat template
+    kv_cache_dir: str = ""  # where threads' KV states are saved (kv_disk.py); "": not saved
+    kv_cache_bytes: int = 1 << 30  # most bytes of saved states (least recently used out); 0: not saved
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ class GenerationRequest:
     cache_key: str | None = None  # e.g. the room name: reuse this conversation's KV prefix
     user: str = ""  # who asked: the queue is served round-robin between users
     owner: bool = False  # the server's owner (runtime secret): may use the reserved queue places
+    # A thread whose next prompt will repeat this one's (own context in a room): its KV state
+    # is saved to disk at that shared prefix, labelled with the room and the ids of the
+    # messages in it, so clearing the room or deleting one of them removes it (kv_disk.py).
+    persist: bool = False
+    room: str | None = None
+    holds: tuple[str, ...] = ()
 
 
 # Called on the event loop thread (never on the decode thread) with every event of one

@@ -17,7 +17,7 @@ __all__ = [
     "AuthorKind", "FinishReason", "ModelState", "Person", "Me", "Author", "RoomSettings", "MuteNotice", "Deleted", "Edited", "ServerVersion", "ModelSummary",
     "MEMBERS_SHOWN", "Limits", "Welcome", "Joined", "Left", "Presence", "AttachmentSummary", "Text", "Usage", "Timings",
     "Token", "Ack", "History", "Reset", "RoomCounts", "Stats", "Pong", "Error", "Custom", "Binary",
-    "SERVER_TYPES",
+    "KVDisk", "SERVER_TYPES", "OPEN_PARTS",
 ]
 
 AuthorKind = Literal["user", "assistant", "bot", "system"]
@@ -273,6 +273,21 @@ class Binary(msgspec.Struct):
     size: int
     author: Author
 
+
+class KVDisk(msgspec.Struct):
+    """`Stats.model.kv_disk` (the llama.cpp backend): threads' KV states saved on disk.
+
+    `hits`: restores used; `misses`: prompts that looked on disk for a longer prefix than
+    memory held and found none."""
+
+    bytes: int
+    files: int
+    hits: int
+    misses: int
+
+
+# Parts of an open field (`Stats.model`) whose shape is still fixed: typed for the widget too.
+OPEN_PARTS: tuple[type[msgspec.Struct], ...] = (KVDisk,)
 
 # Server -> client types and the struct of their `data` (each named after its type).
 SERVER_TYPES: dict[str, type[msgspec.Struct]] = {

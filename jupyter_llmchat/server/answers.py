@@ -132,9 +132,13 @@ class Answers:
         shared = settings is not None and settings.context == "shared"
         cache_key = None if room is None else room if shared else f"{room}\n{owner.username}"
         message_id = new_message_id()
+        # The question's id is known before it is posted: its thread's KV state saved to
+        # disk is labelled with every message it holds (deleting one removes the state).
+        question_id = asked or new_message_id()
         asking = GenerationRequest(
             message_id, context.turns, self.sampling(request.config), cache_key,
             user=owner.username, owner=owner.owner,  # the server's owner: the queue's reserve
+            persist=room is not None and not shared, room=room, holds=(*context.message_ids, question_id),
         )
         try:
             position = backend.submit(asking)
@@ -154,7 +158,9 @@ class Answers:
                 if asked is not None:  # regenerating: the question is in the room already
                     generation.in_reply_to = asked
                 else:
-                    generation.in_reply_to, _ = await post_text(self.bus, room, request.prompt, author, **question_fields(request))
+                    generation.in_reply_to, _ = await post_text(
+                        self.bus, room, request.prompt, author, question_id, **question_fields(request)
+                    )
                 await self.bus.answer_started(room, message_id, self._answer_text(generation, ""))
             except Exception:  # the room bus failed: nobody could see this answer
                 self.running.pop(message_id, None)

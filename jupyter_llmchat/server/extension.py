@@ -56,7 +56,7 @@ class LLMChat(ExtensionApp):
     prompt_budget = Int(
         _default(EngineSettings, "prompt_budget"), min=0, config=True,
         help="Most tokens of one prompt; 0 = n_ctx // parallel (each answer's share of the KV cache). "
-        "A longer conversation loses its oldest turns first, then the start of the question; the answer says so.",
+        "A longer conversation loses its oldest turns first (in blocks: docs/context.md), then the start of the question; the answer says so.",
     )
     few_shot = List(
         List(Unicode(), minlen=2, maxlen=2),
@@ -64,6 +64,15 @@ class LLMChat(ExtensionApp):
         config=True,
         help="Example [question, answer] exchanges shown to a model whose GGUF has no chat template "
         "(a base model answers like a chat only after a few); [] for none. Ignored for models with a template.",
+    )
+    kv_cache_dir = Unicode(
+        config=True,
+        help="Where each thread's KV state is saved, so the first question after a restart is not evaluated "
+        "in full (docs/performance.md); several servers may share one directory.",
+    )
+    kv_cache_bytes = Int(
+        _default(EngineSettings, "kv_cache_bytes"), min=0, config=True,
+        help="Most bytes of saved KV states in kv_cache_dir (least recently used go first); 0 = save none.",
     )
     max_tokens = Int(_default(ServiceLimits, "max_tokens"), min=1, config=True, help="Cap on the max_tokens of any request.")
     max_answers_per_user = Int(
@@ -182,6 +191,10 @@ class LLMChat(ExtensionApp):
     @default("history_path")
     def _default_history_path(self) -> str:
         return os.path.join(jupyter_data_dir(), "llmchat", "history.sqlite")
+
+    @default("kv_cache_dir")
+    def _default_kv_cache_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "llmchat", "kv")
 
     _config_error: str | None = None
 

@@ -34,12 +34,15 @@ def bot_author(username: str, name: str | None) -> Author:
     return Author(username, name or "notebook", "bot")
 
 
-async def post_text(bus: RoomBus, room: str, content: str, author: Author, **fields: Any) -> tuple[str, int]:
+async def post_text(
+    bus: RoomBus, room: str, content: str, author: Author, message_id: str | None = None, **fields: Any
+) -> tuple[str, int]:
     """Post a `Text` into a room (creating it) and store it; returns (message_id, seq).
 
+    `message_id`: given when it had to be known before (a question the model is asked);
     `fields`: the optional `protocol.Text` fields of this kind of message.
     """
-    text = protocol.Text(new_message_id(), content, author, now_iso(), **fields)
+    text = protocol.Text(message_id or new_message_id(), content, author, now_iso(), **fields)
     seq = await bus.post(room, text)
     return text.message_id, seq
 

@@ -23,6 +23,9 @@ _MODEL_GAUGES = (
     "active_sequences", "queue_depth", "tokens_per_second", "tokens_per_second_per_sequence", "parallel", "n_ctx", "n_threads",
 )
 
+# The saved KV states on disk (engine/kv_disk.py): what is there, and restores used or not.
+_KV_DISK = (("bytes", GaugeMetricFamily), ("files", GaugeMetricFamily), ("hits", CounterMetricFamily), ("misses", CounterMetricFamily))
+
 
 class ChatCollector(Collector):
     """Turns each service's stats dict into Prometheus families prefixed `llmchat_`."""
@@ -56,6 +59,10 @@ class ChatCollector(Collector):
         for name in _MODEL_GAUGES:
             family = GaugeMetricFamily(f"llmchat_model_{name}", f"llmchat model {name.replace('_', ' ')}")
             family.add_metric([], sum(stats["model"].get(name, 0) for stats in all_stats))
+            yield family
+        for name, kind in _KV_DISK:
+            family = kind(f"llmchat_model_kv_disk_{name}", f"llmchat saved KV states: {name}")
+            family.add_metric([], sum((stats["model"].get("kv_disk") or {}).get(name, 0) for stats in all_stats))
             yield family
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgspec
 
@@ -53,10 +53,18 @@ def _duration(seconds: int) -> str:
 class Moderation:
     """Deleting, editing and muting in rooms, and the posting rules they impose."""
 
-    def __init__(self, bus: RoomBus, settings: RoomSettingsBook, answers: Answers, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        bus: RoomBus,
+        settings: RoomSettingsBook,
+        answers: Answers,
+        forget_states: Callable[[str, str | None], None],
+        log: logging.Logger | None = None,
+    ) -> None:
         self.bus = bus
         self.settings = settings
         self.answers = answers
+        self.forget_states = forget_states  # the model's saved KV states that hold a message
         self.log = log or logging.getLogger("jupyter_llmchat")
 
     # -- the rules on posting -------------------------------------------------------------------
@@ -119,6 +127,7 @@ class Moderation:
             author = (data.get("author") or {}).get("name") or "someone"
         deleted_seq = await self.bus.emit(room, "Deleted", protocol.Deleted(message_id))
         await self.bus.forget_message(room, message_id, deleted_seq)
+        self.forget_states(room, message_id)  # a saved state holding it would still show it to the model
         if owner != user.username:
             self.log.info("llmchat: moderator %r deleted message %s by %r in room %r", user.username, message_id, author, room)
             await self._announce(user, room, f"{user.name} removed a message by {author}.")
@@ -144,6 +153,7 @@ class Moderation:
         text = msgspec.convert({**data, "content": content, "edited": edited}, protocol.Text)
         await self.bus.store_message(room, seq, text, seq)
         await self.bus.emit(room, "Edited", protocol.Edited(message_id, content, edited))
+        self.forget_states(room, message_id)  # saved states hold the old words
 
     # -- mute --------------------------------------------------------------------------------------
 

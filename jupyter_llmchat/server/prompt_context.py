@@ -18,6 +18,11 @@ A room set to `context: "shared"` shows the model every recent message instead o
 each with its speaker's name, as a block after the system prompt. Everything is cut by
 characters before any tokenizing, so a room full of huge messages costs the model no more
 than a room of short ones; when something was cut the answer says so (`truncated`).
+
+A long thread loses its oldest exchanges in blocks, at the cut points the engine also cuts
+at (`engine.prompt.is_cut_point`), not one per turn: consecutive questions then start the
+same way, and the model reuses the previous turn's KV state instead of evaluating the whole
+thread again (docs/context.md).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Sequence
 
+from ..engine.prompt import first_cut
 from ..engine.types import ChatTurn
 from ..protocol import Attachment
 from ..room_bus.bus import RoomBus
@@ -57,6 +63,7 @@ class PromptContext:
 
     turns: list[ChatTurn]
     cut: bool = False  # a message or the question clipped, or older messages left out
+    message_ids: tuple[str, ...] = ()  # the stored messages whose text is in `turns`
 
 
 def clip(text: str, limit: int, *, keep_end: bool = False) -> str:
@@ -101,14 +108,15 @@ async def build_context(
     if question.room is None:
         return PromptContext(turns + [ChatTurn("user", question_text(question))], cut)
     history: list[ChatTurn] = []
+    ids: list[str] = []
     if context != "shared" and not question.new_thread:
-        history, history_cut = await _own_turns(store, question, history_messages)
+        history, history_cut, ids = await _own_turns(store, question, history_messages)
         cut |= history_cut
-    quoted, quoted_cut = await _quoted(store, question)
+    quoted, quoted_cut, quoted_ids = await _quoted(store, question)
     text = question_text(question)
     if quoted:
         text = "\n".join(quoted) + "\n\n" + text
-    return PromptContext(turns + history + [ChatTurn("user", text)], cut or quoted_cut)
+    return PromptContext(turns + history + [ChatTurn("user", text)], cut or quoted_cut, tuple(ids + quoted_ids))
 
 
 def _clipped(text: str) -> tuple[str, bool]:
@@ -116,12 +124,15 @@ def _clipped(text: str) -> tuple[str, bool]:
     return clip(text, MESSAGE_CHARS), len(text) > MESSAGE_CHARS
 
 
-async def _own_turns(store: RoomBus, question: Question, limit: int) -> tuple[list[ChatTurn], bool]:
+async def _own_turns(store: RoomBus, question: Question, limit: int) -> tuple[list[ChatTurn], bool, list[str]]:
     """The asker's recent exchanges, back to their thread's start, within CONTEXT_CHARS;
-    and whether any was cut or left out for the characters."""
-    turns: list[ChatTurn] = []
+    whether any was cut or left out; and the ids of the messages kept.
+
+    A thread longer than the characters (or `limit`) starts at its oldest cut point that
+    fits, so that it starts there for the next questions too."""
+    exchanges: list[tuple[ChatTurn, ChatTurn, list[str]]] = []  # newest first
     budget = CONTEXT_CHARS
-    cut = False
+    cut = over = False
     pairs = await store.exchanges(question.room or "", question.username, before_seq=question.before_seq, limit=max(1, limit // 2))
     for asked, answer in pairs:  # newest first
         if asked.get("message_id") == question.exclude or asked.get("deleted") or answer.get("deleted"):
@@ -132,12 +143,22 @@ async def _own_turns(store: RoomBus, question: Question, limit: int) -> tuple[li
         a, a_cut = _clipped(str(answer.get("content", "")))
         budget -= len(q) + len(a)
         if budget < 0:
-            return turns, True
+            over = cut = True
+            break
         cut |= q_cut or a_cut
-        turns[:0] = [ChatTurn("user", q), ChatTurn("assistant", a)]
+        ids = [str(m) for m in (asked.get("message_id"), answer.get("message_id")) if m]
+        exchanges.append((ChatTurn("user", q), ChatTurn("assistant", a), ids))
         if asked.get("thread_start"):
             break
-    return turns, cut
+    else:
+        over = len(pairs) >= max(1, limit // 2)  # older exchanges may be left out by the limit
+    exchanges.reverse()
+    if over:
+        start = first_cut([q_turn.content for q_turn, _, _ in exchanges], 0)
+        exchanges = exchanges[start:]
+        cut |= start > 0
+    turns = [turn for q_turn, a_turn, _ in exchanges for turn in (q_turn, a_turn)]
+    return turns, cut, [m for _, _, ids in exchanges for m in ids]
 
 
 async def _shared_block(store: RoomBus, question: Question, limit: int) -> tuple[str, bool]:
@@ -177,9 +198,9 @@ async def _newest_first(store: RoomBus, room: str, before_seq: int, limit: int) 
         page *= 2
 
 
-async def _quoted(store: RoomBus, question: Question) -> tuple[list[str], bool]:
-    """The messages the question replies to or mentions, as lines the model can read; and
-    whether any was cut."""
+async def _quoted(store: RoomBus, question: Question) -> tuple[list[str], bool, list[str]]:
+    """The messages the question replies to or mentions, as lines the model can read;
+    whether any was cut; and their ids."""
     room = question.room or ""
     found: list[dict[str, Any]] = []
     if question.reply_to:
@@ -192,4 +213,4 @@ async def _quoted(store: RoomBus, question: Question) -> tuple[list[str], bool]:
             found.append(hit[1])
     clipped = [_clipped(str(data.get("content", ""))) for data in found]
     lines = [f'{speaker(data)} wrote: "{content}"' for data, (content, _) in zip(found, clipped)]
-    return lines, any(was_cut for _, was_cut in clipped)
+    return lines, any(was_cut for _, was_cut in clipped), [str(data.get("message_id", "")) for data in found]

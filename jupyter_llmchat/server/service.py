@@ -74,7 +74,7 @@ class ChatService(HookApi):
         self.connections: dict[str, Connection] = {}
         self.settings = RoomSettingsBook(bus, self.log)
         self.answers = Answers(bus, self.settings, limits, lambda: self.backend)
-        self.moderation = Moderation(bus, self.settings, self.answers, self.log)
+        self.moderation = Moderation(bus, self.settings, self.answers, self.forget_saved_states, self.log)
         self.rate = RateLimiter(limits.rate_limit, limits.rate_limit_burst)
         self._next_client = 0
         self._retention_due = 0.0
@@ -370,10 +370,16 @@ class ChatService(HookApi):
     async def room_list(self) -> list[dict[str, Any]]:
         return await self.bus.room_list()
 
+    def forget_saved_states(self, room: str, message_id: str | None = None) -> None:
+        """The model's saved KV states of the room's threads (those holding `message_id`)."""
+        if self.backend is not None:
+            self.backend.forget(room, message_id)
+
     async def clear_room(self, name: str) -> int:
         """Delete a room's stored messages; its members reload an empty history (new epoch)."""
         await self.require_room(name)
         deleted = await self.bus.clear(name)
+        self.forget_saved_states(name)
         head_seq, _ = await self.bus.head(name)
         await self.bus.deliver(name, protocol.encode("Reset", protocol.Reset(head_seq), room=name))
         await self.bus.deliver(name, protocol.encode("History", await self.history_data(name), room=name))

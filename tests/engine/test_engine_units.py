@@ -17,7 +17,7 @@ from jupyter_llmchat.engine.fair_queue import FairQueue, owner_reserve, queue_fu
 from jupyter_llmchat.engine.grouping import JOINT, SPLIT, OutputGrouping
 from jupyter_llmchat.engine.kvcache import common_prefix
 from jupyter_llmchat.engine.job import Job
-from jupyter_llmchat.engine.prompt import PromptBuilder
+from jupyter_llmchat.engine.prompt import PromptBuilder, cut_level
 from jupyter_llmchat.engine.types import ChatTurn, EngineSettings, GenerationRequest
 
 pytestmark = pytest.mark.fast
@@ -155,18 +155,24 @@ def test_special_tokens_are_cut_out_of_template_text_only():
 # -- trimming to the context ---------------------------------------------------------------
 
 
-def char_builder(formatter=None) -> PromptBuilder:
-    """One token per character: lengths are easy to reason about."""
+# Gemma's turn markers as the real vocabulary has them: control tokens, one id each.
+GEMMA_MARKERS = {"<start_of_turn>": 0x110000, "<end_of_turn>": 0x110001}
+_MARKER_TEXT = {i: text for text, i in GEMMA_MARKERS.items()}
+
+
+def char_builder(formatter=None, specials=None) -> PromptBuilder:
+    """One token per character (and per marker, with `specials`): lengths are easy to reason about."""
     return PromptBuilder(
         formatter or GemmaFormatter(examples=()),
         tokenize=lambda text: [ord(c) for c in text],
-        detokenize=lambda ids: "".join(chr(i) for i in ids),
+        detokenize=lambda ids: "".join(_MARKER_TEXT.get(i) or chr(i) for i in ids),
         bos_id=1,
+        specials=specials,
     )
 
 
 def decode(ids: list[int]) -> str:
-    return "".join(chr(i) for i in ids[1:])
+    return "".join(_MARKER_TEXT.get(i) or chr(i) for i in ids[1:])
 
 
 def test_prompt_that_fits_is_untouched():
@@ -500,3 +506,28 @@ def test_a_system_turn_longer_than_the_budget_keeps_its_start_and_its_newest_lin
     assert built.cut and len(built.tokens) <= 600 and not built.dropped_system
     assert text.startswith("<start_of_turn>user\nSYSTEM PROMPT") and "note 199" in text and "note 100" not in text
     assert text.endswith("What now?<end_of_turn>\n<start_of_turn>model\n")
+
+
+def test_a_thread_past_its_budget_is_cut_in_blocks_and_consecutive_prompts_share_their_start():
+    # Dropping the oldest turn on every question changes the start of every prompt, so the
+    # KV cache (memory or disk) of the previous one is useless: cut at cut points instead.
+    b = char_builder(specials=GEMMA_MARKERS)
+    turns = [ChatTurn("system", "SYS")]
+    previous = None
+    shared = changes = 0
+    levels = []
+    for i in range(60):
+        built = b.build(turns + [ChatTurn("user", f"question {i}")], n_ctx_seq=4000, max_tokens=100, prompt_budget=800)
+        assert len(built.tokens) <= 800
+        text = decode(built.tokens)
+        assert decode(built.tokens[: built.stable]).endswith(f"question {i}")  # through the question's text
+        if built.dropped_turns:
+            first = text.split("SYS\n\nuser\n", 1)[1].split("\n", 1)[0]
+            levels.append(cut_level(first))
+        if previous is not None and previous.dropped_turns:
+            changes += previous.tokens[: previous.stable] != built.tokens[: previous.stable]
+            shared += previous.tokens[: previous.stable] == built.tokens[: previous.stable]
+        previous = built
+        turns += [ChatTurn("user", f"question {i}"), ChatTurn("assistant", f"answer {i} " + "y" * 60)]
+    assert shared > 2 * changes  # most questions past the budget reuse the previous prompt
+    assert levels.count(2) > len(levels) // 2 and 0 not in levels

@@ -225,6 +225,12 @@ async def test_the_model_reads_the_askers_own_thread_not_the_room_chatter(chat):
         ChatTurn("system", "SYS"), ChatTurn("user", "Name a planet."), ChatTurn("assistant", ANSWER), ChatTurn("user", "Another one."),
     ]
     assert chat.backend.requests[-1].cache_key == "busy\nada"  # each asker's thread is its own KV prefix
+    # its KV state may be saved to disk, labelled with every message it holds (a deleted one removes it)
+    last = chat.backend.requests[-1]
+    stored = chat.stored("busy")
+    planet, answer, another = (next(m["message_id"] for m in stored if m["content"] == text) for text in ("Name a planet.", ANSWER, "Another one."))
+    assert last.persist and last.room == "busy" and last.holds == (planet, answer, another)
+    assert not chat.backend.requests[-2].holds[:-1]  # bob's thread holds only his own question
     await ada.ask("busy", "Fresh start.", new_thread=True)
     assert chat.backend.requests[-1].turns == [ChatTurn("system", "SYS"), ChatTurn("user", "Fresh start.")]
     assert chat.stored("busy")[-2]["thread_start"] is True
@@ -241,6 +247,7 @@ async def test_a_rooms_settings_decide_the_system_prompt_and_what_the_model_read
     assert turns[0] == ChatTurn("system", "Be brief.\n\nRecent messages in this room:\nBob: The deadline moved to Friday.")
     assert turns[-1] == ChatTurn("user", "Summarise.")
     assert chat.backend.requests[-1].cache_key == "team"  # one shared conversation
+    assert not chat.backend.requests[-1].persist  # the room's block changes with every message: nothing to save
     ada.send("RoomSettings", {"system_prompt": ""}, room="team")
     await ada.ask("team", "Again.")
     system = chat.backend.requests[-1].turns[0]

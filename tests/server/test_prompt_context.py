@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_llmchat.engine.prompt import cut_level
 from jupyter_llmchat.engine.types import ChatTurn
 from jupyter_llmchat.server.prompt_context import CONTEXT_CHARS, MESSAGE_CHARS, Question, build_context
 from jupyter_llmchat.protocol import Attachment
@@ -169,3 +170,18 @@ def test_a_history_file_from_before_the_author_columns_still_gives_each_asker_th
         assert [t.content for t in turns] == ["SYS", "What is 2 + 2?", "4.", "And 3 + 3?"]
     finally:
         store.close()
+
+
+def test_a_long_thread_loses_its_oldest_exchanges_in_blocks_so_the_next_question_starts_the_same(room):
+    # Dropping the oldest exchange on every question would change the start of every
+    # prompt: no question could reuse the previous one's KV state (docs/context.md).
+    starts = []
+    for i in range(40):
+        turns = room.ask("ada", f"question {i}")
+        starts.append(turns[1].content if len(turns) > 2 else None)
+        room.exchange("ada", f"question {i}", f"answer {i} " + "y" * 600)
+    assert sum(len(t.content) for t in turns[1:-1]) <= CONTEXT_CHARS
+    past_the_limit = starts[12:]
+    changes = sum(1 for a, b in zip(past_the_limit, past_the_limit[1:]) if a != b)
+    assert changes <= len(past_the_limit) // 2  # one exchange a question, one start in several
+    assert all(cut_level(start) >= 1 for start in past_the_limit)

@@ -115,6 +115,9 @@ async def test_stats_and_metrics_report_the_same_figures(chat_server, connect, a
     assert generated and float(generated[0].split()[-1]) >= 1
     per_sequence = [line for line in text.splitlines() if line.startswith("llmchat_model_tokens_per_second_per_sequence ")]
     assert per_sequence, "each stream's speed is exported too"
+    assert set(stats["model"]["kv_disk"]) == {"bytes", "files", "hits", "misses"}
+    for line in ("llmchat_model_kv_disk_bytes 0.0", "llmchat_model_kv_disk_files 0.0", "llmchat_model_kv_disk_hits_total 0.0"):
+        assert line in text, line
 
 
 async def test_a_cookie_authenticated_post_needs_the_xsrf_token(chat_server, jp_fetch):

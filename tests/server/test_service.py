@@ -253,6 +253,7 @@ async def test_clearing_a_room_resets_its_members_and_seq_goes_on(chat):
     text = bob.take("Text")[0]
     ada.take()
     assert await chat.service.clear_room("scratch") == 1
+    assert chat.backend.forgotten == [("scratch", None)]  # the model's saved states of the room go too
     await chat.settle()
     reset, history = ada.take("Reset", "History")
     assert reset["data"]["head_seq"] == text["seq"]

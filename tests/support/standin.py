@@ -31,6 +31,7 @@ class StandIn:
         self.requests: list[GenerationRequest] = []
         self.running: dict[str, str | None] = {}  # message_id -> why to stop it early (None: go on)
         self.generated = 0
+        self.forgotten: list[tuple[str, str | None]] = []  # forget(room, message_id) calls
 
     def start(self) -> None:
         self.loaded = self.load_error is None
@@ -77,7 +78,10 @@ class StandIn:
                 "n_ctx": self.n_ctx, "parallel": self.parallel, "active_sequences": len(self.running),
                 "queue_depth": max(0, len(self.running) - self.parallel), "tokens_generated": self.generated,
                 "tokens_per_second": 0.0, "tokens_per_second_per_sequence": 0.0, "prompt_tokens_evaluated": 0,
-                "prompt_tokens_cached": 0}
+                "prompt_tokens_cached": 0, "kv_disk": {"bytes": 0, "files": 0, "hits": 0, "misses": 0}}
+
+    def forget(self, room: str, message_id: str | None = None) -> None:
+        self.forgotten.append((room, message_id))
 
     def pending(self) -> int:
         return len(self.running)
