@@ -14,7 +14,8 @@ each a few times, then uses the faster one and re-checks the other now and then.
 The plan changes the numbers, not just the speed: llama.cpp rounds a one-row product
 differently from a several-row one, so a greedy answer can flip a near-tie between the
 plans, and the measured choice makes that depend on the machine's load. `pinned` fixes the
-plan for whoever must compare runs (tests, benches; docs/performance.md, "Run to run").
+plan for whoever must compare runs (tests, benches; docs/performance.md, "What a greedy
+answer depends on").
 """
 
 from __future__ import annotations
