@@ -10,6 +10,12 @@ It depends on the CPU, the build, the thread count and the load, so the engine m
 for each number K of generating sequences it keeps a moving average of the time per
 generated token of both plans ("joint": one call; "split": one call per sequence), tries
 each a few times, then uses the faster one and re-checks the other now and then.
+
+The plan changes the numbers, not just the speed: llama.cpp rounds a one-row product
+differently from a several-row one, so a greedy answer can flip a near-tie between the
+plans, and the measured choice makes that depend on the machine's load. `pinned` fixes the
+plan for whoever must compare runs (tests, benches; docs/performance.md, "What a greedy
+answer depends on").
 """
 
 from __future__ import annotations
@@ -25,16 +31,20 @@ _ALPHA = 0.2  # weight of a new sample in the moving average
 class OutputGrouping:
     """Per K, which plan is currently faster (seconds per generated token, EMA)."""
 
-    def __init__(self, adaptive: bool = True):
-        self.adaptive = adaptive
+    def __init__(self, pinned: str | None = None):
+        if pinned not in (None, JOINT, SPLIT):
+            raise ValueError(f"unknown output grouping {pinned!r} (expected {JOINT!r} or {SPLIT!r})")
+        self.pinned = pinned
         self._ema: dict[tuple[int, str], float] = {}
         self._n: dict[tuple[int, str], int] = {}
         self._steps: dict[int, int] = {}
 
     def choose(self, k: int) -> str:
         """The plan for a step with `k` generating sequences."""
-        if k <= 1 or not self.adaptive:
+        if k <= 1:
             return JOINT
+        if self.pinned is not None:
+            return self.pinned
         nj = self._n.get((k, JOINT), 0)
         ns = self._n.get((k, SPLIT), 0)
         if nj < _WARMUP or ns < _WARMUP:

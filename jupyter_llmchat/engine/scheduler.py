@@ -79,6 +79,7 @@ class Scheduler:
         self.prompt_tokens_evaluated = 0
         self.prompt_tokens_cached = 0
         self._groupings: dict[int, OutputGrouping] = {}  # by thread count (see `grouping`)
+        self._pinned: OutputGrouping | None = None  # `pin_grouping`
         self.prefill_chunk = PREFILL_CHUNK_WHILE_STREAMING
         self.prefill_finish = PREFILL_FINISH_WHILE_STREAMING
         self._decode = _llama().llama_decode
@@ -189,7 +190,14 @@ class Scheduler:
     def grouping(self) -> OutputGrouping:
         """Which batch shape is faster depends on the threads: each count keeps what it
         measured, so switching back and forth does not measure everything again."""
+        if self._pinned is not None:
+            return self._pinned
         return self._groupings.setdefault(self._n_threads, OutputGrouping())
+
+    def pin_grouping(self, plan: str | None) -> None:
+        """Use `plan` (JOINT or SPLIT) for every step whatever the timings, or measure again
+        (None): the plan changes greedy near-ties, so runs that must compare pin it."""
+        self._pinned = None if plan is None else OutputGrouping(plan)
 
     def _apply_threads(self) -> None:
         """Decode with the threads the rest of the machine leaves free (threads.py)."""

@@ -4,9 +4,12 @@ trimming, load failures and shutdown. Generations are kept short (2 cores)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import defaultdict
+from typing import NamedTuple
 
+import numpy as np
 import pytest
 
 from jupyter_llmchat.engine import (
@@ -22,6 +25,8 @@ from jupyter_llmchat.engine import (
     default_model_path,
 )
 from jupyter_llmchat.engine.engine import _TPS_WINDOW
+from jupyter_llmchat.engine.grouping import JOINT, SPLIT
+from jupyter_llmchat.engine.sampling import SequenceSampler
 from jupyter_llmchat.engine.scheduler import PREFILL_FINISH_WHILE_STREAMING
 
 TIMEOUT = 60.0
@@ -110,14 +115,35 @@ def chat(question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[Chat
 
 GREEDY = dict(temperature=0.0, repeat_penalty=1.0)  # batched == alone needs no penalty's float drift
 # llama.cpp's CPU kernels round differently with the shape of a batch (one row vs several,
-# chunk sizes), so greedy text is the same batched or alone only where the top two logits
-# are not nearly tied. These questions were checked to keep a clear margin on this model
-# (others, e.g. "How do I sort a dict by value in Python?", flip a word when batched).
+# the output grouping, a prompt chunk in the same call), which moved the lead of a chosen
+# token over the runner-up by up to 0.36 logits here. So greedy text is the same batched or
+# alone up to its first near-tie: a token that led by less than NEAR_TIE when computed alone.
+# "Who wrote Hamlet?" has one at its fifth token (0.02: "Hamlet is a play about a prince…"
+# alone, "…written by William Shakespeare." batched, whatever the machine's load).
+NEAR_TIE = 0.5
 QUESTIONS = [
-    "What is the capital of Italy?",
+    "What is the capital of Italy?",  # no near-tie: the whole answer must match
     "Who wrote Hamlet?",
     "Explain what a Jupyter notebook is.",
 ]
+
+
+class Solo(NamedTuple):
+    """A greedy answer computed alone, and how much of it any batch must reproduce."""
+
+    text: str
+    final: TokenEvent
+    settled: str  # the text before its first near-tie (all of it when there is none)
+
+
+def assert_as_alone(text: str, final: TokenEvent, ref: Solo) -> None:
+    """Batched text equals the answer alone wherever that answer was not a near-tie."""
+    if ref.settled == ref.text:
+        assert text == ref.text
+        assert final.finish_reason == ref.final.finish_reason
+        assert final.usage["completion_tokens"] == ref.final.usage["completion_tokens"]
+    else:
+        assert text.startswith(ref.settled), (text, ref.settled)
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +155,31 @@ def h():
 
 
 @pytest.fixture(scope="module")
-def solo(h) -> dict[str, tuple[str, TokenEvent]]:
-    """Greedy answers computed one at a time, without any KV reuse."""
+def solo(h) -> dict[str, Solo]:
+    """Greedy answers computed one at a time, without any KV reuse, each with its settled
+    part (read from the logits rows the sampler chose from)."""
+    chosen: list[tuple[int, float]] = []  # (token, its lead over the runner-up)
+    choose = SequenceSampler.choose
+
+    def recording(sampler: SequenceSampler, row: np.ndarray) -> int:
+        runner_up, best = np.partition(row, -2)[-2:]
+        token = choose(sampler, row)
+        chosen.append((token, float(best - runner_up)))
+        return token
+
+    piece = h.engine._sched.model.piece
+    answers = {}
     h.engine._sched.slots.reuse_prefix = False
     try:
-        return {q: h.generate(chat(q), max_tokens=12, **GREEDY) for q in QUESTIONS}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(SequenceSampler, "choose", recording)
+            for q in QUESTIONS:
+                chosen.clear()
+                text, final = h.generate(chat(q), max_tokens=12, **GREEDY)
+                ties = [i for i, (_, lead) in enumerate(chosen) if lead < NEAR_TIE]
+                raw = b"".join(piece(t) for t, _ in chosen[: ties[0]]).decode("utf-8", "ignore") if ties else text
+                answers[q] = Solo(text, final, os.path.commonprefix([raw, text]))
+        return answers
     finally:
         h.engine._sched.slots.reuse_prefix = True
 
@@ -154,26 +200,33 @@ def test_loaded_and_stats(h):
 
 
 def test_solo_answers_look_like_answers(solo):
-    for q, (text, final) in solo.items():
+    for q, (text, final, settled) in solo.items():
         assert text.strip(), q
+        assert settled.strip(), q  # batching is compared on something: not a near-tie from the start
         assert final.usage["prompt_tokens"] > 100  # the few-shot system prompt is in
         assert 1 <= final.usage["completion_tokens"] <= 12
         assert final.timings["ttft_ms"] > 0
-    text, final = solo["What is the capital of Italy?"]
+    text, final, settled = solo["What is the capital of Italy?"]
     assert "Rome" in text and final.finish_reason == "stop"
+    assert settled == text  # at least one answer is compared whole
 
 
-def test_greedy_batched_equals_alone(h, solo):
-    # a sampled request with other settings shares the batch
-    mids = [h.submit(chat(q), max_tokens=12, **GREEDY)[0] for q in QUESTIONS]
-    hot, _ = h.submit(chat("Tell me a joke."), max_tokens=12, temperature=0.9, top_k=20, seed=7)
-    finals = h.wait(*mids, hot)
+@pytest.mark.parametrize("plan", [JOINT, SPLIT])
+def test_greedy_batched_equals_alone(h, solo, plan):
+    # Both output groupings, pinned: which one the engine measures faster depends on the load.
+    h.engine._sched.pin_grouping(plan)
+    n_batches = len(h.batches)
+    try:
+        # a sampled request with other settings shares the batch
+        mids = [h.submit(chat(q), max_tokens=12, **GREEDY)[0] for q in QUESTIONS]
+        hot, _ = h.submit(chat("Tell me a joke."), max_tokens=12, temperature=0.9, top_k=20, seed=7)
+        finals = h.wait(*mids, hot)
+    finally:
+        h.engine._sched.pin_grouping(None)
     for q, mid, final in zip(QUESTIONS, mids, finals):
-        assert h.text(mid) == solo[q][0], q
-        assert final.finish_reason == solo[q][1].finish_reason
-        assert final.usage["completion_tokens"] == solo[q][1].usage["completion_tokens"]
+        assert_as_alone(h.text(mid), final, solo[q])
     # several sequences were decoded in the same step
-    assert any(len({e.message_id for e in batch}) >= 3 for batch in h.batches)
+    assert any(len({e.message_id for e in batch}) >= 3 for batch in h.batches[n_batches:])
 
 
 def test_stats_tell_each_streams_speed_apart_from_the_aggregate(h):
@@ -211,14 +264,14 @@ def test_cancel_mid_batch_leaves_the_others_intact(h, solo):
     assert final.finish_reason == "cancelled"
     assert final.usage["completion_tokens"] < 24
     assert len(h.events[victim]) - n_before <= 2  # at most the step in flight, then the end
-    h.wait(a, b)
-    assert h.text(a) == solo[QUESTIONS[0]][0]
-    assert h.text(b) == solo[QUESTIONS[1]][0]
+    final_a, final_b = h.wait(a, b)
+    assert_as_alone(h.text(a), final_a, solo[QUESTIONS[0]])
+    assert_as_alone(h.text(b), final_b, solo[QUESTIONS[1]])
     assert not h.engine.cancel("no-such-message")
 
 
 def test_stop_strings(h, solo):
-    full = solo[QUESTIONS[2]][0]
+    full = solo[QUESTIONS[2]].text
     assert len(full) > 20
     # a stop string from the middle of the answer (likely across a token boundary)
     cut = len(full) // 2

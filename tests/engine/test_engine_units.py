@@ -293,9 +293,16 @@ def test_output_grouping_learns_the_faster_plan():
     assert plans.count(SPLIT) >= 120 and JOINT in plans  # re-checks the other plan now and then
 
 
-@pytest.mark.parametrize("k", [2, 8])
-def test_output_grouping_can_be_turned_off(k):
-    assert OutputGrouping(adaptive=False).choose(k) == JOINT
+@pytest.mark.parametrize("plan", [JOINT, SPLIT])
+def test_output_grouping_can_be_pinned(plan):
+    g = OutputGrouping(plan)
+    for k in (2, 8):
+        for _ in range(3):
+            g.record(k, JOINT if plan == SPLIT else SPLIT, 0.001)  # the other plan measured faster
+        assert [g.choose(k) for _ in range(70)] == [plan] * 70  # and never re-checked
+    assert g.choose(1) == JOINT  # one row either way
+    with pytest.raises(ValueError, match="unknown output grouping"):
+        OutputGrouping("both")
 
 
 def test_a_turn_marker_spelled_out_in_pieces_ends_the_text_unseen():
