@@ -475,7 +475,7 @@ test("\"Ask about the last error\" after a failing cell sends the error with a q
   const question = page.locator('.llmchat-msg[data-kind="bot"]', { hasText: "What does this error mean" }).last();
   await question.waitFor({ timeout: 30_000 });
   assert.match(await question.textContent(), /IndexError: list index out of range/);
-  assert.equal(await question.locator(".llmchat-attachment").textContent(), "error IndexError");
+  assert.equal(await question.locator(".llmchat-attachment").textContent(), "IndexError");
   assert.equal(await page.isVisible(".llmchat-notice"), false, "the earlier 'no error' notice is gone");
   await finishedAnswer(page, before);
   // Stored with what was attached (kind, label, size), not the traceback itself.
