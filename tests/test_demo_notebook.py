@@ -3,13 +3,25 @@ server, and its broadcasts and answers reach a member of the room."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from support.kernels import Member, llmchat_server, run_cell, server_kernel
 
 DEMO = Path(__file__).resolve().parent.parent / "notebooks" / "demo.ipynb"
+
+
+@pytest.mark.fast
+def test_the_demo_notebook_is_valid_without_a_warning():
+    """Every cell has an `id` (nbformat 4.5): Jupyter would otherwise add them, warning, on each read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        notebook = nbformat.read(DEMO, as_version=4)
+        nbformat.validate(notebook)
+    assert all(cell.get("id") for cell in notebook.cells)
 
 
 def test_every_demo_cell_runs_and_reaches_the_room(tmp_path):

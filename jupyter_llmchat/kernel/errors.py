@@ -1,6 +1,7 @@
 """Exceptions of the kernel-side client and the CLI.
 
-One class per thing a user can fix differently: no server found, extension not enabled,
+One class per thing a user can fix differently: no server found, extension not enabled
+or not started,
 credentials refused, or a request the server answered with an `Error`.
 """
 
@@ -30,6 +31,11 @@ class ChatRequestError(LLMChatClientError):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+
+
+class ExtensionNotStarted(ChatRequestError):
+    """503 with the reason: jupyter_llmchat is enabled but refused to start (a bad setting);
+    fix the setting the message names and restart the server."""
 
 
 class ModelUnavailable(ChatRequestError):

@@ -19,6 +19,7 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from . import metrics
+from .config_failure import REASON_SETTING, not_started_routes
 from .._version import __version__
 from ..engine.types import EngineSettings, SamplingConfig
 from .handlers import routes
@@ -200,15 +201,18 @@ class LLMChat(ExtensionApp):
         return os.path.join(jupyter_data_dir(), "llmchat", "history.sqlite")
 
     _config_error: str | None = None
+    not_started: str | None = None  # why the extension refused to start (config_failure.py)
+    service: ChatService | None = None
+    backend: ModelBackend | None = None
+    _sweeper: PeriodicCallback | None = None
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Jupyter logs a bad setting met while linking, then loads the extension on all
-        defaults: keep the reason, so that loading can refuse to start instead."""
+        """Jupyter would log a bad setting met while linking (with a traceback), then load the
+        extension on all defaults: keep the reason, so that loading refuses to start instead."""
         try:
             super()._link_jupyter_server_extension(serverapp)
         except Exception as error:
             self._config_error = str(error)
-            raise
 
     def check_config(self) -> None:
         """Refuse to start on a setting that is unknown, malformed or out of range, naming it:
@@ -232,6 +236,22 @@ class LLMChat(ExtensionApp):
             )
 
     def initialize_settings(self) -> None:
+        """Start the service; a setting it cannot use leaves the routes answering why (503)."""
+        try:
+            self._start_service()
+        except ConfigError as error:
+            self.not_started = str(error)
+            self.log.error(
+                "%s (every llmchat route answers 503 with this reason until it is fixed and the server restarted)",
+                self.not_started,
+            )
+            self.settings.update(
+                {REASON_SETTING: self.not_started},
+                llmchat_secret=self._write_secret(),
+                llmchat_owner=owner_user(owner_username()),
+            )
+
+    def _start_service(self) -> None:
         self.check_config()
         sampling = _from_traits(SamplingConfig, self, max_tokens=self.default_max_tokens)
         limits = _from_traits(ServiceLimits, self, sampling=sampling)
@@ -290,15 +310,20 @@ class LLMChat(ExtensionApp):
         return secret
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(routes())
+        self.handlers.extend(routes() if self.not_started is None else not_started_routes())
 
     async def stop_extension(self) -> None:
-        """Finish every stream with an error, persist the rooms, free the model."""
-        self._sweeper.stop()
+        """Finish every stream with an error, persist the rooms, free the model: whatever of
+        them started (nothing when a setting stopped the start)."""
+        if self._sweeper is not None:
+            self._sweeper.stop()
         if self._secret_path is not None:
             remove_secret(self._secret_path)
+        if self.service is None:
+            return
         metrics.forget(self.service)
-        await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
+        if self.backend is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
         for _ in range(3):  # let the final Token events queued by close() reach the service
             await asyncio.sleep(0)
         await self.service.close()
