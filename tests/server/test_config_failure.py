@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 import websocket
 
-from servers import ServerProcess, running_server
+from support.servers import ServerProcess, running_server
 
 ROUTES = ["llmchat/api/stats", "llmchat/api/rooms", "llmchat/api/rooms/r", "llmchat/api/rooms/r/messages", "llmchat/api/rooms/r/generate"]
 
