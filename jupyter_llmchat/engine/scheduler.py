@@ -114,7 +114,9 @@ class Scheduler:
         job.sampler = SequenceSampler(cfg, self.model.n_vocab)
         if cfg.repeat_penalty != 1.0:
             job.sampler.accept_prompt(job.prompt)
-        job.stream = TextStream(tuple(cfg.stop), hidden=self._stop_texts)
+        formatter = self.builder.formatter
+        stops = (*cfg.stop, *formatter.answer_stops(req.turns))
+        job.stream = TextStream(stops, hidden=self._stop_texts, start=formatter.answer_start)
         self.jobs.append(job)
 
     # -- the step -------------------------------------------------------------------------

@@ -233,6 +233,34 @@ def test_earliest_of_several_stop_strings_wins():
     assert s.stopped
 
 
+def _answer(formatter, turns, pieces):
+    stream = TextStream((*formatter.answer_stops(turns), *formatter.extra_stops), hidden=formatter.extra_stops, start=formatter.answer_start)
+    shown = "".join(stream.push(piece.encode()) for piece in pieces)
+    return shown + stream.flush(), stream.stopped
+
+
+def test_an_answer_that_goes_on_into_the_system_prompt_ends_before_it():
+    """Seen in the demo with the packaged base model: the answer, then the default system prompt again."""
+    gemma = GemmaFormatter()
+    turns = [ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", "A title for a talk about shared local LLMs?")]
+    pieces = ["The title", " of the talk.", " The", " model", " answers", " briefly", " and accurately."]
+    assert _answer(gemma, turns, pieces) == ("The title of the talk. ", True)
+    # An answer opening with the format's next "user" line (then the system prompt) shows nothing of it.
+    assert _answer(gemma, turns, ["user", "\n", "A chat between", " a user"]) == ("", True)
+    # Words that only begin like it are the answer's own.
+    assert _answer(gemma, turns, ["The", " model", " is", " small."]) == ("The model is small.", False)
+    assert _answer(gemma, turns, ["\n", "users", " ask."]) == ("\nusers ask.", False)
+
+
+def test_only_the_opening_words_of_long_enough_sentences_of_the_system_prompt_are_stops():
+    gemma = GemmaFormatter()
+    system = "Be kind. You are the tutor of a Python class for beginners!\nAnswer in French."
+    assert gemma.answer_stops([ChatTurn("system", system), ChatTurn("user", "hi")]) == ("You are the tutor of a",)
+    assert gemma.answer_stops([ChatTurn("user", "hi")]) == ()
+    jinja = JinjaFormatter("{% for m in messages %}{{ m.content }}{% endfor %}")
+    assert jinja.answer_stops([ChatTurn("system", DEFAULT_SYSTEM_PROMPT)]) == () and jinja.answer_start == ""
+
+
 # -- misc -----------------------------------------------------------------------------------
 
 
