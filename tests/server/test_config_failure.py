@@ -5,6 +5,8 @@ every llmchat route says why (HTTP 503, the socket's `Error 503`), the kernel cl
 from __future__ import annotations
 
 import json
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -34,6 +36,18 @@ def _answer_raw(server: ServerProcess, path: str, method: str = "GET", token: bo
 def _answer(server: ServerProcess, path: str, method: str = "GET", token: bool = True) -> tuple[int, dict]:
     status, raw = _answer_raw(server, path, method, token)
     return status, json.loads(raw or b"null")
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:  # not listening yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def _stops_on(server: ServerProcess, signum: int, timeout: float = 20.0) -> float:
@@ -100,3 +114,22 @@ def test_an_out_of_range_or_unknown_setting_is_named_and_the_server_stops_on_the
         log = server.log_path.read_text()
     assert "Traceback" not in log and "AttributeError" not in log, log[-3000:]
     assert status == 503 and named in json.loads(raw)["error"], (status, raw)
+
+
+def test_ctrl_c_twice_in_a_terminal_stops_a_server_whose_llmchat_did_not_start(tmp_path):
+    """In a terminal Jupyter asks to confirm the first Ctrl-C; the second stops it (it used to hang)."""
+    server = ServerProcess(tmp_path, ["--LLMChat.max_tokenz=5"])
+    terminal, tty = pty.openpty()
+    with open(server.log_path, "ab") as log:
+        server.process = subprocess.Popen(server.command, stdin=tty, stdout=log, stderr=subprocess.STDOUT, env=server.env, cwd=tmp_path)
+    os.close(tty)
+    try:
+        _wait(lambda: _answer_raw(server, "api/status")[0] == 200, 60, "the server answers")
+        server.process.send_signal(signal.SIGINT)
+        _wait(lambda: "Shut down this Jupyter server" in server.log_path.read_text(), 20, "the confirmation question")
+        assert _stops_on(server, signal.SIGINT) < 15
+        log_text = server.log_path.read_text()
+        assert "Traceback" not in log_text and "AttributeError" not in log_text, log_text[-3000:]
+    finally:
+        server.stop()
+        os.close(terminal)
