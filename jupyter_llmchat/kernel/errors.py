@@ -1,8 +1,8 @@
 """Exceptions of the kernel-side client and the CLI.
 
 One class per thing a user can fix differently: no server found, extension not enabled
-or not started,
-credentials refused, or a request the server answered with an `Error`.
+or not started (a bad setting), credentials refused, or a request the server answered
+with an `Error`.
 """
 
 from __future__ import annotations
