@@ -44,7 +44,6 @@ class ChatFormatter(Protocol):
     kind: str
     extra_stops: tuple[str, ...]  # stop strings implied by the format itself
     source: str  # the template's own text: which control tokens the format uses
-    answer_start: str  # the prompt's last text, which the answer continues (a stop may begin in it)
 
     def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt: ...
 
@@ -132,7 +131,6 @@ class GemmaFormatter:
     kind = "gemma"
     extra_stops: tuple[str, ...] = ("\n\nuser\n", "\nuser\n", "\n\nmodel\n", "\nmodel\n")
     source = "<start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n"
-    answer_start = "\n"  # the answer begins a line: a "user" line first is already the next turn
 
     def __init__(self, examples: Sequence[tuple[str, str]] = DEFAULT_FEW_SHOT):
         self.examples = tuple((q, a) for q, a in examples)
@@ -174,7 +172,6 @@ class JinjaFormatter:
 
     kind = "jinja"
     extra_stops: tuple[str, ...] = ()
-    answer_start = ""
 
     def __init__(self, template: str, bos_text: str = "", eos_text: str = "", add_bos: bool = True):
         import jinja2
@@ -268,7 +265,6 @@ class FallbackFormatter:
         self.fallback = fallback
         self.kind = primary.kind
         self.extra_stops = primary.extra_stops
-        self.answer_start = primary.answer_start
         self.answer_stops = primary.answer_stops
         self.source = primary.source + fallback.source
         self._log = log

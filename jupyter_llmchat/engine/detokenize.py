@@ -16,18 +16,19 @@ from typing import Sequence
 class TextStream:
     """Per-sequence text state; `push` is called once per generated token."""
 
-    __slots__ = ("_decoder", "_stops", "_hidden", "_held", "_unshown", "_max_hold", "stopped")
+    __slots__ = ("_decoder", "_stops", "_hidden", "_later", "_held", "_max_hold", "_said", "stopped")
 
-    def __init__(self, stops: Sequence[str] = (), hidden: Sequence[str] = (), start: str = ""):
-        """`start`: the prompt's last text, which the answer continues: a stop string may
-        begin in it (the format's "\nuser\n" matches a "user" line the answer opens with),
-        and it is never shown."""
+    def __init__(self, stops: Sequence[str] = (), hidden: Sequence[str] = (), after_text: Sequence[str] = ()):
+        """`after_text`: stops that end the answer only once it has said something (an
+        echo of the system prompt after an answer is cut; one that *is* the whole answer
+        is left, or the answer would be empty)."""
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._stops = tuple(s for s in (*stops, *hidden) if s)
         self._hidden = tuple(s for s in hidden if s)
-        self._held = start if self._stops else ""
-        self._unshown = len(self._held)  # leading characters of `_held` that are the prompt's
+        self._later = tuple(s for s in after_text if s)
+        self._held = ""
         self._max_hold = max((len(s) for s in self._stops), default=0)
+        self._said = not self._later  # nothing to switch on later
         self.stopped = False
 
     def push(self, piece: bytes) -> str:
@@ -45,6 +46,14 @@ class TextStream:
         return self._scan(self._held + text)
 
     def _scan(self, text: str) -> str:
+        shown = self._scan_stops(text)
+        if not self._said and shown.strip():
+            self._said = True  # from now on the `after_text` stops apply too
+            self._stops += self._later
+            self._max_hold = max((len(s) for s in self._stops), default=0)
+        return shown
+
+    def _scan_stops(self, text: str) -> str:
         cut = -1
         for stop in self._stops:
             i = text.find(stop)
@@ -53,7 +62,7 @@ class TextStream:
         if cut >= 0:
             self.stopped = True
             self._held = ""
-            return self._shown(text[:cut])
+            return text[:cut]
         hold = 0
         # The longest tail of `text` that is a proper prefix of some stop string.
         for n in range(min(len(text), self._max_hold - 1), 0, -1):
@@ -62,14 +71,7 @@ class TextStream:
                 hold = n
                 break
         self._held = text[len(text) - hold :] if hold else ""
-        return self._shown(text[: len(text) - hold])
-
-    def _shown(self, released: str) -> str:
-        """`released` without what is still the prompt's own text (`start`)."""
-        if not self._unshown:
-            return released
-        skip, self._unshown = min(self._unshown, len(released)), max(0, self._unshown - len(released))
-        return released[skip:]
+        return text[: len(text) - hold]
 
     def flush(self) -> str:
         """At the end of generation: release any trailing partial character.
@@ -85,7 +87,6 @@ class TextStream:
         held = self._held
         if held and any(stop.startswith(held) for stop in self._hidden):
             held = ""
-            self._unshown = 0
         text = held + tail
         self._held = ""
         if self._stops and tail:
@@ -93,5 +94,5 @@ class TextStream:
                 i = text.find(stop)
                 if i >= 0:
                     self.stopped = True
-                    return self._shown(text[:i])
-        return self._shown(text)
+                    return text[:i]
+        return text

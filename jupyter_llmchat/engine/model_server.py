@@ -31,20 +31,11 @@ from .types import ChatTurn
 CHAT_FORMAT = "llmchat-gemma"
 
 
-def _turns(messages: list[dict[str, Any]]) -> list[ChatTurn]:
-    return [ChatTurn(str(m.get("role", "user")), _text(m.get("content"))) for m in messages]
-
-
 def gemma_prompt(messages: list[dict[str, Any]]) -> str:
     """The engine's Gemma layout of OpenAI `messages`, as one prompt string."""
-    formatted = GemmaFormatter().format(_turns(messages))
+    turns = [ChatTurn(str(m.get("role", "user")), _text(m.get("content"))) for m in messages]
+    formatted = GemmaFormatter().format(turns)
     return "".join(text for text, _ in formatted.segments)
-
-
-def gemma_stops(messages: list[dict[str, Any]]) -> list[str]:
-    """The engine's stop strings for this conversation: the format's and the system prompt's."""
-    formatter = GemmaFormatter()
-    return ["<end_of_turn>", *formatter.extra_stops, *formatter.answer_stops(_turns(messages))]
 
 
 def _text(content: Any) -> str:
@@ -61,7 +52,8 @@ def _register_chat_format() -> None:
 
     @register_chat_format(CHAT_FORMAT)
     def _format(messages: list[dict[str, Any]], **_: Any) -> ChatFormatterResponse:
-        return ChatFormatterResponse(prompt=gemma_prompt(messages), stop=gemma_stops(messages))
+        stops = ["<end_of_turn>", *GemmaFormatter.extra_stops]
+        return ChatFormatterResponse(prompt=gemma_prompt(messages), stop=stops)
 
 
 def _plain_cpu_buffers() -> None:

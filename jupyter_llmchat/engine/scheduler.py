@@ -114,9 +114,8 @@ class Scheduler:
         job.sampler = SequenceSampler(cfg, self.model.n_vocab)
         if cfg.repeat_penalty != 1.0:
             job.sampler.accept_prompt(job.prompt)
-        formatter = self.builder.formatter
-        stops = (*cfg.stop, *formatter.answer_stops(req.turns))
-        job.stream = TextStream(stops, hidden=self._stop_texts, start=formatter.answer_start)
+        echoes = self.builder.formatter.answer_stops(req.turns)
+        job.stream = TextStream(tuple(cfg.stop), hidden=self._stop_texts, after_text=echoes)
         self.jobs.append(job)
 
     # -- the step -------------------------------------------------------------------------

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_llmchat.engine.chat_format import DEFAULT_SYSTEM_PROMPT
-from jupyter_llmchat.engine.model_server import CHAT_FORMAT, gemma_prompt, gemma_stops, with_defaults
+from jupyter_llmchat.engine.model_server import CHAT_FORMAT, gemma_prompt, with_defaults
 
 pytestmark = pytest.mark.fast
 
@@ -22,12 +21,6 @@ def test_the_system_prompt_reaches_the_model_in_the_engines_layout():
     assert prompt.startswith("<start_of_turn>user\nAnswer in French.\n\n")
     assert prompt.count("<start_of_turn>") == 2  # one user turn, then the answer's
     assert "user\nHi\nmodel\nSalut\n\nuser\nHow are you?<end_of_turn>\n<start_of_turn>model\n" in prompt
-
-
-def test_the_model_server_stops_where_the_engine_does_the_system_prompt_included():
-    stops = gemma_stops([{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": "Hi"}])
-    assert "<end_of_turn>" in stops and "\nuser\n" in stops
-    assert "The model answers briefly and accurately" in stops
 
 
 def test_defaults_fill_in_only_what_the_admin_left_out():
