@@ -35,6 +35,7 @@ _LAZY = {
     "LLMChatClientError": "kernel.errors",
     "ServerNotFound": "kernel.errors",
     "ExtensionNotEnabled": "kernel.errors",
+    "ExtensionNotStarted": "kernel.errors",
     "AuthenticationFailed": "kernel.errors",
     "ChatRequestError": "kernel.errors",
     "ModelUnavailable": "kernel.errors",

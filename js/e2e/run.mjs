@@ -233,6 +233,23 @@ test("goes live under a non-root base_url and reports it to Python", { server: t
   ctx.livePage = page;
 });
 
+test("a bad LLMChat setting: the widget fails at once with the reason, naming the setting", { server: true }, async (ctx) => {
+  const jupyter = await startJupyter({ extension: true, extraArgs: ["--LLMChat.max_tokens=abc"] });
+  try {
+    const page = await ctx.notebook("bad-setting.ipynb", [widgetCell(`room="e2e-bad-${runId}"`)], { jupyter });
+    await page.waitForSelector(".llmchat", { timeout: 60_000 });
+    await waitStatus(page, "failed", 60_000);
+    const notice = (await page.textContent(".llmchat-notice-text")) ?? "";
+    assert.match(notice, /^Cannot connect: llmchat is not started: invalid setting: The 'max_tokens' trait .* 'abc'\.$/, notice);
+    assert.ok(!/enabled/.test(notice), notice);
+    await sleep(3000);
+    assert.equal(await statusOf(page), "failed"); // no retry loop against a server that cannot serve
+    await screenshot(page, "bad-setting");
+  } finally {
+    await jupyter.stop();
+  }
+});
+
 test("heals after the connection is cut and resumes without duplicates", { server: true }, async (ctx) => {
   const page = ctx.livePage;
   assert.ok(page, "needs the previous test's page");
@@ -478,7 +495,7 @@ test("\"Ask about the last error\" after a failing cell sends the error with a q
   const question = page.locator('.llmchat-msg[data-kind="bot"]', { hasText: "What does this error mean" }).last();
   await question.waitFor({ timeout: 30_000 });
   assert.match(await question.textContent(), /IndexError: list index out of range/);
-  assert.equal(await question.locator(".llmchat-attachment").textContent(), "error IndexError");
+  assert.equal(await question.locator(".llmchat-attachment").textContent(), "IndexError");
   assert.equal(await page.isVisible(".llmchat-notice"), false, "the earlier 'no error' notice is gone");
   await finishedAnswer(page, before);
   // Stored with what was attached (kind, label, size), not the traceback itself.

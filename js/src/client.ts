@@ -236,7 +236,13 @@ export class ChatClient {
         this.outbox.ack(f);
         break;
       case "Error":
-        if (!this.outbox.error(f) && f.id !== undefined && f.id === this.joinId && !this.transport.joined) {
+        if (f.id === undefined && !this.transport.joined && (f.data as ErrorData).code === 503) {
+          // Before any Join is answered, an Error for no request is the server refusing to
+          // serve at all (llmchat did not start: a bad setting); its message says why, once:
+          // as the connection's failure, not also as an error of the room.
+          this.transport.serverRefused(f.data as ErrorData);
+          return;
+        } else if (!this.outbox.error(f) && f.id !== undefined && f.id === this.joinId && !this.transport.joined) {
           this.transport.joinRefused(f.data as ErrorData);
         }
         break;

@@ -108,8 +108,10 @@ function paintExtra(extra: HTMLElement, m: ChatMessage, opts: PaintOptions): voi
     const list = el("div", "llmchat-attachments");
     list.append(el("span", "llmchat-attachments-label", "attached:"));
     for (const a of m.attachments) {
-      const chip = el("span", "llmchat-attachment", `${a.kind} ${a.label}`.trim());
-      chip.title = `${a.kind}: ${a.label} (${a.chars.toLocaleString()} characters given to the model)`;
+      // The label already says what it is ("ndarray float64 (2, 3)", "DataFrame 200×5",
+      // "ZeroDivisionError"): the kind is shown only when there is no label.
+      const chip = el("span", "llmchat-attachment", a.label.trim() || a.kind);
+      chip.title = `${chip.textContent}: ${a.chars.toLocaleString()} characters given to the model`;
       list.append(chip);
     }
     extra.append(list);

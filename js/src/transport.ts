@@ -11,7 +11,8 @@
 //
 // Through the kernel relay: via_kernel ──Joined──▶ via_kernel (live) ──relay closed──▶
 // reconnecting (backoff) ──▶ via_kernel again. A relay that cannot reach a server before it
-// ever joined (Error on the Join) ends in `failed` with the kernel's reason.
+// ever joined (Error on the Join) ends in `failed` with the kernel's reason, as does a server
+// that answers with Error 503 before any Join (llmchat did not start: the reason is the setting).
 //
 // Its state is one `ConnectionState` (below), which it branches on; `status` is what users
 // see of it. The socket factories, the page events (`env`), the clock (global timers, so fake
@@ -237,6 +238,11 @@ export class Transport {
     if (this.info.transport === "kernel") this.onKernelJoinError(d);
     // Refused for good (forbidden / no such room).
     else if (d.code === 403 || d.code === 404) this.fail(`cannot join room: ${d.message}`);
+  }
+
+  /** The server will not serve llmchat at all (Error 503 before any Join: a bad setting stopped it). */
+  serverRefused(d: ErrorData): void {
+    this.fail(String(d.message ?? "the llmchat server refused the connection"));
   }
 
   // ---- connection ------------------------------------------------------------------

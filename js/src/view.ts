@@ -300,7 +300,8 @@ export class ChatView {
     if (s.status.status === "via_kernel") {
       parts.push(`Relaying through the kernel${s.status.reason ? ` (${s.status.reason})` : ""}.`);
     } else if (s.status.status === "failed") {
-      parts.push(`Cannot connect: ${s.status.reason || "unknown reason"}.`);
+      const reason = s.status.reason || "unknown reason";
+      parts.push(`Cannot connect: ${reason}${/[.!?]$/.test(reason) ? "" : "."}`);
       level = "error";
     }
     const aboutModel = modelNotice(s.model);

@@ -110,6 +110,22 @@ describe("connecting", () => {
     expect(first.closedWith).not.toBeNull();
     expect(h.client.status.status).toBe("reconnecting");
   });
+
+  it("shows the server's reason, not a retry loop, when a setting stopped llmchat (Error 503 before any Join)", () => {
+    const h = make();
+    h.client.start();
+    const sock = FakeSocket.last;
+    sock.open();
+    const reason = "llmchat is not started: invalid setting: The 'max_tokens' trait of a LLMChat instance expected an int, not the str 'abc'.";
+    sock.receive({ type: "Error", data: { code: 503, message: reason } });
+    sock.drop(1011, "llmchat is not started");
+    expect(h.client.status.status).toBe("failed");
+    expect(h.client.status.reason).toBe(reason);
+    vi.advanceTimersByTime(60_000);
+    expect(FakeSocket.all.length).toBe(1); // no reconnecting to a server that cannot serve until restarted
+    h.client.retryNow();
+    expect(FakeSocket.all.length).toBe(2); // the user may still try again (after fixing it)
+  });
 });
 
 describe("state", () => {

@@ -339,8 +339,21 @@ describe("Ask about the last error", () => {
     t.sock.receive(q);
     t.frames.run();
     const chip = node(t, "q-err")!.querySelector(".llmchat-attachment") as HTMLElement;
-    expect(chip.textContent).toBe("error ZeroDivisionError");
+    expect(chip.textContent).toBe("ZeroDivisionError");
     expect(chip.title).toContain("412 characters");
+  });
+
+  it("reads each word of an attachment's chip once", () => {
+    const t = setup();
+    const attachments = [
+      { kind: "ndarray", label: "ndarray float64 (2, 3)", chars: 120 },
+      { kind: "dataframe", label: "DataFrame 200×5", chars: 900 },
+      { kind: "object", label: "", chars: 10 },
+    ];
+    t.sock.receive(stored(43, "q-arr", "What is in these?", "bot", { attachments }));
+    t.frames.run();
+    const chips = [...node(t, "q-arr")!.querySelectorAll(".llmchat-attachment")].map((c) => c.textContent);
+    expect(chips).toEqual(["ndarray float64 (2, 3)", "DataFrame 200×5", "object"]);
   });
 
   it("passes kernel attachments on in the front-end fallback, dropping malformed ones", () => {

@@ -210,6 +210,25 @@ describe("joining mid-answer", () => {
 });
 
 describe("chrome", () => {
+  it("says once why it cannot connect when a setting stopped llmchat", () => {
+    const client = new ChatClient({ room: "general", urls: ["ws://x/llmchat/ws"], openSocket: (u) => new FakeSocket(u), env: new FakeEnv(), random: () => 0.5 });
+    const store = new RoomStore(client);
+    const frames = new Frames();
+    const host = document.createElement("div");
+    document.body.append(host);
+    const actions = roomActions({ client, store, config: () => undefined, askKernelAboutError: null });
+    new ChatView(host, store, { ...actions, loadEarlier: () => undefined, getAskMode: () => true, setAskMode: () => undefined, room: () => client.room, code: { copy: async () => true, insertCell: null } }, frames.schedule);
+    client.start();
+    const sock = FakeSocket.last;
+    sock.open();
+    const reason = "llmchat is not started: invalid setting: The 'max_tokens' trait of a LLMChat instance expected an int, not the str 'abc'.";
+    sock.receive({ type: "Error", data: { code: 503, message: reason } });
+    sock.drop(1011, "llmchat is not started");
+    frames.run();
+    expect(host.querySelector(".llmchat-notice-text")?.textContent).toBe(`Cannot connect: ${reason}`);
+    expect(host.querySelector(".llmchat-status-text")?.textContent).toBe("failed");
+  });
+
   it("keeps a 1,000-member room to its count and a bounded list of names", () => {
     const t = setup();
     const people = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ username: `u${from + i}`, name: `U${from + i}` }));

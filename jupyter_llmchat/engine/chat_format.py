@@ -21,6 +21,12 @@ from .primer import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT  # noqa: F401  (re-e
 from .types import ChatTurn
 
 Segment = tuple[str, bool]  # (text, is_template_text)
+# A base model that sees the system prompt as plain text sometimes writes it out again after
+# its answer ("… The model answers briefly and accurately."): the opening words of each of
+# its sentences end an answer there. Bounded, because every stop string is checked per token.
+ECHO_STOP_WORDS = 6  # the opening words of a sentence that make its stop string
+ECHO_MIN_WORDS = 4  # shorter sentences may well be an answer's own words
+ECHO_MAX_STOPS = 8
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,20 @@ class ChatFormatter(Protocol):
     source: str  # the template's own text: which control tokens the format uses
 
     def format(self, turns: Sequence[ChatTurn]) -> FormattedPrompt: ...
+
+    def answer_stops(self, turns: Sequence[ChatTurn]) -> tuple[str, ...]:
+        """Stop strings of this conversation's own (the system prompt, where it is plain text)."""
+        ...
+
+
+def echo_stops(system: str | None) -> tuple[str, ...]:
+    """The opening words of each sentence of `system` long enough to be unmistakable."""
+    stops: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", system or ""):
+        found = re.findall(r"\S+", sentence)
+        if len(found) >= ECHO_MIN_WORDS:
+            stops.append(" ".join(found[:ECHO_STOP_WORDS]).rstrip(".!?,;:"))
+    return tuple(dict.fromkeys(stops))[:ECHO_MAX_STOPS]
 
 
 def merge_turns(turns: Sequence[ChatTurn]) -> list[ChatTurn]:
@@ -132,6 +152,10 @@ class GemmaFormatter:
         segments.append(("<end_of_turn>\n<start_of_turn>model\n", True))
         return FormattedPrompt(_join_template_text(segments), add_bos=True)
 
+    def answer_stops(self, turns: Sequence[ChatTurn]) -> tuple[str, ...]:
+        """The system prompt is plain text in this format, and a base model may repeat it."""
+        return echo_stops(split_system(merge_turns(turns))[0])
+
 
 _SENTINEL = "\x00\x01LLMCHAT{}\x01\x00"
 _SENTINEL_RE = re.compile("\x00\x01LLMCHAT(\\d+)\x01\x00")
@@ -162,6 +186,10 @@ class JinjaFormatter:
         self.eos_text = eos_text
         self.add_bos = add_bos
         self.extra_stops = self._turn_markers()
+
+    def answer_stops(self, turns: Sequence[ChatTurn]) -> tuple[str, ...]:
+        """None: the template marks the system prompt as such, for a model trained on it."""
+        return ()
 
     def _render(self, turns: Sequence[ChatTurn], sentinels: bool) -> str:
         messages = [
@@ -236,6 +264,7 @@ class FallbackFormatter:
         self.fallback = fallback
         self.kind = primary.kind
         self.extra_stops = primary.extra_stops
+        self.answer_stops = primary.answer_stops
         self.source = primary.source + fallback.source
         self._log = log
 

@@ -16,14 +16,19 @@ from typing import Sequence
 class TextStream:
     """Per-sequence text state; `push` is called once per generated token."""
 
-    __slots__ = ("_decoder", "_stops", "_hidden", "_held", "_max_hold", "stopped")
+    __slots__ = ("_decoder", "_stops", "_hidden", "_later", "_held", "_max_hold", "_said", "stopped")
 
-    def __init__(self, stops: Sequence[str] = (), hidden: Sequence[str] = ()):
+    def __init__(self, stops: Sequence[str] = (), hidden: Sequence[str] = (), after_text: Sequence[str] = ()):
+        """`after_text`: stops that end the answer only once it has said something (an
+        echo of the system prompt after an answer is cut; one that *is* the whole answer
+        is left, or the answer would be empty)."""
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._stops = tuple(s for s in (*stops, *hidden) if s)
         self._hidden = tuple(s for s in hidden if s)
+        self._later = tuple(s for s in after_text if s)
         self._held = ""
         self._max_hold = max((len(s) for s in self._stops), default=0)
+        self._said = not self._later  # nothing to switch on later
         self.stopped = False
 
     def push(self, piece: bytes) -> str:
@@ -41,6 +46,14 @@ class TextStream:
         return self._scan(self._held + text)
 
     def _scan(self, text: str) -> str:
+        shown = self._scan_stops(text)
+        if not self._said and shown.strip():
+            self._said = True  # from now on the `after_text` stops apply too
+            self._stops += self._later
+            self._max_hold = max((len(s) for s in self._stops), default=0)
+        return shown
+
+    def _scan_stops(self, text: str) -> str:
         cut = -1
         for stop in self._stops:
             i = text.find(stop)

@@ -129,7 +129,8 @@ class Scheduler:
         job.sampler = SequenceSampler(cfg, self.model.n_vocab)
         if cfg.repeat_penalty != 1.0:
             job.sampler.accept_prompt(job.prompt)
-        job.stream = TextStream(tuple(cfg.stop), hidden=self._stop_texts)
+        echoes = self.builder.formatter.answer_stops(req.turns)
+        job.stream = TextStream(tuple(cfg.stop), hidden=self._stop_texts, after_text=echoes)
         self.jobs.append(job)
 
     def _snapshot_point(self, job: Job, stable: int, cut: bool) -> int:

@@ -19,7 +19,7 @@ from . import model_commands
 from .cli_output import print_json as _json, print_table as _table
 from .client import ChatClient
 from .discovery import ServerInfo, find_server, running_servers, running_services
-from .errors import LLMChatClientError
+from .errors import ExtensionNotStarted, LLMChatClientError
 
 CONTENT_WIDTH = 72
 # Under an answer whose prompt was cut, as the widget says it (docs/context.md).
@@ -128,7 +128,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
 
 
 def _status(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    stats = client.stats()
+    try:
+        stats = client.stats()
+    except ExtensionNotStarted as error:
+        return _not_started(client.server, error.message, args, out)
     server, model = client.server, stats.get("model", {})
     status = {
         "url": server.url,
@@ -155,6 +158,23 @@ def _status(client: ChatClient, args: argparse.Namespace, out: TextIO, err: Text
         out,
     )
     return 0
+
+
+def _not_started(server: ServerInfo, reason: str, args: argparse.Namespace, out: TextIO) -> int:
+    """The extension is enabled but a setting stopped it: say which, and that a restart follows the fix."""
+    if args.json:
+        _json({"url": server.url, "pid": server.pid, "found_by": server.found_by, "extension": "not started", "error": reason}, out)
+        return 1
+    _pairs(
+        [
+            ("server", server.describe()),
+            ("llmchat", "not started"),
+            ("why", reason.removeprefix("llmchat is not started: ")),
+            ("fix", "correct that setting (jupyter llmchat config lists them all), then restart the server"),
+        ],
+        out,
+    )
+    return 1
 
 
 def _stats(client: ChatClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

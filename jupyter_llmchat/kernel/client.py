@@ -25,7 +25,14 @@ from urllib.parse import urlencode, urlsplit
 
 from .discovery import ServerInfo
 from .locate import locate
-from .errors import AuthenticationFailed, ExtensionNotEnabled, ResponseTimeout, ServerNotFound, request_error
+from .errors import (
+    AuthenticationFailed,
+    ExtensionNotEnabled,
+    ExtensionNotStarted,
+    ResponseTimeout,
+    ServerNotFound,
+    request_error,
+)
 from .context import describe_all
 from .. import protocol
 from ..protocol import ROOM_PATTERN, ROOM_RULE, ContextMode
@@ -41,7 +48,7 @@ CONFIG_KEYS = frozenset(protocol.GenerateConfig.__struct_fields__)  # declared o
 CONTEXT_MODES = get_args(ContextMode)  # declared once, in the protocol
 T = TypeVar("T")
 # The server cannot be used at all (nothing was done): callers may rediscover or fall back.
-UNREACHABLE = (ServerNotFound, ExtensionNotEnabled, AuthenticationFailed)
+UNREACHABLE = (ServerNotFound, ExtensionNotEnabled, ExtensionNotStarted, AuthenticationFailed)
 DEFAULT_TIMEOUT = 120.0  # generous: an answer may wait in the queue before its first token
 PROBE_TIMEOUT = 10.0  # a local server's stats, asked while choosing one
 
@@ -314,6 +321,8 @@ class ChatClient:
                 "enabled on that server (jupyter server extension enable jupyter_llmchat), or the URL lacks "
                 "the server's base_url"
             )
+        if status == 503 and isinstance(value, dict) and isinstance(value.get("error"), str):
+            raise ExtensionNotStarted(status, value["error"])  # a bad setting stopped the extension
         message = value["message"] if isinstance(value, dict) and value.get("message") else f"HTTP {status}"
         raise request_error(status, str(message))
 

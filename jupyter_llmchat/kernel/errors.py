@@ -1,7 +1,8 @@
 """Exceptions of the kernel-side client and the CLI.
 
-One class per thing a user can fix differently: no server found, extension not enabled,
-credentials refused, or a request the server answered with an `Error`.
+One class per thing a user can fix differently: no server found, extension not enabled
+or not started (a bad setting), credentials refused, or a request the server answered
+with an `Error`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class ChatRequestError(LLMChatClientError):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+
+
+class ExtensionNotStarted(ChatRequestError):
+    """503 with the reason: jupyter_llmchat is enabled but refused to start (a bad setting);
+    fix the setting the message names and restart the server."""
 
 
 class ModelUnavailable(ChatRequestError):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import protocol
 from .client import with_default_client
-from .errors import ConnectionLost, LLMChatClientError
+from .errors import ChatRequestError, ConnectionLost, LLMChatClientError
 from .streaming import open_socket, read_frame, shutdown_socket
 
 if TYPE_CHECKING:
@@ -188,6 +188,9 @@ class _RelayConnection:
     def _write(self) -> None:
         try:
             ws = self.relay._connect()
+        except ChatRequestError as error:  # the server answered (e.g. 503: a setting stopped llmchat): its words
+            self._refuse(error.message, error.code)
+            return
         except LLMChatClientError as error:
             self._refuse(f"{NO_SERVER_FROM_KERNEL}: {error}")
             return
@@ -234,8 +237,8 @@ class _RelayConnection:
         if notify:
             self.relay._ended_by_server(self, code, reason)
 
-    def _refuse(self, message: str) -> None:
-        """No socket could be opened: answer what waited with Error 503, and end."""
+    def _refuse(self, message: str, code: int = 503) -> None:
+        """No socket could be opened: answer what waited with the Error (503: unreachable), and end."""
         with self._cond:
             self.stopped = True
             pending = list(self._outbox)
@@ -243,10 +246,10 @@ class _RelayConnection:
         replied = False
         for frame in pending:
             if isinstance(frame.get("id"), str):
-                self.relay._reply_error(frame, self.cid, 503, message)
+                self.relay._reply_error(frame, self.cid, code, message)
                 replied = True
         if not replied:
-            self.relay._reply_error({}, self.cid, 503, message)
+            self.relay._reply_error({}, self.cid, code, message)
 
 
 def open_kernel_socket(on_start: Callable[[], None] | None = None) -> Any:

@@ -24,6 +24,7 @@ from .errors import (
     AuthenticationFailed,
     ConnectionLost,
     ExtensionNotEnabled,
+    ExtensionNotStarted,
     GenerationFailed,
     LLMChatClientError,
     ResponseTimeout,
@@ -58,6 +59,11 @@ def open_socket(server: ServerInfo, timeout: float, *, relay: bool = False) -> w
     except (OSError, websocket.WebSocketException) as error:
         raise ServerNotFound(f"cannot reach {server.ws_url}: {error}") from None
     welcome = read_frame(ws)
+    if welcome.get("type") == "Error":  # refused before Welcome: the extension did not start
+        shutdown_socket(ws)
+        data = welcome.get("data") or {}
+        code, message = int(data.get("code") or 503), str(data.get("message") or "refused")
+        raise ExtensionNotStarted(code, message) if code == 503 else request_error(code, message)
     if welcome.get("type") != "Welcome":
         ws.close()
         raise LLMChatClientError(f"expected Welcome, got {welcome.get('type')!r}")

@@ -93,7 +93,7 @@ def start_service(
     sweeper.start()
     metrics.expose(service)
     install_hooks(service, app.hooks, use_entry_points=app.hook_entry_points, log=log)
-    secret_path, secret = _write_secret(runtime_dir, log)
+    secret_path, secret = write_owner_secret(runtime_dir, log)
     return RunningService(service, backend, sweeper, secret, secret_path)
 
 
@@ -134,7 +134,7 @@ def model_backend(app: Any, service: ChatService, loop: asyncio.AbstractEventLoo
     return ManagedModel(app.model or app.model_path, engine, lambda settings: llama_backend(settings, sink, loop, log), loop, log)
 
 
-def _write_secret(runtime_dir: str, log: logging.Logger) -> tuple[Path | None, str]:
+def write_owner_secret(runtime_dir: str, log: logging.Logger) -> tuple[Path | None, str]:
     """The secret the owner's own kernels and CLI use when there is no token to read."""
     try:
         return write_secret(runtime_dir)

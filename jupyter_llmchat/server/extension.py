@@ -8,17 +8,23 @@ ready `Welcome`/`Stats` say `loaded: false` and generation answers `Error 503`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
+from .config_failure import REASON_SETTING, not_started_routes
 from ..engine.types import EngineSettings, SamplingConfig
-from .assembly import RunningService, start_service
+from ..backends.model_backend import ModelBackend
+from ..runtime_secret import owner_username, remove_secret
+from .assembly import RunningService, start_service, write_owner_secret
 from .config_values import ConfigError, default_of as _default, from_traits as _from_traits
 from .handlers import routes
 from .handover import release_history
+from .owner_auth import owner_user
+from .service import ChatService
 from .settings import ServiceLimits
 from ..backends.openai_requests import OpenAISettings
 
@@ -31,7 +37,8 @@ class LLMChat(ExtensionApp):
     name = "jupyter_llmchat"
     description = __doc__ or ""
     load_other_extensions = True
-    _running: RunningService
+    _running: RunningService | None = None
+    _secret_path: Path | None = None  # the runtime secret written when a setting stopped the start
 
     # --- the model (EngineSettings; models/ resolves the reference, managed_model.py brings it in)
     model = Unicode(
@@ -197,15 +204,17 @@ class LLMChat(ExtensionApp):
         return os.path.join(jupyter_data_dir(), "llmchat", "kv")
 
     _config_error: str | None = None
+    not_started: str | None = None  # why the extension refused to start (config_failure.py)
+    service: ChatService | None = None
+    backend: ModelBackend | None = None
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Jupyter logs a bad setting met while linking, then loads the extension on all
-        defaults: keep the reason, so that loading can refuse to start instead."""
+        """Jupyter would log a bad setting met while linking (with a traceback), then load the
+        extension on all defaults: keep the reason, so that loading refuses to start instead."""
         try:
             super()._link_jupyter_server_extension(serverapp)
         except Exception as error:
             self._config_error = str(error)
-            raise
 
     def check_config(self) -> None:
         """Refuse to start on a setting that is unknown, malformed or out of range, naming it:
@@ -234,18 +243,32 @@ class LLMChat(ExtensionApp):
             )
 
     def initialize_settings(self) -> None:
-        self._running = start_service(
-            self, self.serverapp.io_loop.asyncio_loop, self.serverapp.runtime_dir, self.log,
-            release_history=lambda path, error: release_history(path, self.serverapp.runtime_dir, self.log),
-        )
+        """Start the service; a setting it cannot use leaves the routes answering why (503)."""
+        try:
+            self._running = start_service(
+                self, self.serverapp.io_loop.asyncio_loop, self.serverapp.runtime_dir, self.log,
+                release_history=lambda path, error: release_history(path, self.serverapp.runtime_dir, self.log),
+            )
+        except ConfigError as error:
+            self.not_started = str(error)
+            self.log.error(
+                "%s (every llmchat route answers 503 with this reason until it is fixed and the server restarted)",
+                self.not_started,
+            )
+            # The owner's kernels and CLI still authenticate, to read the reason.
+            self._secret_path, secret = write_owner_secret(self.serverapp.runtime_dir, self.log)
+            self.settings.update({REASON_SETTING: self.not_started}, llmchat_secret=secret, llmchat_owner=owner_user(owner_username()))
+            return
         self.service, self.backend = self._running.service, self._running.backend
         self.settings.update(self._running.handler_settings(self))
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(routes())
+        self.handlers.extend(routes() if self.not_started is None else not_started_routes())
 
     async def stop_extension(self) -> None:
-        """Finish every stream with an error, persist the rooms, free the model."""
-        running = getattr(self, "_running", None)  # None: the settings refused to start it
-        if running is not None:
-            await running.close()
+        """Finish every stream with an error, persist the rooms, free the model: whatever of
+        them started (only the runtime secret when a setting stopped the start)."""
+        if self._running is not None:
+            await self._running.close()
+        elif self._secret_path is not None:
+            remove_secret(self._secret_path)

@@ -80,11 +80,12 @@ def speaker(data: dict[str, Any]) -> str:
 
 
 def question_text(question: Question) -> str:
-    """The question as the model reads it: its (clipped) text and the attachments."""
-    text = clip(question.prompt, QUESTION_CHARS, keep_end=True)
-    for item in question.attachments:
-        text += f"\n\n[{item.kind}: {item.label}]\n{item.text}" if item.label else f"\n\n[{item.kind}]\n{item.text}"
-    return text
+    """The question as the model reads it: the attachments, then its (clipped) text.
+
+    The question comes last, right before the answer: after a block of data the packaged
+    base model often started a new conversation instead of answering (docs/context.md)."""
+    parts = [f"[{item.kind}: {item.label}]\n{item.text}" if item.label else f"[{item.kind}]\n{item.text}" for item in question.attachments]
+    return "\n\n".join([*parts, clip(question.prompt, QUESTION_CHARS, keep_end=True)])
 
 
 async def build_context(

@@ -270,6 +270,35 @@ def test_earliest_of_several_stop_strings_wins():
     assert s.stopped
 
 
+def _answer(formatter, turns, pieces):
+    stream = TextStream(formatter.extra_stops, hidden=formatter.extra_stops, after_text=formatter.answer_stops(turns))
+    shown = "".join(stream.push(piece.encode()) for piece in pieces)
+    return shown + stream.flush(), stream.stopped
+
+
+def test_an_answer_that_goes_on_into_the_system_prompt_ends_before_it():
+    """Seen in the demo with the packaged base model: the answer, then the default system prompt again."""
+    gemma = GemmaFormatter()
+    turns = [ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", "A title for a talk about shared local LLMs?")]
+    pieces = ["The title", " of the talk.", " The", " model", " answers", " briefly", " and accurately."]
+    assert _answer(gemma, turns, pieces) == ("The title of the talk. ", True)
+    assert _answer(gemma, turns, ["Shared LLMs.", "\n\nA chat between", " a user and a", " helpful"]) == ("Shared LLMs.\n\n", True)
+    # An echo that is the whole answer is left (cut, the answer would be empty); it ends at its next sentence.
+    assert _answer(gemma, turns, ["A chat between", " a user and a", " helpful assistant", " (the model).", " The model answers", " briefly and", " accurately."]) == (
+        "A chat between a user and a helpful assistant (the model). ", True)
+    # Words that only begin like it are the answer's own.
+    assert _answer(gemma, turns, ["The", " model", " is", " small."]) == ("The model is small.", False)
+
+
+def test_only_the_opening_words_of_long_enough_sentences_of_the_system_prompt_are_stops():
+    gemma = GemmaFormatter()
+    system = "Be kind. You are the tutor of a Python class for beginners!\nAnswer in French."
+    assert gemma.answer_stops([ChatTurn("system", system), ChatTurn("user", "hi")]) == ("You are the tutor of a",)
+    assert gemma.answer_stops([ChatTurn("user", "hi")]) == ()
+    jinja = JinjaFormatter("{% for m in messages %}{{ m.content }}{% endfor %}")
+    assert jinja.answer_stops([ChatTurn("system", DEFAULT_SYSTEM_PROMPT)]) == ()
+
+
 # -- misc -----------------------------------------------------------------------------------
 
 

@@ -333,6 +333,25 @@ def test_kernel_relay_handler_is_pluggable(capture: Sent, monkeypatch: pytest.Mo
 
 
 @pytest.mark.fast
+def test_kernel_relay_passes_on_the_reason_of_a_server_whose_llmchat_did_not_start(capture: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers (503: a bad setting stopped llmchat) is reachable: its reason, not "no server"."""
+    import jupyter_llmchat.kernel.relay as relay_module
+    from jupyter_llmchat.kernel.errors import ExtensionNotStarted
+
+    reason = "llmchat is not started: invalid setting: The 'max_tokens' trait of a LLMChat instance expected an int, not the str 'abc'."
+
+    def not_started(**_: Any) -> Any:  # whatever the relay passes (on_start, …)
+        raise ExtensionNotStarted(503, reason)
+
+    monkeypatch.setattr(relay_module, "open_kernel_socket", not_started)
+    w = ChatWidget(room="general")
+    relay(w, "k1", {"type": "Join", "id": "j1", "room": "general", "data": {}})
+    error = frame_of(capture, "k1", lambda f: f["type"] == "Error", "the relay's Error")
+    assert error["id"] == "j1" and error["data"] == {"code": 503, "message": reason}
+    w.close()
+
+
+@pytest.mark.fast
 def test_kernel_relay_without_a_server_answers_503(capture: Sent, no_server: None) -> None:
     w = ChatWidget(room="general")
     relay(w, "k1", {"type": "Join", "id": "j1", "room": "general", "data": {}})

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from support.answer_quality import QUESTIONS, TEST_PROMPTS, prompt_material, score
+from support.answer_quality import QUESTIONS, TEST_PROMPTS, Item, prompt_material, score
 from support.answer_rooms import Peer, ask_busy, ask_clean
 from jupyter_llmchat.engine.primer import DEFAULT_FEW_SHOT, DEFAULT_SYSTEM_PROMPT
 
@@ -30,6 +30,19 @@ def llmchat_config() -> dict[str, Any]:
     # thread: greedy text changes with the thread count, and the adaptive default follows
     # the machine's load (bench/answers.py).
     return {"rate_limit": 0, "n_threads": 1}
+
+
+@pytest.mark.fast
+def test_an_answer_that_repeats_a_sentence_of_the_system_prompt_fails_the_check():
+    """Seen in the demo: a short answer, then the default system prompt's last sentence (6 words,
+    under the 8-word run that catches longer copies)."""
+    material = prompt_material(DEFAULT_SYSTEM_PROMPT, DEFAULT_FEW_SHOT)
+    item = Item("A title for a talk about shared local LLMs?")
+    echo = "Shared local LLMs: one model for the whole class. The model answers briefly and accurately."
+    checks = score(item, echo, "stop", 20, MAX_TOKENS, material)
+    assert not checks.no_echo and checks.echo_of == DEFAULT_SYSTEM_PROMPT
+    fine = "Shared local LLMs: one model, every notebook. The answers are brief."
+    assert score(item, fine, "stop", 20, MAX_TOKENS, material).passed
 
 
 async def test_answers_pass_the_quality_checks_in_a_clean_and_a_busy_room(chat_server, ws_url, api):

@@ -259,7 +259,7 @@ async def test_attachments_reach_the_model_but_only_their_summary_is_stored(chat
     await ada.join("kernel")
     trace = "ZeroDivisionError: division by zero"
     await ada.ask("kernel", "Why?", attachments=[{"kind": "error", "label": "ZeroDivisionError", "text": trace}])
-    assert chat.backend.requests[-1].turns[-1] == ChatTurn("user", f"Why?\n\n[error: ZeroDivisionError]\n{trace}")
+    assert chat.backend.requests[-1].turns[-1] == ChatTurn("user", f"[error: ZeroDivisionError]\n{trace}\n\nWhy?")
     question = chat.stored("kernel")[0]
     assert question["attachments"] == [{"kind": "error", "label": "ZeroDivisionError", "chars": len(trace)}]
     assert "division" not in str(chat.stored("kernel"))

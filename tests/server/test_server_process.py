@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 
 import pytest
 import websocket
@@ -99,8 +100,9 @@ def test_a_setting_given_twice_stops_the_extension_and_names_it(tmp_path):
     with running_server(tmp_path, args) as server:
         try:
             server.get("llmchat/api/stats")
-        except Exception as error:  # urllib's HTTPError: the extension has no routes
-            assert "404" in str(error), error
+        except urllib.error.HTTPError as error:  # the routes answer why (test_config_failure.py)
+            assert error.code == 503, error
+            assert "max_tokens only accepts one value" in json.loads(error.read())["error"]
         else:
             raise AssertionError("the extension started anyway")
         log = server.log_path.read_text()
@@ -150,8 +152,8 @@ def test_a_second_server_on_the_same_history_file_is_refused_and_told_why(tmp_pa
         assert first.get("llmchat/api/rooms") == {"rooms": []}
         try:
             second.get("llmchat/api/stats")
-        except Exception as error:
-            assert "404" in str(error)
+        except urllib.error.HTTPError as error:
+            assert error.code == 503 and "in use by another running Jupyter server" in json.loads(error.read())["error"]
         else:
             raise AssertionError("two servers own one history file")
         log = second.log_path.read_text()

@@ -4,8 +4,9 @@ Shared by `bench/answers.py` (all questions, every condition) and
 `tests/server/test_answer_quality.py` (a few of them), so both score an answer the same way.
 The checks are ones a reader would agree with: the answer ended by itself before the
 token cap, says something, does not copy the prompt's furniture or the room (any run of
-8 words shared with the system prompt, an example exchange or another room message), and,
-where the question has a known short answer, contains it.
+8 words shared with the system prompt, an example exchange or another room message, or a
+whole sentence of 6 words or more of one of them: "The model answers briefly and
+accurately."), and, where the question has a known short answer, contains it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 ECHO_WORDS = 8  # a shared run of this many words counts as repeating a message
+ECHO_SENTENCE_WORDS = 6  # so does a whole sentence of a message this long (a shorter one may be the answer)
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,20 @@ def ngrams(text: str, n: int = ECHO_WORDS) -> set[tuple[str, ...]]:
     return {tuple(ws[i : i + n]) for i in range(len(ws) - n + 1)}
 
 
+def sentences(text: str) -> list[list[str]]:
+    """The words of each sentence of `text` (split after . ! ? or a line break)."""
+    return [words(part) for part in re.split(r"(?<=[.!?])\s+|\n+", text) if words(part)]
+
+
 def echoed(answer: str, sources: Iterable[str], n: int = ECHO_WORDS) -> str | None:
-    """The first source sharing a run of `n` words with `answer`, or None."""
+    """The first source sharing a run of `n` words with `answer`, or one of its whole
+    sentences of `ECHO_SENTENCE_WORDS` words or more, or None."""
     grams = ngrams(answer, n)
-    if not grams:
-        return None
+    said = f" {' '.join(words(answer))} "
     for source in sources:
         if grams & ngrams(source, n):
+            return source
+        if any(len(s) >= ECHO_SENTENCE_WORDS and f" {' '.join(s)} " in said for s in sentences(source)):
             return source
     return None
 
