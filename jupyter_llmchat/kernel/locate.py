@@ -103,7 +103,8 @@ def _services(directory: str, probe: Probe) -> tuple[ServerInfo | None, bool]:
         except Exception:  # noqa: BLE001  stopping, or not listening yet
             continue
         model = stats.get("model") or {}
-        if model.get("loaded") or model.get("load_error") or model.get("error") or model.get("state") == "failed":
+        on_its_way = model.get("state") in ("resolving", "downloading", "loading")  # load_error then says how far
+        if model.get("loaded") or model.get("state") == "failed" or (not on_its_way and model.get("load_error")):
             return service, False
     return None, _service_runs(directory)
 
