@@ -332,7 +332,7 @@ class ChatWidget(anywidget.AnyWidget):
     def _kernel_relay(self) -> KernelRelay:
         with self._relay_lock:
             if self._relay is None:
-                self._relay = KernelRelay(self)
+                self._relay = KernelRelay(self._send_to_front_end, self.relay_to_front_end)
             return self._relay
 
     def relay_to_front_end(self, frame: dict[str, Any], cid: str | None = None) -> None:

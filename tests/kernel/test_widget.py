@@ -357,7 +357,7 @@ def test_kernel_relay_queue_is_bounded(capture: Sent) -> None:
         raise ServerNotFound("gone")
 
     w = ChatWidget(room="general")
-    kernel_relay = KernelRelay(w, connect=slow_connect)
+    kernel_relay = KernelRelay(w._send_to_front_end, w.relay_to_front_end, connect=slow_connect)
     for n in range(RELAY_QUEUE + 1):
         kernel_relay.handle({"type": "Ping", "id": f"p{n}", "data": {}}, "k1")
     full = relayed(capture, "k1")
