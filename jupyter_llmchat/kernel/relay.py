@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from typing import Any, Callable
 
 from .. import protocol
-from .client import with_default_client
+from .api import with_default_client
 from .errors import ConnectionLost, LLMChatClientError
 from .streaming import open_socket, read_frame, shutdown_socket
 
