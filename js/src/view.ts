@@ -12,7 +12,7 @@ import { canInsertCell, insertCellBelow } from "./notebook";
 import { modelNotice, paintModel } from "./model-badge";
 import { SettingsBar } from "./settings-bar";
 import type { RequestInfo } from "./outbox";
-import type { StatusInfo } from "./transport";
+import type { StatusInfo } from "./connection-state";
 import type { Change, ChatMessage, RoomStore } from "./store";
 import type { ViewActions } from "./view-actions";
 
