@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.fast
 
-KERNEL_MODULES = ["client", "streaming", "discovery", "relay", "cli", "errors", "context", "widget", "model_commands"]
+KERNEL_MODULES = ["client", "rest", "api", "streaming", "discovery", "relay", "cli", "errors", "context", "widget", "model_commands"]
 MODEL_MODULES = ["reference", "hub", "ollama", "gguf_info", "catalogue", "resolve"]
 
 

@@ -448,7 +448,9 @@ test("the Private toggle asks without the room: answer shown here only, marked p
     return (await res.json()).head_seq;
   };
   await waitFor(async () => /2 here/.test(await page.textContent(".llmchat-members")), { what: "both pages in the room" });
-  await sleep(500); // the Presence of the second page is in
+  // The second page's Presence is a room event: the page's resume point reaches the room's head
+  // once it is in, and nothing else moves the head before the private ask.
+  await waitFor(async () => Number(await py(page, "w.last_seq")) === (await head()), { what: "the second page's Presence in the first" });
   const headBefore = await head();
   await page.check(".llmchat-private-toggle input");
   await typeAndSend(page, "What is the capital of France?");

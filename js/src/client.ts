@@ -20,7 +20,8 @@ import {
   type TokenData,
   type WelcomeData,
 } from "./protocol";
-import { Transport, type ConnectionState, type StatusInfo, type TransportOptions } from "./transport";
+import type { ConnectionState, StatusInfo } from "./connection-state";
+import { Transport, type TransportOptions } from "./transport";
 
 export interface ClientOptions extends TransportOptions {
   room: string;

@@ -4,7 +4,7 @@
 // token); classic Notebook puts the base URL in <body data-base-url>. Pages without either
 // (VS Code, Colab, a static export) have no server of ours: the widget relays via the kernel.
 
-import type { ProbeResult } from "./transport";
+import type { ProbeResult } from "./connection-state";
 
 export interface ServerConfig {
   /** Absolute http(s) base URL ending in "/", e.g. "https://hub.example/user/ada/". */

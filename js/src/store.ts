@@ -29,7 +29,7 @@ import type { MuteNotice } from "./wire";
 import type { ChatClient } from "./client";
 import { applyStoredFields, normaliseSettings } from "./message-fields";
 import type { RequestInfo } from "./outbox";
-import type { StatusInfo } from "./transport";
+import type { StatusInfo } from "./connection-state";
 
 export interface ChatMessage {
   key: string; // message_id (a private question: "q:" + its request id)

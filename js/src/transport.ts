@@ -1,50 +1,28 @@
 // The connection itself: one socket at a time, healed forever. It opens the WebSocket (or the
 // kernel relay), retries with backoff, checks a quiet socket with a heartbeat, and falls back
 // to the kernel relay where the WebSocket cannot work. It knows nothing of rooms: the client
-// says Join when told the socket opened, and tells it when Joined arrived.
+// says Join when told the socket opened, and tells it when Joined arrived. The statuses it
+// moves through, and when, are drawn in connection-state.ts.
 //
-//   connecting ──open──▶ (Join) ──Joined──▶ live ──drop/heartbeat timeout──▶ reconnecting
-//        │                                    ▲                                │ backoff timer,
-//        └──never opened, no extension───▶ via_kernel                          │ `online`, visible,
-//        └──not authorised──▶ failed                                           ▼ retryNow()
-//                                                                           connecting…
-//
-// Through the kernel relay: via_kernel ──Joined──▶ via_kernel (live) ──relay closed──▶
-// reconnecting (backoff) ──▶ via_kernel again. A relay that cannot reach a server before it
-// ever joined (Error on the Join) ends in `failed` with the kernel's reason, as does a server
-// that answers with Error 503 before any Join (llmchat did not start: the reason is the setting).
-//
-// Its state is one `ConnectionState` (below), which it branches on; `status` is what users
-// see of it. The socket factories, the page events (`env`), the clock (global timers, so fake
+// Its state is one `ConnectionState`, which it branches on; `status` is what users see of
+// it. The socket factories, the page events (`env`), the clock (global timers, so fake
 // timers drive it) and randomness are injected.
 
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from "./backoff";
 import { Heartbeat } from "./heartbeat";
 import type { ClientEnv } from "./page-env";
 import { newId, parseFrame, type ErrorData, type Frame } from "./protocol";
+import {
+  DEFAULT_TIMING,
+  type ConnectionState,
+  type ProbeResult,
+  type Socketless,
+  type StatusInfo,
+  type Timing,
+  type TransportKind,
+  type TransportMode,
+} from "./connection-state";
 import { describeClose, OPEN, safeClose, type SocketLike } from "./socket-like";
-
-/** What the widget shows and Python reads as `status`. */
-export type Status = "connecting" | "live" | "reconnecting" | "via_kernel" | "failed";
-export type TransportKind = "websocket" | "kernel";
-export type TransportMode = "auto" | "websocket" | "kernel";
-export type ProbeResult = "ok" | "missing" | "forbidden" | "unreachable";
-
-export interface Timing {
-  heartbeatMs: number; // app-level Ping period: browsers cannot see protocol pings
-  pongTimeoutMs: number; // no frame at all this long after a Ping: the socket is dead
-  connectTimeoutMs: number; // an upgrade that neither opens nor fails (black-holed proxy)
-  serverFullFloorMs: number; // after close 1013 wait at least this long
-  kernelFallbackAfter: number; // upgrades failing this many times before any success → kernel relay
-}
-
-export const DEFAULT_TIMING: Timing = {
-  heartbeatMs: 15_000,
-  pongTimeoutMs: 10_000,
-  connectTimeoutMs: 10_000,
-  serverFullFloorMs: 5_000,
-  kernelFallbackAfter: 3,
-};
 
 export interface TransportOptions {
   /** Candidate WebSocket URLs, tried in turn until one opens (cookie auth first, then ?token=). */
@@ -60,33 +38,6 @@ export interface TransportOptions {
   backoff?: BackoffPolicy;
   timing?: Partial<Timing>;
 }
-
-export interface StatusInfo {
-  status: Status;
-  transport: TransportKind | null;
-  /** Why we are not live (last close reason, failure cause, relay notice). */
-  reason: string;
-  /** When the next attempt is due (ms since epoch), while waiting to reconnect. */
-  retryAt: number | null;
-  attempt: number;
-}
-
-/**
- * Where the connection is, as one value: the socket exists only in the phases that have one,
- * so "open but not joined" or "failed with a socket" cannot be written down by mistake.
- */
-export type ConnectionState =
-  | { phase: "idle" } // not started
-  | { phase: "opening"; via: TransportKind; sock: SocketLike } // upgrade (or relay) under way
-  | { phase: "open"; via: TransportKind; sock: SocketLike } // Join sent, no Joined yet
-  | { phase: "joined"; via: TransportKind; sock: SocketLike } // frames flow both ways
-  | { phase: "dropped"; via: TransportKind } // the socket just went; the next phase is being chosen
-  | { phase: "waiting"; via: TransportKind; retryAt: number } // backoff before the next attempt
-  | { phase: "failed"; via: TransportKind | null } // given up until retryNow()
-  | { phase: "stopped" }; // for good
-
-type WithSocket = Extract<ConnectionState, { sock: SocketLike }>;
-type Socketless = Exclude<ConnectionState, WithSocket>;
 
 /** How the transport talks to the client that owns it. */
 export interface TransportHooks {

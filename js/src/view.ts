@@ -9,10 +9,11 @@ import { ComposeBox } from "./compose";
 import { createMessageNode, el as h, paintMessage, threadDivider, type MessageNode } from "./message-node";
 import { menuFor, ModerationBar } from "./moderation";
 import { canInsertCell, insertCellBelow } from "./notebook";
-import { modelNotice, paintModel } from "./model-badge";
+import { paintModel } from "./model-badge";
 import { SettingsBar } from "./settings-bar";
+import { noticeLine, requestState, statsLine, statusLabel } from "./status-lines";
 import type { RequestInfo } from "./outbox";
-import type { StatusInfo } from "./transport";
+import type { StatusInfo } from "./connection-state";
 import type { Change, ChatMessage, RoomStore } from "./store";
 import type { ViewActions } from "./view-actions";
 
@@ -289,79 +290,20 @@ export class ChatView {
     this.pendingThread.hidden = !s.pendingNewThread;
     this.earlier.hidden = !(s.canLoadEarlier && s.status.status === "live");
     this.paintRequests(s.openRequests);
-    this.paintStats();
+    this.statsEl.textContent = statsLine(s);
   }
 
-  /** One line for what the user must know now: connection trouble, the model loading, an error. */
   private paintNotice(): void {
-    const s = this.store;
-    const parts: string[] = [];
-    let level = "info";
-    if (s.status.status === "via_kernel") {
-      parts.push(`Relaying through the kernel${s.status.reason ? ` (${s.status.reason})` : ""}.`);
-    } else if (s.status.status === "failed") {
-      const reason = s.status.reason || "unknown reason";
-      parts.push(`Cannot connect: ${reason}${/[.!?]$/.test(reason) ? "" : "."}`);
-      level = "error";
-    }
-    const aboutModel = modelNotice(s.model);
-    if (aboutModel) {
-      parts.push(aboutModel.text);
-      if (aboutModel.level === "error") level = "error";
-    }
-    if (s.error && !parts.some((p) => p.includes(s.error))) {
-      parts.push(s.error);
-      level = "error";
-    }
-    if (s.notice) {
-      parts.push(s.notice.text);
-      if (s.notice.level === "error") level = "error";
-    }
-    const text = parts.join(" ");
-    this.noticeText.textContent = text;
-    this.notice.hidden = !text;
-    this.notice.dataset.level = level;
-    this.noticeClose.hidden = !(s.error || s.notice);
-  }
-
-  private paintStats(): void {
-    const s = this.store;
-    const parts: string[] = [];
-    const run = s.lastRun;
-    if (run?.tokensPerSecond != null && (run.completionTokens ?? 1) > 0) parts.push(`last answer ${run.tokensPerSecond.toFixed(1)} tok/s`);
-    if (run?.ttftMs != null) parts.push(`first token ${Math.round(run.ttftMs)} ms`);
-    if (run?.queueMs != null && run.queueMs > 0) parts.push(`waited ${Math.round(run.queueMs)} ms`);
-    // The server's figures only while they are current: an answer that started or ended since
-    // they were taken makes them wrong ("generating 1" after the answer ended) until refreshed.
-    const sm = s.figuresStale ? undefined : s.stats?.model;
-    if (sm?.queue_depth != null) parts.push(`server queue ${sm.queue_depth}`);
-    if (sm?.active_sequences != null) {
-      const each = sm.tokens_per_second_per_sequence;
-      parts.push(`generating ${sm.active_sequences}` + (sm.active_sequences > 0 && each ? ` at ${each.toFixed(1)} tok/s each` : ""));
-    }
-    this.statsEl.textContent = parts.join(" · ");
+    const line = noticeLine(this.store);
+    this.noticeText.textContent = line.text;
+    this.notice.hidden = !line.text;
+    this.notice.dataset.level = line.level;
+    this.noticeClose.hidden = !line.dismissable;
   }
 
   private paintStatus(st: StatusInfo): void {
     this.root.dataset.status = st.status;
-    const label = (): string => {
-      switch (st.status) {
-        case "connecting":
-          return "connecting…";
-        case "live":
-          return "live";
-        case "via_kernel":
-          return "via kernel";
-        case "failed":
-          return "failed";
-        case "reconnecting": {
-          if (st.retryAt === null) return "reconnecting…";
-          const secs = Math.max(0, Math.ceil((st.retryAt - Date.now()) / 1000));
-          return secs > 0 ? `reconnecting in ${secs} s` : "reconnecting…";
-        }
-      }
-    };
-    this.statusText.textContent = label();
+    this.statusText.textContent = statusLabel(st);
     this.statusText.title = st.reason;
     this.retryBtn.hidden = !(st.status === "reconnecting" || st.status === "failed");
     // Tick the countdown once a second while waiting to retry.
@@ -383,13 +325,7 @@ export class ChatView {
     for (const r of open) {
       const row = h("div", "llmchat-request");
       row.dataset.phase = r.phase;
-      let state: string;
-      if (r.phase === "queued") state = this.store.status.status === "live" ? "sending…" : "waiting for the connection";
-      else if (r.phase === "sent") state = "sent, waiting for the server";
-      else if (r.phase === "cancelling") state = "stopping…";
-      else if (r.queuePosition !== null && r.queuePosition > 0) state = `queued, position ${r.queuePosition}`;
-      else if (r.queuePosition !== null) state = "starting…";
-      else state = "generating…";
+      const state = requestState(r, this.store.status.status === "live");
       if (r.queuePosition !== null && r.queuePosition > 0) queued = true;
       row.dataset.queued = String(r.queuePosition !== null && r.queuePosition > 0);
       const what = r.private ? "private: " : r.regenerate ? "regenerate: " : "";

@@ -18,7 +18,7 @@ import { newId, ROOM_RE, SUBPROTOCOL, type GenerateConfig, type GenerateExtras }
 import { ChatClient } from "./client";
 import { browserEnv } from "./page-env";
 import type { SocketLike } from "./socket-like";
-import type { TransportMode } from "./transport";
+import type { TransportMode } from "./connection-state";
 import { pollStats } from "./stats-poller";
 import { RoomStore } from "./store";
 import { KernelVariables } from "./variables";

@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ChatClient, type ClientOptions } from "../src/client";
 import type { RequestInfo } from "../src/outbox";
-import type { ProbeResult, StatusInfo } from "../src/transport";
+import type { ProbeResult, StatusInfo } from "../src/connection-state";
 import type { Frame } from "../src/protocol";
 import { FakeEnv, FakeSocket, WELCOME, text, token } from "./fakes";
 

@@ -2,7 +2,8 @@
 // its hooks. The end-to-end behaviour with rooms and requests is in client.test.ts.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Frame } from "../src/protocol";
-import { Transport, type ConnectionState, type ProbeResult, type StatusInfo, type TransportOptions } from "../src/transport";
+import type { ConnectionState, ProbeResult, StatusInfo } from "../src/connection-state";
+import { Transport, type TransportOptions } from "../src/transport";
 import { FakeEnv, FakeSocket } from "./fakes";
 
 const URL1 = "ws://localhost/llmchat/ws";

@@ -32,7 +32,6 @@ import numpy as np
 from .llama_api import llama as _llama
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .job import Job
     from .kv_disk import KVDisk
     from .model import LoadedModel
 
@@ -60,7 +59,9 @@ class Slot:
     tokens: list[int] = field(default_factory=list)
     key: str | None = None
     last_used: float = 0.0
-    job: Job | None = None
+    # What runs in the slot (the scheduler's job), None when idle. Opaque here: the table only
+    # asks whether a slot is taken, so it needs no knowledge of jobs.
+    holder: object | None = None
 
 
 class SlotTable:
@@ -76,7 +77,7 @@ class SlotTable:
     # -- queries ------------------------------------------------------------------------
 
     def free_count(self) -> int:
-        return sum(1 for s in self.slots if s.job is None)
+        return sum(1 for s in self.slots if s.holder is None)
 
     def cells_in_use(self) -> int:
         """Upper bound of the KV cells in use (shared prefix cells are counted per slot)."""
@@ -84,16 +85,15 @@ class SlotTable:
 
     # -- assignment ---------------------------------------------------------------------
 
-    def acquire(self, job: Job, key: str | None) -> tuple[Slot, int]:
-        """Give `job` a slot holding the longest available prefix of `job.prompt`.
+    def acquire(self, holder: object, prompt: list[int], key: str | None) -> tuple[Slot, int]:
+        """Give `holder` a slot holding the longest available prefix of `prompt`.
 
         Returns the slot and the number of prompt tokens already in its KV cells.
         """
         slot = self._choose(key)
-        slot.job = job
+        slot.holder = holder
         slot.key = key
         slot.last_used = time.monotonic()
-        prompt = job.prompt
         if not self.reuse_prefix:
             self.truncate(slot, 0)
             return slot, 0
@@ -145,7 +145,7 @@ class SlotTable:
         return n
 
     def _choose(self, key: str | None) -> Slot:
-        idle = [s for s in self.slots if s.job is None]
+        idle = [s for s in self.slots if s.holder is None]
         if not idle:
             raise RuntimeError("no free slot")  # the engine admits only when one is free
         if key is not None:
@@ -182,7 +182,7 @@ class SlotTable:
 
     def release(self, slot: Slot, keep: bool) -> None:
         """The job is over: keep its KV as the room's cache, or free the cells now."""
-        slot.job = None
+        slot.holder = None
         slot.last_used = time.monotonic()
         if not keep:
             self.truncate(slot, 0)
@@ -190,7 +190,7 @@ class SlotTable:
 
     def evict_one(self) -> bool:
         """Free the least recently used idle cache; False when there is none."""
-        idle = [s for s in self.slots if s.job is None and s.tokens]
+        idle = [s for s in self.slots if s.holder is None and s.tokens]
         if not idle:
             return False
         victim = min(idle, key=lambda s: s.last_used)

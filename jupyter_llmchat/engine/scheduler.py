@@ -118,7 +118,7 @@ class Scheduler:
                 "prompt of %s trimmed: %d turns dropped, truncated=%s, %d tokens",
                 req.message_id, built.dropped_turns, built.truncated, len(built.tokens),
             )
-        slot, n_cached = self.slots.acquire(job, req.cache_key)
+        slot, n_cached = self.slots.acquire(job, job.prompt, req.cache_key)
         job.slot = slot
         job.n_cached = job.n_fed = n_cached
         job.snap_at = self._snapshot_point(job, built.stable, built.truncated or built.dropped_system)
@@ -365,7 +365,7 @@ class Scheduler:
 
     def fail(self, job: Job, error: str) -> None:
         """End one job with an error outside a step (its event goes out with the next step)."""
-        if job.slot is not None and job.slot.job is job:
+        if job.slot is not None and job.slot.holder is job:
             self.slots.truncate(job.slot, 0)
         self._finish(job, "error", error=error)
 

@@ -1,54 +1,34 @@
-"""Talk to llmchat rooms from notebook code, without any widget on screen.
+"""`ChatClient`: one server's llmchat API from notebook code, without any widget on screen.
 
-    import jupyter_llmchat as chat
-    chat.broadcast("general", "Hint: look at exercise 3 again", author_name="Teacher")
-    for piece in chat.ask("general", "What is a closure?", max_tokens=64):
-        print(piece, end="")
+    client = connect()                      # or connect(url=..., token=...)
+    client.broadcast("general", "Hint: look at exercise 3 again", author_name="Teacher")
 
 The server is found by `locate` (the server that started this kernel, normally; where none
-has llmchat, the user's llmchat service, started on first use); `connect(url=..., token=...)`
-picks another. Everything here is blocking and thread-free
-except `aask`, so it works inside a kernel whose event loop is already running.
+has llmchat, the user's llmchat service, started on first use). REST calls go through
+`rest.py`, answers stream over `streaming.py`; the module-level `jupyter_llmchat.ask`,
+`broadcast`, … use one cached client (`api.py`). Everything here is blocking and
+thread-free except `aask`, so it works inside a kernel whose event loop is already running.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import re
-import socket
-import ssl
 import sys
-import threading
-from typing import Any, Callable, TypeVar, get_args
-from urllib.parse import urlencode, urlsplit
+from typing import Any, Callable, get_args
 
 from .discovery import ServerInfo
 from .locate import locate
-from .errors import (
-    AuthenticationFailed,
-    ExtensionNotEnabled,
-    ExtensionNotStarted,
-    ResponseTimeout,
-    ServerNotFound,
-    request_error,
-)
+from . import rest
 from .context import describe_all
 from .. import protocol
 from ..protocol import ROOM_PATTERN, ROOM_RULE, ContextMode
 from .streaming import Answer, AsyncAnswer, new_id, open_socket, raise_for_error, read_frame, shutdown_socket
 
-__all__ = [
-    "ChatClient", "connect", "default_client", "broadcast", "ask", "aask", "generate", "cancel", "new_thread",
-    "set_room_prompt", "clear", "rooms", "stats", "history",
-]
+__all__ = ["ChatClient", "connect", "generation_config"]
 
 ROOM_RE = re.compile(ROOM_PATTERN)
 CONFIG_KEYS = frozenset(protocol.GenerateConfig.__struct_fields__)  # declared once, in the protocol
 CONTEXT_MODES = get_args(ContextMode)  # declared once, in the protocol
-T = TypeVar("T")
-# The server cannot be used at all (nothing was done): callers may rediscover or fall back.
-UNREACHABLE = (ServerNotFound, ExtensionNotEnabled, ExtensionNotStarted, AuthenticationFailed)
 DEFAULT_TIMEOUT = 120.0  # generous: an answer may wait in the queue before its first token
 PROBE_TIMEOUT = 10.0  # a local server's stats, asked while choosing one
 
@@ -272,72 +252,7 @@ class ChatClient:
     def _request(
         self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
     ) -> Any:
-        parts = urlsplit(self.server.url)
-        target = f"{parts.path}llmchat/api/{path}" + (f"?{urlencode(params)}" if params else "")
-        headers = {"Accept": "application/json", **(headers or {})}
-        if self.server.authorization:
-            headers["Authorization"] = self.server.authorization
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        connection = self._connection(parts.scheme, parts.netloc)
-        try:
-            connection.request(method, target, body=payload, headers=headers)
-            response = connection.getresponse()
-            status, raw = response.status, response.read()
-        except TimeoutError:
-            raise ResponseTimeout(f"{self.server.url} did not answer within {self.timeout} s") from None
-        except OSError as error:
-            raise ServerNotFound(f"cannot reach {self.server.url}: {error}") from None
-        finally:
-            connection.close()
-        return self._result(status, raw, path)
-
-    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        if self.server.sock:
-            return _UnixHTTPConnection(self.server.sock, self.timeout)
-        if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=ssl.create_default_context())
-        return http.client.HTTPConnection(netloc, timeout=self.timeout)
-
-    def _result(self, status: int, raw: bytes, path: str) -> Any:
-        try:
-            value = json.loads(raw) if raw else None
-        except ValueError:
-            value = None
-        if 200 <= status < 300:
-            return value
-        chat_error = isinstance(value, dict) and "code" in value and "message" in value
-        if (status in (401, 403) and not chat_error) or 300 <= status < 400:
-            how = "the runtime secret" if self.server.secret else "the token" if self.server.token else "no credentials"
-            raise AuthenticationFailed(
-                f"{self.server.url} refused the request (HTTP {status}, sent {how}); "
-                "pass token= (or LLMCHAT_TOKEN) with a valid Jupyter token"
-            )
-        if status == 404 and not chat_error:
-            raise ExtensionNotEnabled(
-                f"{self.server.url} answered 404 for llmchat/api/{path}: the jupyter_llmchat extension is not "
-                "enabled on that server (jupyter server extension enable jupyter_llmchat), or the URL lacks "
-                "the server's base_url"
-            )
-        if status == 503 and isinstance(value, dict) and isinstance(value.get("error"), str):
-            raise ExtensionNotStarted(status, value["error"])  # a bad setting stopped the extension
-        message = value["message"] if isinstance(value, dict) and value.get("message") else f"HTTP {status}"
-        raise request_error(status, str(message))
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over the Unix socket of a server started with `--sock`."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
+        return rest.request(self.server, self.timeout, method, path, body=body, params=params, headers=headers)
 
 
 def connect(
@@ -356,112 +271,6 @@ def _say_starting() -> None:
 
 def _stats(server: ServerInfo) -> dict[str, Any]:
     return ChatClient(server, timeout=PROBE_TIMEOUT).stats()
-
-
-# -- module-level API over one cached client
-
-_default: ChatClient | None = None
-_default_lock = threading.Lock()
-
-
-def default_client(on_start: Callable[[], None] | None = None) -> ChatClient:
-    """The client the module-level functions use, discovered once per process."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = connect(on_start=on_start)
-        return _default
-
-
-def with_default_client(call: Callable[[ChatClient], T], on_start: Callable[[], None] | None = None) -> T:
-    """Run `call` on the default client.
-
-    A cached client whose server went away or restarted (new token or secret) fails with
-    one of the "unreachable" errors: it is dropped and discovery runs once more, so a
-    kernel outlives a server restart. (Those errors mean nothing was done, so a retry is safe.)
-    """
-    global _default
-    cached = _default is not None
-    client = default_client(on_start)
-    try:
-        return call(client)
-    except UNREACHABLE:
-        with _default_lock:
-            if _default is client:
-                _default = None
-        if not cached:
-            raise
-    fresh = default_client(on_start)
-    fresh._new_threads |= client._new_threads  # a pending new_thread() outlives the server restart
-    return call(fresh)
-
-
-def broadcast(room: str, content: str, author_name: str | None = None) -> dict[str, Any]:
-    """`ChatClient.broadcast` on the server that started this kernel."""
-    return with_default_client(lambda client: client.broadcast(room, content, author_name))
-
-
-def ask(
-    room: str | None, prompt: str, *, context: Any = None, new_thread: bool = False, reply_to: str | None = None, **config: Any
-) -> Answer:
-    """`ChatClient.ask` on the server that started this kernel."""
-    options = {"context": context, "new_thread": new_thread, "reply_to": reply_to}
-    return with_default_client(lambda client: client.ask(room, prompt, **options, **config))
-
-
-def aask(
-    room: str | None, prompt: str, *, context: Any = None, new_thread: bool = False, reply_to: str | None = None, **config: Any
-) -> AsyncAnswer:
-    """`ChatClient.aask` on the server that started this kernel."""
-    options = {"context": context, "new_thread": new_thread, "reply_to": reply_to}
-    return with_default_client(lambda client: client.aask(room, prompt, **options, **config))
-
-
-def generate(
-    room: str,
-    prompt: str,
-    *,
-    author_name: str | None = None,
-    context: Any = None,
-    new_thread: bool = False,
-    reply_to: str | None = None,
-    **config: Any,
-) -> dict[str, Any]:
-    """`ChatClient.generate` on the server that started this kernel."""
-    options = {"author_name": author_name, "context": context, "new_thread": new_thread, "reply_to": reply_to}
-    return with_default_client(lambda client: client.generate(room, prompt, **options, **config))
-
-
-def new_thread(room: str) -> None:
-    """`ChatClient.new_thread`: the next question of this kernel into `room` starts a new thread."""
-    with_default_client(lambda client: client.new_thread(room))
-
-
-def set_room_prompt(room: str, prompt: str | None, context: str | None = None) -> dict[str, Any]:
-    """`ChatClient.set_room_prompt` on the server that started this kernel."""
-    return with_default_client(lambda client: client.set_room_prompt(room, prompt, context))
-
-
-def clear(room: str) -> dict[str, Any]:
-    """`ChatClient.clear` on the server that started this kernel."""
-    return with_default_client(lambda client: client.clear(room))
-
-
-def cancel(message_id: str) -> bool:
-    """`ChatClient.cancel` on the server that started this kernel."""
-    return with_default_client(lambda client: client.cancel(message_id))
-
-
-def rooms() -> list[dict[str, Any]]:
-    return with_default_client(lambda client: client.rooms())
-
-
-def stats() -> dict[str, Any]:
-    return with_default_client(lambda client: client.stats())
-
-
-def history(room: str, since: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    return with_default_client(lambda client: client.history(room, since, limit))
 
 
 # -- argument checks (clear errors before any network)

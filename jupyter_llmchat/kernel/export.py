@@ -11,6 +11,7 @@ import json
 from typing import BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
+from . import rest
 from .client import ChatClient
 from .errors import ResponseTimeout, ServerNotFound, request_error
 
@@ -24,7 +25,7 @@ def export(client: ChatClient, room: str, fmt: str, out: BinaryIO) -> int:
     parts = urlsplit(client.server.url)
     target = f"{parts.path}llmchat/api/rooms/{quote(room, safe='')}/export?{urlencode({'format': fmt})}"
     headers = {"Authorization": client.server.authorization} if client.server.authorization else {}
-    connection = client._connection(parts.scheme, parts.netloc)
+    connection = rest.open_connection(client.server, client.timeout)
     written = 0
     try:
         connection.request("GET", target, headers=headers)
@@ -52,4 +53,4 @@ def _refused(client: ChatClient, status: int, raw: bytes, room: str) -> None:
         value = None
     if status == 403 and isinstance(value, dict) and "code" in value and value.get("message"):
         raise request_error(403, str(value["message"]))
-    client._result(status, raw, f"rooms/{room}/export")
+    rest.result(client.server, status, raw, f"rooms/{room}/export")

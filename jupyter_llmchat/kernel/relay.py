@@ -11,15 +11,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .. import protocol
-from .client import with_default_client
+from .api import with_default_client
 from .errors import ChatRequestError, ConnectionLost, LLMChatClientError
 from .streaming import open_socket, read_frame, shutdown_socket
-
-if TYPE_CHECKING:
-    from .widget import ChatWidget
 
 __all__ = ["KernelRelay", "NO_SERVER_FROM_KERNEL", "STARTING_SERVICE", "RELAY_QUEUE", "RELAY_CONNECTIONS"]
 
@@ -43,16 +40,25 @@ class KernelRelay:
     a `_RelayConnection`: one llmchat.v1 socket from the kernel to the server found by
     discovery, opened (`streaming.open_socket`) on its first frame. Frames from the front end
     wait in a bounded queue for a writer thread; a reader thread hands every server frame,
-    the `Welcome` first, to `relay_to_front_end`. When the server closes the socket the front
+    the `Welcome` first, to `deliver`. When the server closes the socket the front
     end is told (`relay_closed`) and comes back with `Join {since}` as after any drop; when
     no server can be reached every request is answered with `Error 503`. Where there is no
     server at all, discovery starts the user's llmchat service (`locate`); meanwhile the front
     end is told `{kind: "relay_status", text: "starting the model service…"}`. Everything is
     closed when the widget is.
+
+    The widget gives two callables: `notify(content)` sends a relay message of its own to the
+    front end (`relay_status`, `relay_closed`), `deliver(frame, cid)` hands it a server frame.
     """
 
-    def __init__(self, widget: ChatWidget, connect: Callable[[], Any] | None = None) -> None:
-        self._widget = widget
+    def __init__(
+        self,
+        notify: Callable[[dict[str, Any]], None],
+        deliver: Callable[[dict[str, Any], str | None], None],
+        connect: Callable[[], Any] | None = None,
+    ) -> None:
+        self._notify = notify
+        self._deliver_to_front_end = deliver
         self._connect = connect or (lambda: open_kernel_socket(on_start=self._starting))
         self._lock = threading.Lock()
         self._connections: OrderedDict[str | None, _RelayConnection] = OrderedDict()
@@ -114,10 +120,10 @@ class KernelRelay:
 
     def _starting(self) -> None:
         """The service is being started for us (a connect waits for it): say so, not an error."""
-        self._widget._send_to_front_end({"kind": "relay_status", "text": STARTING_SERVICE})
+        self._notify({"kind": "relay_status", "text": STARTING_SERVICE})
 
     def _deliver(self, frame: dict[str, Any], cid: str | None) -> None:
-        self._widget.relay_to_front_end(frame, cid)
+        self._deliver_to_front_end(frame, cid)
 
     def _ended_by_server(self, connection: _RelayConnection, code: int, reason: str) -> None:
         with self._lock:
@@ -127,7 +133,7 @@ class KernelRelay:
                 self._ended.append(connection.cid)
             if self._closed:
                 return
-        self._widget._send_to_front_end({"kind": "relay_closed", "cid": connection.cid, "code": code, "reason": reason})
+        self._notify({"kind": "relay_closed", "cid": connection.cid, "code": code, "reason": reason})
 
     def _reply_error(self, frame: dict[str, Any], cid: str | None, code: int, message: str) -> None:
         """Answer a frame as the server would have: its `Error`, read back like any server frame."""

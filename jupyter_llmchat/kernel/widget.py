@@ -33,8 +33,8 @@ import traitlets
 
 from . import context as kernel_context
 from . import namespace
-from .client import ROOM_RE, UNREACHABLE, with_default_client
-from .client import generation_config
+from .api import UNREACHABLE, with_default_client
+from .client import ROOM_RE, generation_config
 from .errors import LLMChatClientError
 from ..protocol import ROOM_RULE
 from .relay import KernelRelay
@@ -147,7 +147,7 @@ class ChatWidget(anywidget.AnyWidget):
     def send(self, text: str, buffers: Any = None, *, author_name: str | None = None) -> str | None:  # type: ignore[override]
         """Post ``text`` to the room as a chat message; returns its message id.
 
-        Posted by the kernel itself (``jupyter_llmchat.kernel.client.broadcast``, REST), so it works
+        Posted by the kernel itself (``jupyter_llmchat.kernel.api.broadcast``, REST), so it works
         with no view of the widget on screen and is posted once however many views there
         are. Members see it with author kind ``"bot"``, the user the kernel authenticates
         as (the server's owner, through the runtime secret) and the name ``author_name``
@@ -332,7 +332,7 @@ class ChatWidget(anywidget.AnyWidget):
     def _kernel_relay(self) -> KernelRelay:
         with self._relay_lock:
             if self._relay is None:
-                self._relay = KernelRelay(self)
+                self._relay = KernelRelay(self._send_to_front_end, self.relay_to_front_end)
             return self._relay
 
     def relay_to_front_end(self, frame: dict[str, Any], cid: str | None = None) -> None:

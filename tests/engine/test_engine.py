@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from support.waiting import until
 
 from jupyter_llmchat.engine import (
     DEFAULT_SYSTEM_PROMPT,
@@ -69,14 +70,7 @@ class Harness:
         return evs[-1] if evs and evs[-1].is_final else None
 
     def wait(self, *mids: str, timeout: float = TIMEOUT) -> list[TokenEvent]:
-        async def until_done():
-            deadline = time.monotonic() + timeout
-            while not all(self.final(m) for m in mids):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no final event for {[m for m in mids if not self.final(m)]}")
-                await asyncio.sleep(0.01)
-
-        self.run(until_done())
+        self.run(until(lambda: all(self.final(m) for m in mids), timeout, what=f"the final events of {mids}"))
         for m in mids:
             check_stream(self.events[m])
         return [self.final(m) for m in mids]
@@ -251,11 +245,7 @@ def test_cancel_mid_batch_leaves_the_others_intact(h, solo):
     victim = h.submit(count_turns, max_tokens=24, **GREEDY)[0]
     b = h.submit(chat(QUESTIONS[1]), max_tokens=12, **GREEDY)[0]
 
-    async def until_streaming():
-        while len(h.events[victim]) < 2:
-            await asyncio.sleep(0.002)
-
-    h.run(asyncio.wait_for(until_streaming(), TIMEOUT))
+    h.run(until(lambda: len(h.events[victim]) >= 2, TIMEOUT, what="the victim streaming"))
     n_before = len(h.events[victim])
     assert h.engine.cancel(victim)
     assert not h.engine.cancel(victim)  # only once
@@ -406,11 +396,7 @@ def test_a_prefix_without_its_sliding_window_cells_is_evaluated_again(h):
 def test_the_queue_takes_turns_between_users_instead_of_first_come(h):
     running = [h.submit(chat("Write the numbers from 1 to 100 in a row.", system=None), user="flood", max_tokens=24, **GREEDY)[0] for _ in range(4)]
 
-    async def streaming():
-        while not all(h.events[mid] for mid in running):
-            await asyncio.sleep(0.005)
-
-    h.run(asyncio.wait_for(streaming(), TIMEOUT))  # admitted: every slot is the flood's
+    h.run(until(lambda: all(h.events[mid] for mid in running), TIMEOUT, what="the flood streaming"))  # admitted: every slot is the flood's
     flood = [h.submit(chat("Say hi.", system=None), user="flood", max_tokens=2, **GREEDY) for _ in range(3)]
     other, position = h.submit(chat("Say hi.", system=None), user="other", max_tokens=2, **GREEDY)
     assert [pos for _, pos in flood] == [1, 2, 3] and position == 1  # it starts before the flood's queue
@@ -433,15 +419,11 @@ def test_an_over_long_question_is_cut_to_the_prompt_budget_and_still_answered(h)
 def test_a_long_prompt_does_not_freeze_running_streams(h):
     streaming = h.submit(chat("Write the numbers from 1 to 100 in a row.", system=None), max_tokens=24, **GREEDY)[0]
 
-    async def until(pred):
-        while not pred():
-            await asyncio.sleep(0.002)
-
-    h.run(asyncio.wait_for(until(lambda: len(h.events[streaming]) >= 2), TIMEOUT))
+    h.run(until(lambda: len(h.events[streaming]) >= 2, TIMEOUT, what="the first stream"))
     long_turns = chat("Summarise: " + "The quick brown fox jumps over the lazy dog. " * 80, system=None)
     newcomer = h.submit(long_turns, max_tokens=2, **GREEDY)[0]
     n_at_submit = len(h.events[streaming])
-    h.run(asyncio.wait_for(until(lambda: h.events[newcomer] or h.final(streaming)), TIMEOUT))
+    h.run(until(lambda: h.events[newcomer] or h.final(streaming), TIMEOUT, what="the newcomer's first token"))
     during_prefill = len(h.events[streaming]) - n_at_submit
     h.wait(streaming, newcomer)
     assert h.final(newcomer).usage["prompt_tokens"] > 600
@@ -527,11 +509,7 @@ def test_close_finalises_queued_and_running_requests():
     turns = chat("Write the numbers from 1 to 100 in a row.", system=None)
     mids = [hx.submit(turns, max_tokens=64, **GREEDY)[0] for _ in range(3)]
 
-    async def until_streaming():
-        while not hx.events[mids[0]]:
-            await asyncio.sleep(0.005)
-
-    hx.run(asyncio.wait_for(until_streaming(), TIMEOUT))
+    hx.run(until(lambda: hx.events[mids[0]], TIMEOUT, what="the first request streaming"))
     hx.engine.close()
     hx.engine.close()  # idempotent
     finals = hx.wait(*mids, timeout=5)

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from support.services import Service, alive, service_env, service_files, stop_services
 
-import jupyter_llmchat.kernel.client as kernel_client
+import jupyter_llmchat.kernel.api as kernel_api
 from jupyter_llmchat.kernel.relay import STARTING_SERVICE
 from jupyter_llmchat.kernel.widget import ChatWidget
 
 ASK = (
     "import json, jupyter_llmchat as l\n"
-    "from jupyter_llmchat.kernel.client import default_client\n"
+    "from jupyter_llmchat.kernel.api import default_client\n"
     "text = ''.join(l.ask(None, 'Say hello.', max_tokens=8))\n"
     "print(json.dumps({'text': text, 'pid': default_client().server.pid, 'found_by': default_client().server.found_by}))\n"
 )
@@ -72,7 +72,7 @@ def test_a_widget_relay_starts_the_service_says_so_and_posts_as_the_user(
     env = service_env(tmp_path)
     for name in ("JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR", "LLMCHAT_AUTOSTART", "LLMCHAT_URL", "LLMCHAT_TOKEN"):
         monkeypatch.setenv(name, env[name])
-    monkeypatch.setattr(kernel_client, "_default", None)
+    monkeypatch.setattr(kernel_api, "_default", None)
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(ChatWidget.__mro__[1], "send", lambda self, content, buffers=None: sent.append(content))
     widget = ChatWidget(room="autostart")

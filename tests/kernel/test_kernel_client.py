@@ -207,7 +207,7 @@ def test_importing_the_package_stays_cheap():
         "heavy = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
         "assert not heavy, heavy\n"
         "import jupyter_llmchat.server.service\n"  # a server submodule named like a function must not shadow it
-        "assert callable(chat.stats) and callable(chat.rooms) and chat.stats.__module__ == 'jupyter_llmchat.kernel.client'\n"
+        "assert callable(chat.stats) and callable(chat.rooms) and chat.stats.__module__ == 'jupyter_llmchat.kernel.api'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -277,19 +277,19 @@ def test_an_answer_displayed_as_a_cell_result_prints_the_stream(kernel_a):
 def test_the_module_api_outlives_a_server_restart(tmp_path, monkeypatch):
     """A kernel's cached client whose server restarted (new port, new token) finds the new one."""
     import jupyter_llmchat as chat
-    import jupyter_llmchat.kernel.client as client_module
+    import jupyter_llmchat.kernel.api as api_module
 
     runtime = tmp_path / "runtime"
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
     monkeypatch.delenv("LLMCHAT_URL", raising=False)
     monkeypatch.delenv("LLMCHAT_TOKEN", raising=False)
-    monkeypatch.setattr(client_module, "_default", None)
+    monkeypatch.setattr(api_module, "_default", None)
     with llmchat_server(tmp_path / "first", runtime) as first:
         assert chat.broadcast("lab", "before")["seq"] >= 1
-        assert client_module._default.server.url == first.url
+        assert api_module._default.server.url == first.url
     with llmchat_server(tmp_path / "second", runtime) as second:
         posted = chat.broadcast("lab", "after the restart")
-        assert client_module._default.server.url == second.url
+        assert api_module._default.server.url == second.url
         assert [m["data"]["content"] for m in second.get("llmchat/api/rooms/lab/messages")["messages"]] == ["after the restart"]
         assert posted["message_id"] == second.get("llmchat/api/rooms/lab/messages")["messages"][0]["data"]["message_id"]
 

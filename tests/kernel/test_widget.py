@@ -21,7 +21,7 @@ import pytest
 import traitlets
 from support.kernels import Member, last_json, llmchat_server, run_cell, server_kernel
 
-import jupyter_llmchat.kernel.client as kernel_client
+import jupyter_llmchat.kernel.api as kernel_api
 from jupyter_llmchat.kernel.errors import ModelUnavailable, ServerNotFound
 from jupyter_llmchat.kernel.context import describe_all
 from jupyter_llmchat.kernel.relay import NO_SERVER_FROM_KERNEL, RELAY_QUEUE, KernelRelay
@@ -60,7 +60,7 @@ class FakeClient:
 @pytest.fixture
 def fake_client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     fake = FakeClient()
-    monkeypatch.setattr(kernel_client, "_default", fake)
+    monkeypatch.setattr(kernel_api, "_default", fake)
     return fake
 
 
@@ -71,8 +71,8 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise ServerNotFound("no running Jupyter server found")
 
-    monkeypatch.setattr(kernel_client, "_default", None)
-    monkeypatch.setattr(kernel_client, "connect", refuse)
+    monkeypatch.setattr(kernel_api, "_default", None)
+    monkeypatch.setattr(kernel_api, "connect", refuse)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -376,7 +376,7 @@ def test_kernel_relay_queue_is_bounded(capture: Sent) -> None:
         raise ServerNotFound("gone")
 
     w = ChatWidget(room="general")
-    kernel_relay = KernelRelay(w, connect=slow_connect)
+    kernel_relay = KernelRelay(w._send_to_front_end, w.relay_to_front_end, connect=slow_connect)
     for n in range(RELAY_QUEUE + 1):
         kernel_relay.handle({"type": "Ping", "id": f"p{n}", "data": {}}, "k1")
     full = relayed(capture, "k1")
@@ -472,7 +472,7 @@ def test_kernel_relay_to_a_real_server(tmp_path: Path, capture: Sent, monkeypatc
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
     monkeypatch.delenv("LLMCHAT_URL", raising=False)
     monkeypatch.delenv("LLMCHAT_TOKEN", raising=False)
-    monkeypatch.setattr(kernel_client, "_default", None)
+    monkeypatch.setattr(kernel_api, "_default", None)
     w = ChatWidget(room="relay")
     with llmchat_server(tmp_path / "root", runtime) as server:
         member = Member(server, "relay")
