@@ -17,7 +17,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from ..engine.types import EngineSettings, SamplingConfig
 from .assembly import RunningService, start_service
 from .config_values import ConfigError, default_of as _default, from_traits as _from_traits
-from .handlers import routes
+from .routes import routes
 from .handover import release_history
 from .settings import ServiceLimits
 from ..backends.openai_requests import OpenAISettings
