@@ -23,7 +23,6 @@ from typing import Any
 import msgspec
 
 from .. import protocol
-from ..engine.types import TokenEvent
 from ..protocol import ChatError, Person, Stats
 from .answers import Answers
 from .connection import Connection, Identity
@@ -37,6 +36,7 @@ from .moderation import Moderation
 from .room_settings import RoomSettingsBook
 from .settings import ServiceLimits
 from .stats import TrafficCounters, model_summary, server_stats
+from .token_steps import TokenSteps
 
 _RETENTION_EVERY = 3600.0  # seconds between two sweeps of the history retention
 
@@ -60,7 +60,8 @@ class ChatService(HookApi):
         self,
         limits: ServiceLimits,
         bus: RoomBus,
-        backend: ModelBackend | None = None,
+        backend: ModelBackend,
+        tokens: TokenSteps,
         log: logging.Logger | None = None,
         version: str = "",
     ) -> None:
@@ -73,7 +74,8 @@ class ChatService(HookApi):
         self.hooks = HookRegistry(self.log)
         self.connections: dict[str, Connection] = {}
         self.settings = RoomSettingsBook(bus, self.log)
-        self.answers = Answers(bus, self.settings, limits, lambda: self.backend)
+        self.tokens = tokens  # the backend's sink
+        self.answers = Answers(bus, self.settings, limits, backend, tokens)
         self.moderation = Moderation(bus, self.settings, self.answers, self.forget_saved_states, self.log)
         self.rate = RateLimiter(limits.rate_limit, limits.rate_limit_burst)
         self._next_client = 0
@@ -372,8 +374,7 @@ class ChatService(HookApi):
 
     def forget_saved_states(self, room: str, message_id: str | None = None) -> None:
         """The model's saved KV states of the room's threads (those holding `message_id`)."""
-        if self.backend is not None:
-            self.backend.forget(room, message_id)
+        self.backend.forget(room, message_id)
 
     async def clear_room(self, name: str) -> int:
         """Delete a room's stored messages; its members reload an empty history (new epoch)."""
@@ -394,10 +395,6 @@ class ChatService(HookApi):
     def _taking_work(self) -> None:
         if self.closing:
             raise ChatError(503, self.closing)
-
-    def on_tokens(self, events: list[TokenEvent]) -> None:
-        """The model backend's sink (loop thread)."""
-        self.answers.on_tokens(events)
 
     async def broadcast_to_room(self, room: str, content: str, *, username: str, author_name: str | None = None) -> tuple[str, int]:
         """Post as a bot (REST, kernels, other extensions): docs/protocol.md."""
@@ -455,6 +452,6 @@ class ChatService(HookApi):
 
     async def close(self) -> None:
         """Emit the tokens still queued, then persist the rooms (the backend is closed by its owner)."""
-        await self.answers.drained()
+        await self.tokens.drained()
         await self.answers.end_unended()  # answers the room bus failed: one last try
         await self.bus.close()

@@ -191,7 +191,7 @@ async def test_another_server_ends_the_answers_of_a_server_that_stopped(servers)
     await join(bob, "shared-orphan")
     await ada.asend("Generate", {"prompt": "Talk"}, room="shared-orphan")
     await until(lambda: len(bob.tokens()) >= 2)
-    a.service.answers.on_tokens = lambda events: None  # server A dies: no token leaves it any more
+    a.backend.sink = lambda events: None  # server A dies: no token leaves it any more
     await a.bus.redis.delete(keys.server(a.bus.server_id))  # ... and its heartbeat expires
     said = "".join(t["data"]["text"] for t in bob.tokens())
     await b.service.sweep(time.monotonic())
