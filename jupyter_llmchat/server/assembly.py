@@ -66,8 +66,9 @@ class RunningService:
             remove_secret(self.secret_path)
         metrics.forget(self.service)
         await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
-        for _ in range(3):  # let the final Token events queued by close() reach the service
-            await asyncio.sleep(0)
+        # The backend posted its final events to the loop before its close returned, so they
+        # reached its sink before this resumes; the service's close waits until they are
+        # emitted (`TokenSteps.drained`).
         await self.service.close()
 
 
