@@ -12,10 +12,9 @@ from typing import Any, Iterable
 
 import msgspec
 
-from ..protocol import Text
-from ..protocol import ChatError
+from ..protocol import MEMBERS_SHOWN, ChatError, Text
 from ..server.connection import Connection, Identity
-from .bus import Message, RoomBus
+from .bus import JoinedRoom, Message, RoomBus
 from .rooms import ReplayBudget, Room
 from .store import HistoryStore
 
@@ -52,8 +51,10 @@ class MemoryRoomBus(RoomBus):
 
     # -- membership and fan-out --------------------------------------------------------------
 
-    async def join(self, room: str, connection: Connection) -> bool:
-        return self._room(room).add(connection)
+    async def join(self, room: str, connection: Connection) -> JoinedRoom:
+        live = self._room(room)
+        first = live.add(connection)
+        return JoinedRoom(first, live.head_seq, live.epoch, len(live.identities), live.users(0, MEMBERS_SHOWN))
 
     async def leave(self, room: str, connection: Connection) -> bool:
         live = self.rooms.get(room)

@@ -28,14 +28,14 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from .. import protocol
-from ..protocol import ChatError, Text
+from ..protocol import MEMBERS_SHOWN, ChatError, Text
 from . import redis_keys as keys
 from ..server.connection import Connection, Identity
 from .redis_answers import HEARTBEAT_TTL, RedisAnswers
 from .redis_errors import ms, redis_errors_as_503
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
 from .redis_history import RedisHistory
-from .bus import RoomBus
+from .bus import JoinedRoom, RoomBus
 from .redaction import redact_all, redact_frame
 from .redis_presence import entry_expiry, entry_identity, entry_server, people
 from .rooms import new_epoch
@@ -89,21 +89,27 @@ class RedisRoomBus(RedisAnswers, RedisHistory, RoomBus):
         return self._local(room).lock
 
     @redis_errors_as_503
-    async def join(self, room: str, connection: Connection) -> bool:
+    async def join(self, room: str, connection: Connection) -> JoinedRoom:
+        """One round trip besides the subscription: the `keys.JOIN` script for a user new
+        here, which returns the presence hash too; else that hash. The head is what this
+        server's members were sent (subscribed now)."""
         local = self._local(room)
         await self.fanout.subscribe(local)
         user = connection.user
         first = False
         if user.username not in local.room.identities:
             value = f"{ms(time.time() + PRESENCE_TTL)} {json.dumps([user.username, user.name])}"
-            first, epoch = await self._join(
+            first, epoch, flat = await self._join(
                 keys=[keys.room(room, "present"), keys.ROOMS, keys.room(room), keys.server(self.server_id)],
                 args=[ms(time.time()), self._field(user), value, user.username, room, new_epoch(), ms(HEARTBEAT_TTL)],
             )
             first = bool(first)
             local.epoch = local.epoch or epoch.decode()  # a room nobody used: its first epoch
+            present = people(dict(zip(flat[::2], flat[1::2])))
+        else:
+            present = await self._present(room)
         local.room.add(connection)
-        return first
+        return JoinedRoom(first, local.room.head_seq, local.epoch, len(present), present[:MEMBERS_SHOWN])
 
     @redis_errors_as_503
     async def leave(self, room: str, connection: Connection) -> bool:

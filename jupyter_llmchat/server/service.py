@@ -208,10 +208,9 @@ class ChatService(RoomApi, HookApi):
         if name not in connection.rooms and len(connection.rooms) >= self.limits.max_rooms_per_connection:
             raise ChatError(429, f"this connection is in {len(connection.rooms)} rooms (max_rooms_per_connection); leave one first")
         async with self.bus.holding(name):  # no live event reaches the member before these replies
-            first = await self.bus.join(name, connection)
-            head_seq, epoch = await self.bus.head(name)
+            room = await self.bus.join(name, connection)
             joined = protocol.Joined(
-                head_seq, epoch, await self.bus.member_count(name), await self._members(name), await self.settings.get(name),
+                room.head_seq, room.epoch, room.count, [user.person() for user in room.members], await self.settings.get(name),
                 await self.moderation.muted_until(name, connection.user),
             )
             self._reply(connection, "Joined", joined, envelope)
@@ -224,14 +223,14 @@ class ChatService(RoomApi, HookApi):
                     connection.send(frame)
             else:
                 if data.since is not None:
-                    connection.send(protocol.encode("Reset", protocol.Reset(head_seq), room=name))
+                    connection.send(protocol.encode("Reset", protocol.Reset(room.head_seq), room=name))
                 # Up to the head just sent: a message stored since comes live, not twice.
-                history = await self.history_data(name, before_seq=head_seq + 1, max_bytes=budget)
+                history = await self.history_data(name, before_seq=room.head_seq + 1, max_bytes=budget)
                 connection.send(protocol.encode("History", history, room=name))
                 for frame in await self.bus.running_answer_frames(name):
                     connection.send(frame)
-            if first:
-                presence = protocol.Presence([connection.user.person()], [], await self.bus.member_count(name))
+            if room.first:
+                presence = protocol.Presence([connection.user.person()], [], room.count)
                 await self.bus.emit(name, "Presence", presence)
 
     async def _missed(self, name: str, data: protocol.JoinData, budget: int) -> list[bytes] | None:
