@@ -25,6 +25,7 @@ from ..protocol import MEMBERS_SHOWN, Text
 from ..server.connection import Connection, Identity
 
 Message = tuple[int, dict[str, Any]]  # (seq, Text data) of a stored message
+StoredText = tuple[int, Text]  # (seq, the message) of one stored message, typed
 
 
 class _NoHold:
@@ -166,7 +167,8 @@ class RoomBus(abc.ABC):
         `since` alone the oldest `limit` after it (paging forward)."""
 
     @abc.abstractmethod
-    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None: ...
+    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> StoredText | None:
+        """One stored message by id or seq, typed (a `Text`); None when there is none."""
 
     @abc.abstractmethod
     async def exchanges(

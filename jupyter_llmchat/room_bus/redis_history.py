@@ -15,7 +15,7 @@ import redis.asyncio as redis
 
 from ..protocol import Text
 from . import redis_keys as keys
-from .bus import Message
+from .bus import Message, StoredText
 from .redis_errors import redis_errors_as_503
 from .redis_fanout import LocalRoom
 from .redis_presence import people
@@ -40,7 +40,7 @@ class RedisHistory:
 
     async def store_in_progress(self, room: str, seq: int, text: Text, head_seq: int) -> None:
         """Nothing to write: the room's stream holds what the answer said, and if this server
-        dies another one ends the answer and stores it from there (`_end_answer`)."""
+        dies another one ends the answer and stores it from there (`redis_answers`)."""
 
     async def save_head(self, room: str, seq: int) -> None:
         """The head lives in Redis already (the emit script's HINCRBY)."""
@@ -64,14 +64,14 @@ class RedisHistory:
         return await self._rows(room, found)
 
     @redis_errors_as_503
-    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
+    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> StoredText | None:
         if message_id is not None:
             score = await self.redis.zscore(keys.room(room, "msgs"), message_id)
             found = [] if score is None else [(message_id.encode(), score)]
         else:
             found = await self.redis.zrangebyscore(keys.room(room, "msgs"), seq, seq, withscores=True)
         rows = await self._rows(room, found[:1])
-        return rows[0] if rows else None
+        return (rows[0][0], msgspec.convert(rows[0][1], Text)) if rows else None
 
     @redis_errors_as_503
     async def exchanges(

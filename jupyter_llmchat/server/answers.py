@@ -203,18 +203,15 @@ class Answers:
                 None,
             )
         found = await self.bus.message(room, message_id=request.regenerate)
-        answer = found[1] if found else {}
-        asked = await self.bus.message(room, message_id=answer.get("in_reply_to") or "") if answer else None
-        if found is None or (answer.get("author") or {}).get("kind") != "assistant" or asked is None or asked[1].get("deleted"):
+        answer = found[1] if found is not None and found[1].author.kind == "assistant" else None
+        asked = await self.bus.message(room, message_id=answer.in_reply_to or "") if answer is not None else None
+        if asked is None or asked[1].deleted:
             raise ChatError(404, f"no stored answer {request.regenerate!r} in room {room!r} to regenerate")
-        seq, data = asked
-        if (data.get("author") or {}).get("username") != owner.username:
+        seq, text = asked
+        if text.author.username != owner.username:
             raise ChatError(403, "only the user who asked can regenerate this answer")
-        question = Question(
-            room, owner.username, str(data.get("content", "")), seq,
-            bool(data.get("thread_start")), data.get("reply_to"), attachments,
-        )
-        return question, data["message_id"]
+        question = Question(room, owner.username, text.content, seq, text.thread_start, text.reply_to, attachments)
+        return question, text.message_id
 
     def sampling(self, config: protocol.GenerateConfig | None) -> SamplingConfig:
         """The server's defaults overlaid with what the client set; max_tokens is capped."""
