@@ -47,7 +47,7 @@ def test_the_two_seams_load_no_tornado_handler():
     code = (
         "import sys\n"
         + "".join(f"import jupyter_llmchat.{name}\n" for name in SEAM_MODULES)
-        + "bad = sorted(m for m in sys.modules if m.startswith(('jupyter_llmchat.server.handlers',"
+        + "bad = sorted(m for m in sys.modules if m.startswith(('jupyter_llmchat.server.handlers', 'jupyter_llmchat.server.rest_handlers', 'jupyter_llmchat.server.routes',"
         " 'jupyter_llmchat.server.extension', 'jupyter_server', 'tornado.web', 'tornado.websocket')))\n"
         "print(bad)\n"
     )

@@ -16,14 +16,16 @@ server's own connections and stay synchronous.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, AsyncContextManager, Iterable
 
 import msgspec
 
-from ..protocol import Text
+from ..protocol import MEMBERS_SHOWN, Text
 from ..server.connection import Connection, Identity
 
 Message = tuple[int, dict[str, Any]]  # (seq, Text data) of a stored message
+StoredText = tuple[int, Text]  # (seq, the message) of one stored message, typed
 
 
 class _NoHold:
@@ -37,6 +39,17 @@ class _NoHold:
 _NO_HOLD = _NoHold()
 
 
+@dataclass(frozen=True)
+class JoinedRoom:
+    """What a Join needs from the bus, read as the member is added (one round trip on Redis)."""
+
+    first: bool  # its user was not present before: a `Presence` is due
+    head_seq: int
+    epoch: str | None
+    count: int  # distinct users present, the new one included
+    members: list[Identity]  # the first `MEMBERS_SHOWN` of them
+
+
 class RoomBus(abc.ABC):
     """Rooms, their sequence numbers, replay windows, history and members."""
 
@@ -47,8 +60,8 @@ class RoomBus(abc.ABC):
     # -- membership and fan-out (this server's connections) --------------------------------
 
     @abc.abstractmethod
-    async def join(self, room: str, connection: Connection) -> bool:
-        """Add a member (creating the room); True when its user was not present before."""
+    async def join(self, room: str, connection: Connection) -> JoinedRoom:
+        """Add a member (creating the room); the room's head, epoch and members then."""
 
     @abc.abstractmethod
     async def leave(self, room: str, connection: Connection) -> bool:
@@ -154,7 +167,8 @@ class RoomBus(abc.ABC):
         `since` alone the oldest `limit` after it (paging forward)."""
 
     @abc.abstractmethod
-    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None: ...
+    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> StoredText | None:
+        """One stored message by id or seq, typed (a `Text`); None when there is none."""
 
     @abc.abstractmethod
     async def exchanges(

@@ -12,10 +12,9 @@ from typing import Any, Iterable
 
 import msgspec
 
-from ..protocol import Text
-from ..protocol import ChatError
+from ..protocol import MEMBERS_SHOWN, ChatError, Text
 from ..server.connection import Connection, Identity
-from .bus import Message, RoomBus
+from .bus import JoinedRoom, Message, RoomBus, StoredText
 from .rooms import ReplayBudget, Room
 from .store import HistoryStore
 
@@ -52,8 +51,10 @@ class MemoryRoomBus(RoomBus):
 
     # -- membership and fan-out --------------------------------------------------------------
 
-    async def join(self, room: str, connection: Connection) -> bool:
-        return self._room(room).add(connection)
+    async def join(self, room: str, connection: Connection) -> JoinedRoom:
+        live = self._room(room)
+        first = live.add(connection)
+        return JoinedRoom(first, live.head_seq, live.epoch, len(live.identities), live.users(0, MEMBERS_SHOWN))
 
     async def leave(self, room: str, connection: Connection) -> bool:
         live = self.rooms.get(room)
@@ -150,9 +151,11 @@ class MemoryRoomBus(RoomBus):
         streaming = self._streaming(room)
         return [row for row in rows if row[1].get("message_id") not in streaming] if streaming else rows
 
-    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
+    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> StoredText | None:
         found = self.store.message(room, message_id=message_id, seq=seq)
-        return None if found is not None and found[1].get("message_id") in self._streaming(room) else found
+        if found is None or found[1].get("message_id") in self._streaming(room):
+            return None
+        return found[0], msgspec.convert(found[1], Text)
 
     async def exchanges(
         self, room: str, username: str, *, before_seq: int, limit: int

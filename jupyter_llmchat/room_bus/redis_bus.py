@@ -17,56 +17,36 @@ what Redis's own persistence loses.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Iterable
 
 import msgspec
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from .. import protocol
-from ..protocol import ChatError, Text
+from ..protocol import MEMBERS_SHOWN, ChatError, Text
 from . import redis_keys as keys
 from ..server.connection import Connection, Identity
-from ..server.messages import INTERRUPTED
+from .redis_answers import HEARTBEAT_TTL, RedisAnswers
+from .redis_errors import ms, redis_errors_as_503
 from .redis_fanout import LocalRoom, Subscriber, frame_parts
-from .bus import Message, RoomBus
+from .redis_history import RedisHistory
+from .bus import JoinedRoom, RoomBus
 from .redaction import redact_all, redact_frame
 from .redis_presence import entry_expiry, entry_identity, entry_server, people
 from .rooms import new_epoch
-from .store import CONTEXT_SCAN
 
-T = TypeVar("T")
 PRESENCE_TTL = 20.0  # seconds a server's members count without a refresh
-HEARTBEAT_TTL = 15.0  # seconds a server counts as alive without a refresh
 REFRESH_EVERY = 5.0  # seconds between refreshes (presence, heartbeat, dead servers' answers)
 
 
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
-
-
-def redis_errors_as_503(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """A Redis that is away or failing becomes `ChatError(503)` with the reason."""
-
-    @functools.wraps(method)
-    async def wrapper(self: RedisRoomBus, *args: Any, **kwargs: Any) -> T:
-        try:
-            return await method(self, *args, **kwargs)
-        except (RedisError, OSError, asyncio.TimeoutError) as error:  # TimeoutError: no subscription confirmed
-            reason = str(error) or "no answer in time"
-            raise ChatError(503, f"the room bus (Redis at {self.where}) is unavailable: {reason}") from None
-
-    return wrapper
-
-
-class RedisRoomBus(RoomBus):
-    """Rooms shared through one Redis; this server's members are in `LocalRoom`s."""
+class RedisRoomBus(RedisAnswers, RedisHistory, RoomBus):
+    """Rooms shared through one Redis; this server's members are in `LocalRoom`s (the
+    answers running now: `RedisAnswers`; the stored side: `RedisHistory`)."""
 
     shared = True
 
@@ -109,21 +89,27 @@ class RedisRoomBus(RoomBus):
         return self._local(room).lock
 
     @redis_errors_as_503
-    async def join(self, room: str, connection: Connection) -> bool:
+    async def join(self, room: str, connection: Connection) -> JoinedRoom:
+        """One round trip besides the subscription: the `keys.JOIN` script for a user new
+        here, which returns the presence hash too; else that hash. The head is what this
+        server's members were sent (subscribed now)."""
         local = self._local(room)
         await self.fanout.subscribe(local)
         user = connection.user
         first = False
         if user.username not in local.room.identities:
-            value = f"{_ms(time.time() + PRESENCE_TTL)} {json.dumps([user.username, user.name])}"
-            first, epoch = await self._join(
+            value = f"{ms(time.time() + PRESENCE_TTL)} {json.dumps([user.username, user.name])}"
+            first, epoch, flat = await self._join(
                 keys=[keys.room(room, "present"), keys.ROOMS, keys.room(room), keys.server(self.server_id)],
-                args=[_ms(time.time()), self._field(user), value, user.username, room, new_epoch(), _ms(HEARTBEAT_TTL)],
+                args=[ms(time.time()), self._field(user), value, user.username, room, new_epoch(), ms(HEARTBEAT_TTL)],
             )
             first = bool(first)
             local.epoch = local.epoch or epoch.decode()  # a room nobody used: its first epoch
+            present = people(dict(zip(flat[::2], flat[1::2])))
+        else:
+            present = await self._present(room)
         local.room.add(connection)
-        return first
+        return JoinedRoom(first, local.room.head_seq, local.epoch, len(present), present[:MEMBERS_SHOWN])
 
     @redis_errors_as_503
     async def leave(self, room: str, connection: Connection) -> bool:
@@ -131,7 +117,7 @@ class RedisRoomBus(RoomBus):
         if local is None or not local.room.remove(connection):
             return False
         user = connection.user
-        return bool(await self._leave(keys=[keys.room(room, "present")], args=[_ms(time.time()), self._field(user), user.username]))
+        return bool(await self._leave(keys=[keys.room(room, "present")], args=[ms(time.time()), self._field(user), user.username]))
 
     def _field(self, user: Identity) -> str:
         return f"{self.server_id}|{user.username}"
@@ -156,6 +142,9 @@ class RedisRoomBus(RoomBus):
     def local_member_count(self, room: str) -> int:
         local = self.local.get(room)
         return len(local.room.identities) if local is not None else 0
+
+    def live_rooms(self) -> list[str]:
+        return list(self.local)
 
     async def emit(self, room: str, type_: str, data: msgspec.Struct) -> int:
         return (await self.emit_many(room, [(type_, data)]))[0]
@@ -228,200 +217,6 @@ class RedisRoomBus(RoomBus):
         """Messages deleted by an event after `seq`: their events after `seq` are redacted."""
         return {found.decode() for found in await self.redis.zrangebyscore(keys.room(room, "deleted"), f"({seq}", "+inf")}
 
-    async def _running(self, room: str | None = None) -> dict[str, dict[str, Any]]:
-        """Answers streaming now (on any server), of one room or of all."""
-        running = {
-            answer.decode(): json.loads(entry) for answer, entry in (await self.redis.hgetall(keys.ANSWERS)).items()
-        }
-        return {answer: entry for answer, entry in running.items() if room is None or entry["room"] == room}
-
-    @redis_errors_as_503
-    async def running_answer_frames(self, room: str) -> Iterable[bytes]:
-        running = await self._running(room)
-        if not running:
-            return []
-        firsts = [int(seq) for seq in await self.redis.hmget(keys.ANSWER_FIRST, list(running)) if seq is not None]
-        if not firsts:
-            return []
-        head = self._local(room).room.head_seq
-        entries = await self.redis.xrange(keys.room(room, "events"), min=f"{min(firsts)}-0", max=f"{head}-0")
-        wanted = {answer.encode() for answer in running}
-        frames = [fields[b"f"] for _, fields in entries if fields.get(b"a") in wanted]
-        return redact_all(frames, await self._deleted_after(room, min(firsts) - 1))
-
-    @redis_errors_as_503
-    async def answer_started(self, room: str, message_id: str, stub: Text) -> None:
-        entry = {"server": self.server_id, "room": room, "stub": msgspec.to_builtins(stub)}
-        self._mine.add(message_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.server(self.server_id), "1", px=_ms(HEARTBEAT_TTL))
-            pipe.hset(keys.ANSWERS, message_id, json.dumps(entry))
-            await pipe.execute()
-        local = self.local.get(room)
-        if local is not None:
-            local.room.active_generations.add(message_id)
-
-    @redis_errors_as_503
-    async def answer_ended(self, room: str, message_id: str) -> None:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hdel(keys.ANSWERS, message_id)
-                pipe.hdel(keys.ANSWER_FIRST, message_id)
-                await pipe.execute()
-        finally:  # not before: an entry left in Redis (it was away) is ended by the next check
-            self._mine.discard(message_id)
-            self._first_sent.discard(message_id)
-        local = self.local.get(room)
-        if local is not None:
-            local.room.answer_ended(message_id)
-
-    @redis_errors_as_503
-    async def running_answers(self, room: str) -> list[str]:
-        return list(await self._running(room))
-
-    # -- history -------------------------------------------------------------------------------
-
-    @redis_errors_as_503
-    async def store_message(self, room: str, seq: int, text: Text, head_seq: int) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys.room(room, "msgs"), {text.message_id: seq})
-            pipe.hset(keys.room(room, "msg"), text.message_id, msgspec.json.encode(text))
-            pipe.sadd(keys.ROOMS, room)
-            await pipe.execute()
-
-    async def store_in_progress(self, room: str, seq: int, text: Text, head_seq: int) -> None:
-        """Nothing to write: the room's stream holds what the answer said, and if this server
-        dies another one ends the answer and stores it from there (`_end_answer`)."""
-
-    async def save_head(self, room: str, seq: int) -> None:
-        """The head lives in Redis already (the emit script's HINCRBY)."""
-
-    async def _rows(self, room: str, ids_and_seqs: list[tuple[bytes, float]]) -> list[Message]:
-        if not ids_and_seqs:
-            return []
-        datas = await self.redis.hmget(keys.room(room, "msg"), [message_id for message_id, _ in ids_and_seqs])
-        return [(int(seq), json.loads(data)) for (_, seq), data in zip(ids_and_seqs, datas) if data is not None]
-
-    @redis_errors_as_503
-    async def messages(
-        self, room: str, *, before_seq: int | None = None, since: int | None = None, limit: int = 50
-    ) -> list[Message]:
-        low = f"({since}" if since is not None else "-inf"
-        high = f"({before_seq}" if before_seq is not None else "+inf"
-        if since is not None and before_seq is None:  # paging forward: the oldest after `since`
-            found = await self.redis.zrangebyscore(keys.room(room, "msgs"), low, high, start=0, num=limit, withscores=True)
-        else:
-            found = (await self.redis.zrevrangebyscore(keys.room(room, "msgs"), high, low, start=0, num=limit, withscores=True))[::-1]
-        return await self._rows(room, found)
-
-    @redis_errors_as_503
-    async def message(self, room: str, *, message_id: str | None = None, seq: int | None = None) -> Message | None:
-        if message_id is not None:
-            score = await self.redis.zscore(keys.room(room, "msgs"), message_id)
-            found = [] if score is None else [(message_id.encode(), score)]
-        else:
-            found = await self.redis.zrangebyscore(keys.room(room, "msgs"), seq, seq, withscores=True)
-        rows = await self._rows(room, found[:1])
-        return rows[0] if rows else None
-
-    @redis_errors_as_503
-    async def exchanges(
-        self, room: str, username: str, *, before_seq: int, limit: int
-    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """As `HistoryStore.exchanges`: the newest `CONTEXT_SCAN` messages, read page by page
-        until `limit` pairs are found."""
-        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        seen: set[str] = set()
-        scanned, upper = 0, before_seq
-        while scanned < CONTEXT_SCAN and len(pairs) < limit:
-            page = await self.messages(room, before_seq=upper, limit=min(200, CONTEXT_SCAN - scanned))
-            if not page:
-                break
-            scanned, upper = scanned + len(page), page[0][0]
-            answers = [data for _, data in reversed(page) if (data.get("author") or {}).get("kind") == "assistant"]
-            asked = [str(data.get("in_reply_to")) for data in answers if data.get("in_reply_to")]
-            questions = {}
-            if asked:
-                for raw in await self.redis.hmget(keys.room(room, "msg"), asked):
-                    if raw is not None:
-                        data = json.loads(raw)
-                        questions[data["message_id"]] = data
-            for answer in answers:
-                question = questions.get(answer.get("in_reply_to") or "")
-                if question is None or question["message_id"] in seen:
-                    continue
-                if (question.get("author") or {}).get("username") != username:
-                    continue
-                seen.add(question["message_id"])
-                pairs.append((question, answer))
-                if len(pairs) >= limit:
-                    break
-        return pairs
-
-    @redis_errors_as_503
-    async def forget_message(self, room: str, message_id: str, deleted_seq: int) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.room(room, "deleted"), {message_id: deleted_seq})
-            # Older deletions than the replay window can hold matter to no replay: bounded.
-            pipe.zremrangebyscore(keys.room(room, "deleted"), "-inf", deleted_seq - self.replay_events - 1)
-            await pipe.execute()
-
-    @redis_errors_as_503
-    async def clear(self, room: str) -> int:
-        epoch = new_epoch()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zcard(keys.room(room, "msgs"))
-            pipe.delete(keys.room(room, "msgs"), keys.room(room, "msg"), keys.room(room, "events"), keys.room(room, "deleted"))
-            pipe.hset(keys.room(room), "epoch", epoch)
-            pipe.publish(keys.room(room, "live"), b"E\n" + epoch.encode())  # every server's members: a new epoch
-            deleted, *_ = await pipe.execute()
-        local = self.local.get(room)
-        if local is not None:
-            local.epoch = epoch
-        return int(deleted)
-
-    @redis_errors_as_503
-    async def delete_older_than(self, created_before: str) -> int:
-        deleted = 0
-        for name in await self.redis.smembers(keys.ROOMS):
-            room = name.decode()
-            old = [
-                message_id for message_id, raw in (await self.redis.hgetall(keys.room(room, "msg"))).items()
-                if json.loads(raw).get("created", "") < created_before
-            ]
-            if old:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.zrem(keys.room(room, "msgs"), *old)
-                    pipe.hdel(keys.room(room, "msg"), *old)
-                    await pipe.execute()
-                deleted += len(old)
-        return deleted
-
-    @redis_errors_as_503
-    async def settings(self, room: str) -> dict[str, Any]:
-        raw = await self.redis.hget(keys.SETTINGS, room)
-        return {} if raw is None else json.loads(raw)
-
-    @redis_errors_as_503
-    async def save_settings(self, room: str, settings: dict[str, Any]) -> None:
-        await self.redis.hset(keys.SETTINGS, room, json.dumps(settings, ensure_ascii=False))
-
-    @redis_errors_as_503
-    async def room_list(self) -> list[dict[str, Any]]:
-        names = sorted(name.decode() for name in await self.redis.smembers(keys.ROOMS))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(keys.room(name), "seq")
-                pipe.hgetall(keys.room(name, "present"))
-            found = await pipe.execute()
-        return [
-            {"room": name, "members": len(people(present)), "head_seq": int(head or 0)}
-            for name, head, present in zip(names, found[::2], found[1::2])
-        ]
-
-    def live_rooms(self) -> list[str]:
-        return list(self.local)
-
     # -- lifetime ------------------------------------------------------------------------------
 
     async def sweep(self, now: float) -> None:
@@ -448,9 +243,9 @@ class RedisRoomBus(RoomBus):
             self._away = True
 
     async def _refresh(self) -> None:
-        expiry = _ms(time.time() + PRESENCE_TTL)
+        expiry = ms(time.time() + PRESENCE_TTL)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.server(self.server_id), "1", px=_ms(HEARTBEAT_TTL))
+            pipe.set(keys.server(self.server_id), "1", px=ms(HEARTBEAT_TTL))
             subscribed = [local for local in self.local.values() if local.subscribed]
             for local in subscribed:
                 for user in local.room.identities.values():
@@ -461,19 +256,6 @@ class RedisRoomBus(RoomBus):
         for local, head in zip(subscribed, heads):
             if head is not None and int(head) > local.room.head_seq:
                 self.fanout.heal(local)  # a publish was missed (Redis went away): read the stream
-
-    async def _end_orphaned_answers(self) -> None:
-        """Answers of a server whose heartbeat expired, or of this one that could not be ended
-        while Redis was away: end them as their server would have."""
-        running = await self._running()
-        others = sorted({entry["server"] for entry in running.values()} - {self.server_id})
-        alive = dict(zip(others, await self.redis.mget([keys.server(server) for server in others]))) if others else {}
-        alive[self.server_id] = b"1"
-        for answer, entry in running.items():
-            mine_lost = entry["server"] == self.server_id and answer not in self._mine
-            if mine_lost or alive.get(entry["server"]) is None:
-                if await self.redis.hdel(keys.ANSWERS, answer):  # this server claimed it
-                    await self._end_answer(answer, entry)
 
     async def _announce_departures(self) -> None:
         """In each room with members here: the members of servers that stopped (heartbeat or
@@ -490,38 +272,16 @@ class RedisRoomBus(RoomBus):
         others = sorted(servers - {self.server_id})
         beats = await self.redis.mget([keys.server(server) for server in others]) if others else []
         stopped = {server for server, beat in zip(others, beats) if beat is None}
-        now = _ms(time.time())
+        now = ms(time.time())
         for room, present in zip(rooms, presents):
             if not any(entry_server(field) in stopped or entry_expiry(value) < now for field, value in present.items()):
                 continue
-            departed = await self._depart(keys=[keys.room(room, "present")], args=[_ms(time.time()), *sorted(stopped)])
+            departed = await self._depart(keys=[keys.room(room, "present")], args=[ms(time.time()), *sorted(stopped)])
             gone = sorted({(user.username, user.name) for user in map(entry_identity, departed) if user is not None})
             if gone:
                 left = [Identity(username, name).person() for username, name in gone]
                 await self.emit(room, "Presence", protocol.Presence([], left, await self.member_count(room)))
                 self.log.info("llmchat: %d member(s) of a stopped server left room %r", len(left), room)
-
-    async def _end_answer(self, answer: str, entry: dict[str, Any]) -> None:
-        room = entry["room"]
-        first = await self.redis.hget(keys.ANSWER_FIRST, answer)
-        said: list[str] = []
-        first_seq = int(first) if first is not None else None
-        if first_seq is not None:
-            for _, fields in await self.redis.xrange(keys.room(room, "events"), min=f"{first_seq}-0", max="+"):
-                if fields.get(b"a") == answer.encode():
-                    said.append(json.loads(fields[b"f"])["data"]["text"])
-        final = protocol.Token(
-            answer, len(said), "", True, finish_reason="error", usage=protocol.Usage(), timings=protocol.Timings(),
-            error=INTERRUPTED,
-        )
-        content = "".join(said)
-        stub = msgspec.convert(entry["stub"], Text)
-        text = msgspec.structs.replace(stub, content=content, finish_reason="error", error=INTERRUPTED)
-        # The final token and the stored answer in one script: a stall cannot leave one without the other.
-        await self._emit_and_store(room, [("Token", final)], stored=text if content else None, at=first_seq)
-        await self.redis.hdel(keys.ANSWER_FIRST, answer)
-        self._first_sent.discard(answer)
-        self.log.warning("llmchat: ended answer %s in room %r: its server %s stopped", answer, room, entry["server"])
 
     async def _heal(self, local: LocalRoom, upto: int | None) -> tuple[str | None, list[tuple[int, bytes]]]:
         """The room's epoch, and its events after what its members were sent (up to `upto`)

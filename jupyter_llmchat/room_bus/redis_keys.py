@@ -102,7 +102,8 @@ end
 
 # A user arrives in a room through this server: add this one (entries of servers that stopped
 # are removed by DEPART, which announces them), keep this server's heartbeat; returns
-# {1 when no other server has the user there (a Presence is due), the room's epoch}.
+# {1 when no other server has the user there (a Presence is due), the room's epoch, the
+# present hash then (HGETALL's flat list)}.
 # KEYS: present hash, rooms set, room hash, this server's heartbeat.
 # ARGV: now ms, field, value, username, room name, epoch, heartbeat ttl ms.
 JOIN = _PRESENCE + """
@@ -119,7 +120,7 @@ redis.call('SET', KEYS[4], '1', 'PX', ARGV[7])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[5])
 redis.call('HSETNX', KEYS[3], 'epoch', ARGV[6])
-return {1 - elsewhere, redis.call('HGET', KEYS[3], 'epoch')}
+return {1 - elsewhere, redis.call('HGET', KEYS[3], 'epoch'), redis.call('HGETALL', KEYS[1])}
 """
 
 # A user's last connection here left: remove this server's entry, and the user's expired ones

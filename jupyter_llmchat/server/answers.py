@@ -5,10 +5,10 @@ room, the context built by the policy (`prompt_context`), the request handed to 
 backend, every token fanned out to the room (or to the asker, for a private answer), and
 the finished answer stored. Runs on the event loop thread only, like the service.
 
-Tokens arrive from the backend in steps (one decode step's events, `on_tokens`); one task
-emits the steps in the order they came, each step's tokens of a room in one `emit_many`
-(one round trip on a shared bus; steps that queued up meanwhile go together), and an
-answer's tokens only after its question is posted.
+Tokens arrive from the backend in steps (one decode step's events) through its sink,
+`token_steps.TokenSteps`, which hands them here in the order they came: each step's tokens
+of a room go out in one `emit_many` (one round trip on a shared bus), and an answer's tokens
+only after its question is posted.
 
 An answer in progress is kept about once a second (`PERSIST_EVERY`) as far as it got,
 marked interrupted (`finish_reason` "error", `error` `INTERRUPTED`), through the room bus's
@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -42,6 +42,7 @@ from .request_ids import RequestIds
 from ..room_bus.bus import RoomBus
 from ..room_bus.redaction import tombstone
 from .room_settings import RoomSettingsBook
+from .token_steps import TokenSteps
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.model_backend import ModelBackend
@@ -81,18 +82,18 @@ class Answers:
         bus: RoomBus,
         settings: RoomSettingsBook,
         limits: ServiceLimits,
-        backend: Callable[[], ModelBackend | None],
+        backend: ModelBackend,
+        tokens: TokenSteps,
     ) -> None:
         self.bus = bus
         self.settings = settings
         self.limits = limits
-        self._backend = backend  # read at each use: the extension attaches it after start-up
+        self.backend = backend
+        tokens.deliver_to(self._emit_step)  # `tokens` is the backend's sink
         self.running: dict[str, Generation] = {}
         self.request_ids = RequestIds(limits.generate_id_window)
         self._finished: OrderedDict[str, str] = OrderedDict()  # message_id -> owner username
         self._unended: dict[str, Generation] = {}  # room answers to end once the room bus is back
-        self._steps: deque[list[TokenEvent]] = deque()  # token steps not emitted yet, oldest first
-        self._emitter: asyncio.Task[None] | None = None
         self.log = logging.getLogger("jupyter_llmchat")
 
     # -- asking -------------------------------------------------------------------------------
@@ -114,8 +115,8 @@ class Answers:
             retried = self.request_ids.retried(key, self.running.__contains__)
             if retried is not None:
                 return retried
-        backend = self._backend()
-        if backend is None or not backend.loaded:
+        backend = self.backend
+        if not backend.loaded:
             reason = getattr(backend, "load_error", None) or "the model is still loading"
             raise ChatError(503, f"model not available: {reason}")
         self._admit(owner)
@@ -202,18 +203,15 @@ class Answers:
                 None,
             )
         found = await self.bus.message(room, message_id=request.regenerate)
-        answer = found[1] if found else {}
-        asked = await self.bus.message(room, message_id=answer.get("in_reply_to") or "") if answer else None
-        if found is None or (answer.get("author") or {}).get("kind") != "assistant" or asked is None or asked[1].get("deleted"):
+        answer = found[1] if found is not None and found[1].author.kind == "assistant" else None
+        asked = await self.bus.message(room, message_id=answer.in_reply_to or "") if answer is not None else None
+        if asked is None or asked[1].deleted:
             raise ChatError(404, f"no stored answer {request.regenerate!r} in room {room!r} to regenerate")
-        seq, data = asked
-        if (data.get("author") or {}).get("username") != owner.username:
+        seq, text = asked
+        if text.author.username != owner.username:
             raise ChatError(403, "only the user who asked can regenerate this answer")
-        question = Question(
-            room, owner.username, str(data.get("content", "")), seq,
-            bool(data.get("thread_start")), data.get("reply_to"), attachments,
-        )
-        return question, data["message_id"]
+        question = Question(room, owner.username, text.content, seq, text.thread_start, text.reply_to, attachments)
+        return question, text.message_id
 
     def sampling(self, config: protocol.GenerateConfig | None) -> SamplingConfig:
         """The server's defaults overlaid with what the client set; max_tokens is capped."""
@@ -258,31 +256,9 @@ class Answers:
             self._stop(message_id)
 
     def _stop(self, message_id: str) -> None:
-        backend = self._backend()
-        if backend is not None:
-            backend.cancel(message_id)
+        self.backend.cancel(message_id)
 
     # -- tokens ----------------------------------------------------------------------------------
-
-    def on_tokens(self, events: list[TokenEvent]) -> None:
-        """Backend sink (loop thread): queue one step's events; they are emitted in order."""
-        self._steps.append(events)
-        if self._emitter is None:
-            self._emitter = asyncio.ensure_future(self._emit_steps())
-
-    async def _emit_steps(self) -> None:
-        try:
-            while self._steps:  # steps that came in while one was being emitted go out together
-                events = [event for step in self._steps for event in step]
-                self._steps.clear()
-                await self._emit_step(events)
-        finally:
-            self._emitter = None
-
-    async def drained(self) -> None:
-        """Wait until every token step received so far is emitted (shutdown)."""
-        while self._emitter is not None:
-            await asyncio.shield(self._emitter)
 
     async def _emit_step(self, events: list[TokenEvent]) -> None:
         """Stream each event to its room or its asker: a room's tokens in one `emit_many`."""
@@ -363,7 +339,7 @@ class Answers:
         return Text(
             message_id=generation.message_id,
             content=content,
-            author=Author(ASSISTANT_USERNAME, model_name(self._backend()), "assistant"),
+            author=Author(ASSISTANT_USERNAME, model_name(self.backend), "assistant"),
             created=now_iso(),
             in_reply_to=generation.in_reply_to,
             finish_reason=event.finish_reason if event is not None else None,

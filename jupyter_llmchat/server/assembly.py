@@ -17,7 +17,7 @@ from tornado.ioloop import PeriodicCallback
 
 from . import metrics
 from .._version import __version__
-from ..engine.types import EngineSettings, SamplingConfig
+from ..engine.types import EngineSettings, SamplingConfig, TokenSink
 from ..runtime_secret import owner_username, remove_secret, write_secret
 from .config_values import ConfigError, from_traits
 from .hooks import install_hooks
@@ -31,6 +31,7 @@ from .model_control import push_stats
 from .owner_auth import owner_user
 from .service import ChatService
 from .settings import ServiceLimits
+from .token_steps import TokenSteps
 
 # Called with the history path and the error when another process holds the file; returns
 # True when it got the file released (the store is then opened once more).
@@ -65,8 +66,9 @@ class RunningService:
             remove_secret(self.secret_path)
         metrics.forget(self.service)
         await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
-        for _ in range(3):  # let the final Token events queued by close() reach the service
-            await asyncio.sleep(0)
+        # The backend posted its final events to the loop before its close returned, so they
+        # reached its sink before this resumes; the service's close waits until they are
+        # emitted (`TokenSteps.drained`).
         await self.service.close()
 
 
@@ -83,9 +85,9 @@ def start_service(
     app.check_config()
     sampling = from_traits(SamplingConfig, app, max_tokens=app.default_max_tokens)
     limits = from_traits(ServiceLimits, app, sampling=sampling)
-    service = ChatService(limits, room_bus(app, release_history), log=log, version=__version__)
-    backend = model_backend(app, service, loop, log)
-    service.backend = backend
+    tokens = TokenSteps()
+    backend = model_backend(app, tokens, loop, log)
+    service = ChatService(limits, room_bus(app, release_history), backend, tokens, log=log, version=__version__)
     if isinstance(backend, ManagedModel):
         backend.on_change = lambda: push_stats(service)
     backend.start()
@@ -125,12 +127,11 @@ def _history_store(path: str, release_history: HistoryHolder | None) -> HistoryS
         raise ConfigError(f"llmchat is not started: {error}") from None
 
 
-def model_backend(app: Any, service: ChatService, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> ModelBackend:
-    """The backend `model_backend` names, fed to the service's token sink on the loop."""
+def model_backend(app: Any, sink: TokenSink, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> ModelBackend:
+    """The backend `model_backend` names, feeding `sink` on the loop (a switched model's engine too)."""
     engine = from_traits(EngineSettings, app, few_shot=tuple((q, a) for q, a in app.few_shot))
     if app.model_backend == "openai":
-        return openai_backend(from_traits(OpenAISettings, app), engine, service.on_tokens, loop, log)
-    sink = service.on_tokens
+        return openai_backend(from_traits(OpenAISettings, app), engine, sink, loop, log)
     return ManagedModel(app.model or app.model_path, engine, lambda settings: llama_backend(settings, sink, loop, log), loop, log)
 
 

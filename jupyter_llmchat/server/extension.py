@@ -21,7 +21,7 @@ from ..backends.model_backend import ModelBackend
 from ..runtime_secret import owner_username, remove_secret
 from .assembly import RunningService, start_service, write_owner_secret
 from .config_values import ConfigError, default_of as _default, from_traits as _from_traits
-from .handlers import routes
+from .routes import routes
 from .handover import release_history
 from .owner_auth import owner_user
 from .service import ChatService

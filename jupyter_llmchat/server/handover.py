@@ -24,7 +24,7 @@ from tornado import web
 
 from ..runtime_secret import SCHEME, read_secret
 from ..service_file import LockBusy, held, read_service_files
-from .handlers import ChatAPIHandler
+from .rest_handlers import ChatAPIHandler
 
 HANDOVER_ROUTE = "llmchat/api/service/handover"
 HANDOVER_TIMEOUT = 90.0  # running answers finish first (a max_tokens answer takes a while)

@@ -21,7 +21,7 @@ from ..protocol import Author, ChatError, MuteNotice
 from .connection import Connection, Identity
 from .messages import iso_time, now_iso, post_text
 from ..room_bus.redaction import tombstone
-from ..room_bus.bus import RoomBus
+from ..room_bus.bus import RoomBus, StoredText
 from .room_settings import RoomSettingsBook
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,21 +91,20 @@ class Moderation:
 
     # -- delete and edit -------------------------------------------------------------------------
 
-    async def _stored(self, room: str, message_id: str) -> tuple[int, dict[str, Any]]:
+    async def _stored(self, room: str, message_id: str) -> StoredText:
         found = await self.bus.message(room, message_id=message_id)
         if found is None:
             raise ChatError(404, f"unknown message {message_id!r} in room {room!r}")
-        if found[1].get("deleted"):
+        if found[1].deleted:
             raise ChatError(409, f"message {message_id!r} was deleted")
         return found
 
-    async def _owner_of(self, room: str, data: dict[str, Any]) -> str | None:
+    async def _owner_of(self, room: str, text: protocol.Text) -> str | None:
         """Whose message it is: its author's, or for an answer the asker's."""
-        author = data.get("author") or {}
-        if author.get("kind") == "assistant":
-            asked = await self.bus.message(room, message_id=str(data.get("in_reply_to") or ""))
-            return ((asked[1].get("author") or {}).get("username")) if asked else None
-        return None if author.get("kind") == "system" else author.get("username")
+        if text.author.kind == "assistant":
+            asked = await self.bus.message(room, message_id=text.in_reply_to or "")
+            return asked[1].author.username if asked else None
+        return None if text.author.kind == "system" else text.author.username
 
     async def delete(self, user: Identity, room: str, message_id: str) -> None:
         """Remove a message (its owner's own, a moderator's any): `Deleted` to the room, the
@@ -120,11 +119,11 @@ class Moderation:
         else:
             if running is None and message_id in await self.bus.running_answers(room):
                 raise ChatError(409, "that answer is still being written by another server; delete it once it ends")
-            seq, data = await self._stored(room, message_id)
-            owner = await self._owner_of(room, data)
+            seq, text = await self._stored(room, message_id)
+            owner = await self._owner_of(room, text)
             self._may_delete(user, owner)
-            await self.bus.store_message(room, seq, tombstone(data), seq)
-            author = (data.get("author") or {}).get("name") or "someone"
+            await self.bus.store_message(room, seq, tombstone(msgspec.to_builtins(text)), seq)
+            author = text.author.name or "someone"
         deleted_seq = await self.bus.emit(room, "Deleted", protocol.Deleted(message_id))
         await self.bus.forget_message(room, message_id, deleted_seq)
         self.forget_states(room, message_id)  # a saved state holding it would still show it to the model
@@ -142,16 +141,14 @@ class Moderation:
         """The author replaces the content of their own `Text`: `Edited` to the room."""
         if message_id in self.answers.running:
             raise ChatError(403, "answers cannot be edited")
-        seq, data = await self._stored(room, message_id)
-        author = data.get("author") or {}
-        if author.get("kind") == "assistant":
+        seq, text = await self._stored(room, message_id)
+        if text.author.kind == "assistant":
             raise ChatError(403, "answers cannot be edited")
-        if author.get("kind") == "system" or author.get("username") != user.username:
+        if text.author.kind == "system" or text.author.username != user.username:
             raise ChatError(403, "only its author can edit this message")
         await self.check_post(user, room)
         edited = now_iso()
-        text = msgspec.convert({**data, "content": content, "edited": edited}, protocol.Text)
-        await self.bus.store_message(room, seq, text, seq)
+        await self.bus.store_message(room, seq, msgspec.structs.replace(text, content=content, edited=edited), seq)
         await self.bus.emit(room, "Edited", protocol.Edited(message_id, content, edited))
         self.forget_states(room, message_id)  # saved states hold the old words
 

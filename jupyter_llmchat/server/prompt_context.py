@@ -31,9 +31,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Sequence
 
+import msgspec
+
 from ..engine.prompt import first_cut
 from ..engine.types import ChatTurn
-from ..protocol import Attachment
+from ..protocol import Attachment, Author, Text
 from ..room_bus.bus import RoomBus
 
 MESSAGE_CHARS = 2000  # most characters of any one context message (its beginning is kept)
@@ -74,9 +76,8 @@ def clip(text: str, limit: int, *, keep_end: bool = False) -> str:
     return mark.lstrip() + text[-(limit - len(mark)) :] if keep_end else text[: limit - len(mark)] + mark
 
 
-def speaker(data: dict[str, Any]) -> str:
-    author = data.get("author") or {}
-    return str(author.get("name") or author.get("username") or "someone")
+def speaker(author: Author) -> str:
+    return author.name or author.username or "someone"
 
 
 def question_text(question: Question) -> str:
@@ -173,7 +174,7 @@ async def _shared_block(store: RoomBus, question: Question, limit: int) -> tuple
         if kind == "system" or data.get("deleted") or data.get("message_id") == question.exclude:
             continue
         content, content_cut = _clipped(str(data.get("content", "")))
-        line = f"{'model' if kind == 'assistant' else speaker(data)}: {content}"
+        line = f"{'model' if kind == 'assistant' else speaker(msgspec.convert(data['author'], Author))}: {content}"
         budget -= len(line)
         if budget < 0:
             cut = True
@@ -203,15 +204,15 @@ async def _quoted(store: RoomBus, question: Question) -> tuple[list[str], bool, 
     """The messages the question replies to or mentions, as lines the model can read;
     whether any was cut; and their ids."""
     room = question.room or ""
-    found: list[dict[str, Any]] = []
+    found: list[Text] = []
     if question.reply_to:
         hit = await store.message(room, message_id=question.reply_to)
-        if hit is not None and not hit[1].get("deleted"):
+        if hit is not None and not hit[1].deleted:
             found.append(hit[1])
     for match in _MENTION_RE.findall(question.prompt)[:MENTIONS]:
         hit = await store.message(room, seq=int(match))
-        if hit is not None and not hit[1].get("deleted") and hit[1] not in found:
+        if hit is not None and not hit[1].deleted and hit[1] not in found:
             found.append(hit[1])
-    clipped = [_clipped(str(data.get("content", ""))) for data in found]
-    lines = [f'{speaker(data)} wrote: "{content}"' for data, (content, _) in zip(found, clipped)]
-    return lines, any(was_cut for _, was_cut in clipped), [str(data.get("message_id", "")) for data in found]
+    clipped = [_clipped(text.content) for text in found]
+    lines = [f'{speaker(text.author)} wrote: "{content}"' for text, (content, _) in zip(found, clipped)]
+    return lines, any(was_cut for _, was_cut in clipped), [text.message_id for text in found]

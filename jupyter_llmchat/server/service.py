@@ -8,6 +8,8 @@ the model backend (`model_backend.ModelBackend`, via `answers.Answers`), so no s
 needs a lock.
 Frames are built from `protocol`'s structs; what the REST handlers and other extensions get
 back from `generate`, `stats` and `room_info` stays plain JSON values (dicts), as it was.
+What only REST and extensions call on rooms (history pages, room info, bot posts) is the
+`room_api.RoomApi` half of this object.
 """
 
 from __future__ import annotations
@@ -23,44 +25,34 @@ from typing import Any
 import msgspec
 
 from .. import protocol
-from ..engine.types import TokenEvent
-from ..protocol import ChatError, Person, Stats
+from ..protocol import ChatError, Stats
 from .answers import Answers
 from .connection import Connection, Identity
 from .hooks import HookApi, HookRegistry
 from .limits import RateLimiter
-from .messages import bot_author, iso_time, post_text
+from .messages import iso_time, post_text
 from ..backends.model_backend import ModelBackend
 from ..room_bus.bus import RoomBus
 from .moderation import FRAMES as MODERATION_FRAMES
 from .moderation import Moderation
+from .room_api import RoomApi
 from .room_settings import RoomSettingsBook
 from .settings import ServiceLimits
 from .stats import TrafficCounters, model_summary, server_stats
+from .token_steps import TokenSteps
 
 _RETENTION_EVERY = 3600.0  # seconds between two sweeps of the history retention
 
 
-def _within(rows: list[tuple[int, Any]], max_bytes: int, *, newest: bool) -> list[tuple[int, Any]]:
-    """As many rows as fit in `max_bytes` (JSON), at least one: the newest or the oldest."""
-    ordered = reversed(rows) if newest else iter(rows)
-    kept, size = [], 0
-    for row in ordered:
-        size += len(msgspec.json.encode(row[1]))
-        if kept and size > max_bytes:
-            break
-        kept.append(row)
-    return kept[::-1] if newest else kept
-
-
-class ChatService(HookApi):
+class ChatService(RoomApi, HookApi):
     """Connections, rooms and answers of one Jupyter server."""
 
     def __init__(
         self,
         limits: ServiceLimits,
         bus: RoomBus,
-        backend: ModelBackend | None = None,
+        backend: ModelBackend,
+        tokens: TokenSteps,
         log: logging.Logger | None = None,
         version: str = "",
     ) -> None:
@@ -73,7 +65,8 @@ class ChatService(HookApi):
         self.hooks = HookRegistry(self.log)
         self.connections: dict[str, Connection] = {}
         self.settings = RoomSettingsBook(bus, self.log)
-        self.answers = Answers(bus, self.settings, limits, lambda: self.backend)
+        self.tokens = tokens  # the backend's sink
+        self.answers = Answers(bus, self.settings, limits, backend, tokens)
         self.moderation = Moderation(bus, self.settings, self.answers, self.forget_saved_states, self.log)
         self.rate = RateLimiter(limits.rate_limit, limits.rate_limit_burst)
         self._next_client = 0
@@ -215,10 +208,9 @@ class ChatService(HookApi):
         if name not in connection.rooms and len(connection.rooms) >= self.limits.max_rooms_per_connection:
             raise ChatError(429, f"this connection is in {len(connection.rooms)} rooms (max_rooms_per_connection); leave one first")
         async with self.bus.holding(name):  # no live event reaches the member before these replies
-            first = await self.bus.join(name, connection)
-            head_seq, epoch = await self.bus.head(name)
+            room = await self.bus.join(name, connection)
             joined = protocol.Joined(
-                head_seq, epoch, await self.bus.member_count(name), await self._members(name), await self.settings.get(name),
+                room.head_seq, room.epoch, room.count, [user.person() for user in room.members], await self.settings.get(name),
                 await self.moderation.muted_until(name, connection.user),
             )
             self._reply(connection, "Joined", joined, envelope)
@@ -231,14 +223,14 @@ class ChatService(HookApi):
                     connection.send(frame)
             else:
                 if data.since is not None:
-                    connection.send(protocol.encode("Reset", protocol.Reset(head_seq), room=name))
+                    connection.send(protocol.encode("Reset", protocol.Reset(room.head_seq), room=name))
                 # Up to the head just sent: a message stored since comes live, not twice.
-                history = await self.history_data(name, before_seq=head_seq + 1, max_bytes=budget)
+                history = await self.history_data(name, before_seq=room.head_seq + 1, max_bytes=budget)
                 connection.send(protocol.encode("History", history, room=name))
                 for frame in await self.bus.running_answer_frames(name):
                     connection.send(frame)
-            if first:
-                presence = protocol.Presence([connection.user.person()], [], await self.bus.member_count(name))
+            if room.first:
+                presence = protocol.Presence([connection.user.person()], [], room.count)
                 await self.bus.emit(name, "Presence", presence)
 
     async def _missed(self, name: str, data: protocol.JoinData, budget: int) -> list[bytes] | None:
@@ -269,9 +261,6 @@ class ChatService(HookApi):
             await self.bus.emit(name, "Presence", protocol.Presence([], [connection.user.person()], await self.bus.member_count(name)))
         if self.limits.cancel_when_room_empty and not await self.bus.member_count(name):
             await self.answers.cancel_room(name)
-
-    async def _members(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> list[Person]:
-        return [user.person() for user in await self.bus.members(name, offset, limit)]
 
     async def _on_text(self, connection: Connection, envelope: protocol.Envelope, data: protocol.TextData) -> None:
         self._require_member(connection, envelope.room)
@@ -326,64 +315,7 @@ class ChatService(HookApi):
         mime_type = data.mime_type or "application/octet-stream"
         await self.bus.emit(envelope.room, "Binary", protocol.Binary(data.data, mime_type, size, connection.user.author()))
 
-    # ------------------------------------------------------- rooms (REST and extensions)
-
-    async def history_data(
-        self,
-        name: str,
-        *,
-        before_seq: int | None = None,
-        since: int | None = None,
-        limit: int = 50,
-        max_bytes: int | None = None,
-    ) -> protocol.History:
-        """`History` data: stored messages as Text room events, oldest first (rows as stored).
-
-        With `max_bytes`, a page holds fewer messages when they are large (at least one):
-        the newest ones, or from `since` on the oldest ones."""
-        rows = await self.bus.messages(name, before_seq=before_seq, since=since, limit=limit)
-        if max_bytes is not None:
-            rows = _within(rows, max_bytes, newest=since is None or before_seq is not None)
-        messages = [{"type": "Text", "room": name, "seq": seq, "data": data} for seq, data in rows]
-        head_seq, epoch = await self.bus.head(name)
-        return protocol.History(messages, head_seq, epoch)
-
-    async def require_room(self, name: str) -> None:
-        """ChatError 404 unless the room is live or has ever been used."""
-        if not await self.bus.exists(name):
-            raise ChatError(404, f"unknown room {name!r}")
-
-    async def room_info(self, name: str, offset: int = 0, limit: int = protocol.MEMBERS_SHOWN) -> dict[str, Any]:
-        """REST `GET rooms/{room}`: head seq, epoch, a page of members, the room's own settings."""
-        head_seq, epoch = await self.bus.head(name)
-        info = {
-            "room": name,
-            "head_seq": head_seq,
-            "epoch": epoch,
-            "count": await self.bus.member_count(name),
-            "offset": offset,
-            "members": await self._members(name, offset, limit),
-            "settings": await self.settings.get(name),
-        }
-        return msgspec.to_builtins(info)
-
-    async def room_list(self) -> list[dict[str, Any]]:
-        return await self.bus.room_list()
-
-    def forget_saved_states(self, room: str, message_id: str | None = None) -> None:
-        """The model's saved KV states of the room's threads (those holding `message_id`)."""
-        if self.backend is not None:
-            self.backend.forget(room, message_id)
-
-    async def clear_room(self, name: str) -> int:
-        """Delete a room's stored messages; its members reload an empty history (new epoch)."""
-        await self.require_room(name)
-        deleted = await self.bus.clear(name)
-        self.forget_saved_states(name)
-        head_seq, _ = await self.bus.head(name)
-        await self.bus.deliver(name, protocol.encode("Reset", protocol.Reset(head_seq), room=name))
-        await self.bus.deliver(name, protocol.encode("History", await self.history_data(name), room=name))
-        return deleted
+    # ---------------------------------------------------------- answers (REST and extensions)
 
     async def generate(self, **request: Any) -> dict[str, Any]:
         """Ask the model (REST, extensions): see `answers.Answers.generate`; the `Ack` data as a dict."""
@@ -394,35 +326,6 @@ class ChatService(HookApi):
     def _taking_work(self) -> None:
         if self.closing:
             raise ChatError(503, self.closing)
-
-    def on_tokens(self, events: list[TokenEvent]) -> None:
-        """The model backend's sink (loop thread)."""
-        self.answers.on_tokens(events)
-
-    async def broadcast_to_room(self, room: str, content: str, *, username: str, author_name: str | None = None) -> tuple[str, int]:
-        """Post as a bot (REST, kernels, other extensions): docs/protocol.md."""
-        return await post_text(self.bus, room, content, bot_author(username, author_name))
-
-    async def broadcast(self, content: str, *, username: str, author_name: str | None = None) -> dict[str, tuple[str, int]]:
-        """Post one bot message into every live room (e.g. "restarting in 5 minutes").
-
-        Returns {room: (message_id, seq)}. Rooms only in the store (nobody there since the
-        last restart or cleanup) are left alone: nobody would see it live.
-        """
-        return {
-            name: await self.broadcast_to_room(name, content, username=username, author_name=author_name)
-            for name in self.bus.live_rooms()
-        }
-
-    def send_to(self, client_id: str, type_: str, data: Any) -> bool:
-        connection = self.connections.get(client_id)
-        if connection is None:
-            return False
-        connection.send(protocol.encode(type_, data))
-        return True
-
-    def connection_count(self) -> int:
-        return len(self.connections)
 
     # ------------------------------------------------------------------ stats
 
@@ -455,6 +358,6 @@ class ChatService(HookApi):
 
     async def close(self) -> None:
         """Emit the tokens still queued, then persist the rooms (the backend is closed by its owner)."""
-        await self.answers.drained()
+        await self.tokens.drained()
         await self.answers.end_unended()  # answers the room bus failed: one last try
         await self.bus.close()

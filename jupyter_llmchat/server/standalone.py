@@ -37,7 +37,7 @@ from ..service_file import SERVICE_LOCK, LockBusy, take, write_service_file
 from .assembly import RunningService, start_service
 from .config_values import ConfigError
 from .extension import LLMChat
-from .handlers import routes
+from .routes import routes
 from .handover import HANDOVER_ROUTE, HANDOVER_TIMEOUT, HandoverHandler
 
 IDLE_CHECK = 1.0  # seconds between two looks at the service's activity

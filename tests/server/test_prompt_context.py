@@ -30,7 +30,7 @@ class Room:
         self.seq += 1
         message_id = f"m{self.seq}"
         author = {"username": username, "name": username.title(), "kind": kind}
-        self.store.add_message(ROOM, self.seq, {"message_id": message_id, "content": content, "author": author, **extra}, self.seq)
+        self.store.add_message(ROOM, self.seq, {"message_id": message_id, "content": content, "author": author, "created": "2026-01-05T10:00:00Z", **extra}, self.seq)
         return message_id
 
     def exchange(self, username: str, question: str, answer: str, **extra: Any) -> tuple[str, str]:

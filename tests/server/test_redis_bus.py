@@ -93,6 +93,21 @@ async def test_a_text_on_one_server_reaches_the_other_with_the_same_seq(servers)
 
 
 @pytest.mark.fast
+async def test_a_join_sees_the_members_on_every_server_and_a_second_tab_is_no_new_member(servers):
+    a, b = servers(), servers()
+    ada, bob, bob_tab = a.client(ADA), b.client(BOB), b.client(BOB)
+    await join(ada, "shared-members")
+    second = await join(bob, "shared-members")
+    assert (second["count"], [m["username"] for m in second["members"]]) == (2, ["ada", "bob"])
+    tab = await join(bob_tab, "shared-members")  # bob is here already: the same view, no new member
+    assert (tab["count"], tab["members"], tab["epoch"]) == (2, second["members"], second["epoch"])
+    await bob_tab.asend("Text", {"content": "from the tab"}, room="shared-members")  # after its Join's Presence, if any
+    await until(lambda: any(f["type"] == "Text" for f in ada.inbox))
+    presences = [f["data"]["joined"][0]["username"] for f in events(ada) if f["type"] == "Presence"]
+    assert presences == ["ada", "bob"]  # one Presence per user, none for the second tab
+
+
+@pytest.mark.fast
 async def test_an_answer_asked_on_one_server_streams_identically_to_members_on_both(servers):
     a, b = servers(), servers()
     ada, bob = a.client(ADA), b.client(BOB)
@@ -191,7 +206,7 @@ async def test_another_server_ends_the_answers_of_a_server_that_stopped(servers)
     await join(bob, "shared-orphan")
     await ada.asend("Generate", {"prompt": "Talk"}, room="shared-orphan")
     await until(lambda: len(bob.tokens()) >= 2)
-    a.service.answers.on_tokens = lambda events: None  # server A dies: no token leaves it any more
+    a.backend.sink = lambda events: None  # server A dies: no token leaves it any more
     await a.bus.redis.delete(keys.server(a.bus.server_id))  # ... and its heartbeat expires
     said = "".join(t["data"]["text"] for t in bob.tokens())
     await b.service.sweep(time.monotonic())

@@ -69,7 +69,7 @@ async def test_delete_mute_and_announce_only_hold_on_every_server(servers):
     assert of(ada, "Deleted")[0]["data"] == {"message_id": message_id}
     assert of(ada, "Text")[1]["data"]["content"] == "Ms Teacher removed a message by Ada Lovelace."
     stored = await a.bus.message("mod-r", message_id=message_id)
-    assert stored[1]["deleted"] is True and stored[1]["content"] == ""
+    assert stored[1].deleted is True and stored[1].content == ""
     local = a.bus.local["mod-r"]  # a server that missed the publishes heals from the stream: tombstones too
     sent, local.room.head_seq = local.room.head_seq, start["seq"]
     _, healed = await a.bus._heal(local, None)

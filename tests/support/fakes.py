@@ -25,6 +25,7 @@ from jupyter_llmchat.room_bus.memory_bus import MemoryRoomBus
 from jupyter_llmchat.room_bus.bus import RoomBus
 from jupyter_llmchat.server.service import ChatService
 from jupyter_llmchat.server.settings import ServiceLimits
+from jupyter_llmchat.server.token_steps import TokenSteps
 from jupyter_llmchat.room_bus.store import HistoryStore
 
 T = TypeVar("T")
@@ -140,9 +141,9 @@ class Chat:
             HistoryStore(root / "history.sqlite"), limits.replay_events, cleanup_delay,
             limits.replay_bytes, limits.replay_memory, limits.max_rooms,
         )
-        self.service = ChatService(limits, self.bus, version="test")
-        self.backend = StandIn(engine, self.service.on_tokens, loop, **standin)
-        self.service.backend = self.backend
+        tokens = TokenSteps()
+        self.backend = StandIn(engine, tokens, loop, **standin)
+        self.service = ChatService(limits, self.bus, self.backend, tokens, version="test")
         self.backend.start()
         self.stuck: list[asyncio.Task[Any] | None] = []  # writes of paused clients
 
