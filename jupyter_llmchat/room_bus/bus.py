@@ -21,7 +21,7 @@ from typing import Any, AsyncContextManager, Iterable
 
 import msgspec
 
-from ..protocol import MEMBERS_SHOWN, Text
+from ..protocol import Text
 from ..server.connection import Connection, Identity
 
 Message = tuple[int, dict[str, Any]]  # (seq, Text data) of a stored message

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized, ws_authenticated
-from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .. import protocol
-from .handlers import AUTH_RESOURCE, routes
+from .routes import routes
+from .socket_base import AUTH_RESOURCE, LLMChatSocket
 from .owner_auth import OwnerSecretMixin
 
 REASON_SETTING = "llmchat_not_started"  # the web app setting that holds the reason
@@ -70,27 +71,16 @@ class NotStartedAPIHandler(OwnerSecretMixin, APIHandler):
         self.reply_not_started()
 
 
-class NotStartedSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
+class NotStartedSocketHandler(LLMChatSocket):
     """`llmchat/ws`: the upgrade is accepted as usual, then `Error 503` with the reason, then close 1011."""
 
-    auth_resource = AUTH_RESOURCE
-
-    def check_origin(self, origin: str | None = None) -> bool:
-        return JupyterHandler.check_origin(self)
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        return protocol.PROTOCOL if protocol.PROTOCOL in subprotocols else None
-
-    @ws_authenticated
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        if not self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE):
-            raise web.HTTPError(403, "not authorized to use llmchat")
+    async def upgrade(self, *args: Any, **kwargs: Any) -> None:
         if self.request.headers.get("Upgrade", "").lower() != "websocket":  # a plain GET: the REST answer
             self.set_status(503)
             self.set_header("Content-Type", "application/json")
             self.finish(protocol.encode_json(not_started_body(self.settings[REASON_SETTING])))
             return
-        await super().get(*args, **kwargs)
+        await super().upgrade(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         reason = self.settings[REASON_SETTING]
@@ -105,7 +95,7 @@ class NotStartedSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler
 
 
 def not_started_routes() -> list[tuple[str, type]]:
-    """The same URL patterns as `handlers.routes()`, each answered with the reason."""
+    """The same URL patterns as `routes.routes()`, each answered with the reason."""
     return [
         (pattern, NotStartedSocketHandler if issubclass(handler, WebSocketHandler) else NotStartedAPIHandler)
         for pattern, handler in routes()

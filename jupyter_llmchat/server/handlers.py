@@ -14,19 +14,14 @@ import struct
 import time
 from typing import Any, Awaitable
 
-from jupyter_server.auth.decorator import ws_authenticated
-from jupyter_server.base.handlers import JupyterHandler
-from jupyter_server.utils import ensure_async
-from tornado import web
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError
 
 from .. import protocol
 from .connection import Connection, Identity
-from .owner_auth import OwnerSecretMixin
 from .service import ChatService
+from .socket_base import LLMChatSocket
 from .socket_closes import with_close_frames
 
-AUTH_RESOURCE = "llmchat"
 CLOSE_SERVER_FULL = 1013  # try again later
 # Message types that change a room or use the model need "write"; the rest need "read".
 WRITE_TYPES = frozenset({"Text", "Generate", "Cancel", "Custom", "Binary", "Audio", "RoomSettings", "Delete", "Edit", "Mute"})
@@ -58,10 +53,9 @@ def is_moderator(user: Any, username: str, settings: dict[str, Any]) -> bool:
     return username in settings.get("llmchat_moderators", ())
 
 
-class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
+class ChatSocketHandler(LLMChatSocket):
     """One llmchat.v1 client. Protocol pings come from Tornado, in seconds."""
 
-    auth_resource = AUTH_RESOURCE
     connection: Connection | None = None
 
     @property
@@ -82,23 +76,6 @@ class ChatSocketHandler(OwnerSecretMixin, WebSocketHandler, JupyterHandler):
 
     def get_websocket_protocol(self) -> Any:
         return with_close_frames(super().get_websocket_protocol())
-
-    def check_origin(self, origin: str | None = None) -> bool:
-        return JupyterHandler.check_origin(self)
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        return protocol.PROTOCOL if protocol.PROTOCOL in subprotocols else None
-
-    @ws_authenticated
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        if not await self.allowed("read"):
-            raise web.HTTPError(403, "not authorized to use llmchat")
-        await super().get(*args, **kwargs)
-
-    async def allowed(self, action: str) -> bool:
-        """The authorizer's answer for `action` on llmchat. It may be a coroutine (JupyterHub's
-        authorizers are): an un-awaited one would be truthy, i.e. "allowed"."""
-        return bool(await ensure_async(self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE)))
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         user = identity_of(self)

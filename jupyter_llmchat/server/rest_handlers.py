@@ -16,7 +16,8 @@ from tornado import web
 from .. import protocol
 from . import export
 from .connection import Identity
-from .handlers import AUTH_RESOURCE, identity_of
+from .handlers import identity_of
+from .socket_base import AUTH_RESOURCE
 from .messages import bot_author
 from .model_control import switch_model
 from .owner_auth import OwnerSecretMixin

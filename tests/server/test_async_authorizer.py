@@ -81,3 +81,21 @@ async def test_a_user_without_llmchat_permission_is_refused_at_the_upgrade(chat_
     assert ada.welcome["data"]["user"]["username"] == "ada"
     code, _ = await api("GET", "rooms", token="tok-bob")
     assert code == 403
+
+
+@pytest.mark.parametrize("jp_server_config_extra", [{"authorizer_class": AsyncBobMayNotChat}])
+@pytest.mark.parametrize("llmchat_config", [{"max_tokens": -5}])
+async def test_a_server_whose_llmchat_did_not_start_awaits_the_authorizer_too(
+    jp_serverapp, connect, api, jp_server_config_extra, llmchat_config
+):
+    """A bad setting leaves the routes answering why (503): still only to whom Jupyter lets in."""
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await connect("tok-bob", welcome=False)
+    assert refused.value.code == 403
+    ada = await connect("tok-ada", welcome=False)
+    first = await ada.recv()
+    assert first["type"] == "Error" and first["data"]["code"] == 503 and "max_tokens" in first["data"]["message"]
+    code, body = await api("GET", "stats", token="tok-bob")
+    assert code == 403
+    code, body = await api("GET", "stats", token="tok-ada")
+    assert code == 503 and "max_tokens" in body["error"]
