@@ -192,7 +192,7 @@ test("JupyterLab: @ lists the kernel's variables; the question carries df and th
   await question.waitFor({ timeout: 30_000 });
   assert.equal((await question.locator(".llmchat-body").textContent()).trim(), asked);
   const attached = await question.locator(".llmchat-attachment").allTextContents();
-  assert.deepEqual(attached, ["dataframe df (DataFrame 200×2)", "error IndexError"]);
+  assert.deepEqual(attached, ["df (DataFrame 200×2)", "IndexError"]);
   await page.locator('.llmchat-msg[data-kind="assistant"]').last().waitFor({ timeout: 120_000 });
   await screenshot(page, "mentions-asked");
 
@@ -233,13 +233,13 @@ for (const mode of ["run", "edit"]) {
     const asked = await mentionSteps(page);
     const question = page.locator('.llmchat-msg[data-kind="user"]', { hasText: "Describe" }).last();
     await question.waitFor({ timeout: 30_000 });
-    assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["dataframe df (DataFrame 200×2)", "error IndexError"]);
+    assert.deepEqual(await question.locator(".llmchat-attachment").allTextContents(), ["df (DataFrame 200×2)", "IndexError"]);
     await screenshot(page, `mentions-marimo-${mode}`);
     // "Ask about the last error" finds the same exception in marimo.
     await page.click(".llmchat-ask-error");
     const asking = page.locator('.llmchat-msg[data-kind="bot"]', { hasText: "What does this error mean" }).last();
     await asking.waitFor({ timeout: 30_000 });
-    assert.equal(await asking.locator(".llmchat-attachment").textContent(), "error IndexError");
+    assert.equal(await asking.locator(".llmchat-attachment").textContent(), "IndexError");
     const q = (await stored(ctx.jupyter, room)).find((m) => m.content === asked);
     assert.ok(q, "the question is stored as typed");
     assert.deepEqual(q.attachments.map((a) => [a.kind, a.label]), [["dataframe", "df (DataFrame 200×2)"], ["error", "IndexError"]]);
