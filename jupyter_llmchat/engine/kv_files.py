@@ -15,6 +15,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -105,13 +106,17 @@ def write_file(directory: Path, entry: Entry, identity: str, tokens: np.ndarray,
 def read_header(path: Path) -> tuple[dict, int]:
     """The header and the offset of the tokens; `BadFile` if it is not a state of ours."""
     with path.open("rb") as fh:
-        start = fh.read(len(MAGIC) + _LEN.size)
-        if len(start) < len(MAGIC) + _LEN.size or not start.startswith(MAGIC):
-            raise BadFile("not a saved KV state")
-        (n,) = _LEN.unpack(start[len(MAGIC) :])
-        if n > _MAX_HEADER:
-            raise BadFile("header too long")
-        raw = fh.read(n)
+        return _header_of(fh)
+
+
+def _header_of(fh: BinaryIO) -> tuple[dict, int]:
+    start = fh.read(len(MAGIC) + _LEN.size)
+    if len(start) < len(MAGIC) + _LEN.size or not start.startswith(MAGIC):
+        raise BadFile("not a saved KV state")
+    (n,) = _LEN.unpack(start[len(MAGIC) :])
+    if n > _MAX_HEADER:
+        raise BadFile("header too long")
+    raw = fh.read(n)
     try:
         header = json.loads(raw)
     except ValueError:
@@ -151,19 +156,22 @@ def check_header(header: dict, identity: str | None = None) -> None:
 
 
 def read_state(path: Path, identity: str, tokens: list[int]) -> bytearray:
-    """The state saved for exactly `tokens`, every check passed; `BadFile` otherwise."""
-    header, offset = read_header(path)
-    check_header(header, identity)
-    n = len(tokens)
-    if header.get("n_tokens") != n:
-        raise BadFile("token count differs from its index entry")
-    size = int(header.get("payload_bytes", -1))
-    expected = offset + 4 * n + size
-    actual = path.stat().st_size
-    if size < 0 or actual != expected:
-        raise BadFile(f"truncated or padded ({actual} bytes, header says {expected})")
+    """The state saved for exactly `tokens`, every check passed; `BadFile` otherwise.
+
+    Header, size and body come from one open file: another server may replace the file by
+    name at any moment (a rename), and parts of two versions would not fit together.
+    """
     with path.open("rb") as fh:
-        fh.seek(offset)
+        header, offset = _header_of(fh)
+        check_header(header, identity)
+        n = len(tokens)
+        if header.get("n_tokens") != n:
+            raise BadFile("token count differs from its index entry")
+        size = int(header.get("payload_bytes", -1))
+        expected = offset + 4 * n + size
+        actual = os.fstat(fh.fileno()).st_size
+        if size < 0 or actual != expected:
+            raise BadFile(f"truncated or padded ({actual} bytes, header says {expected})")
         body = fh.read(4 * n)
         payload = bytearray(size)
         got = fh.readinto(payload)
