@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pytest
+from support import redis_server
 from support.fakes import ENGINE, LIMITS, Chat
+from support.redis_server import RedisServer, running_redis
 
 from jupyter_llmchat.engine.types import EngineSettings
+from jupyter_llmchat.room_bus.redis_bus import RedisRoomBus
 from jupyter_llmchat.server.settings import ServiceLimits
 
 
@@ -41,3 +44,30 @@ def make_chat(tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Any
 @pytest.fixture
 def chat(make_chat: Any) -> Chat:
     return make_chat()
+
+
+# Rooms shared through a real redis-server (started once per module, on a free 127.0.0.1 port).
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if not redis_server.available():
+        pytest.skip("redis-server is not installed: apt-get install redis-server (the README's test command does)")
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def servers(redis: RedisServer, tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., Chat]]:
+    """`servers(words=…, delay=…, timeout=…)`: a chat service over the shared Redis (another
+    server); `timeout`: how long it waits for Redis before a call fails (5 s by default)."""
+    made: list[Chat] = []
+
+    def _make(timeout: float = 5.0, **standin: Any) -> Chat:
+        bus = RedisRoomBus(redis.url, LIMITS.replay_events, 300.0, timeout=timeout)
+        chat = Chat(jp_asyncio_loop, tmp_path, LIMITS, ENGINE, 300.0, standin, bus=bus)
+        made.append(chat)
+        return chat
+
+    yield _make
+    for chat in made:
+        chat.backend.close()
+        jp_asyncio_loop.run_until_complete(chat.bus.close())

@@ -13,48 +13,20 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
-from support import redis_server
 import websocket
-from support.fakes import ADA, BOB, ENGINE, EVE, LIMITS, Chat, FakeClient
+from support.fakes import ADA, BOB, EVE, FakeClient
 from support.waiting import until
-from support.redis_server import RedisServer, running_redis
+from support.redis_server import RedisServer
 from support.servers import ServerProcess
 
 from jupyter_llmchat import protocol
 from jupyter_llmchat.room_bus import redis_keys as keys
 from jupyter_llmchat.server.connection import Identity
 from jupyter_llmchat.server.messages import INTERRUPTED, post_text
-from jupyter_llmchat.room_bus.redis_bus import RedisRoomBus
 from jupyter_llmchat.room_bus.redis_fanout import frame_parts
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if not redis_server.available():
-        pytest.skip("redis-server is not installed: apt-get install redis-server (the README's test command does)")
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-def servers(redis: RedisServer, tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., Chat]]:
-    """`servers(words=…, delay=…, timeout=…)`: a chat service over the shared Redis (another
-    server); `timeout`: how long it waits for Redis before a call fails (5 s by default)."""
-    made: list[Chat] = []
-
-    def _make(timeout: float = 5.0, **standin: Any) -> Chat:
-        bus = RedisRoomBus(redis.url, LIMITS.replay_events, 300.0, timeout=timeout)
-        chat = Chat(jp_asyncio_loop, tmp_path, LIMITS, ENGINE, 300.0, standin, bus=bus)
-        made.append(chat)
-        return chat
-
-    yield _make
-    for chat in made:
-        chat.backend.close()
-        jp_asyncio_loop.run_until_complete(chat.bus.close())
 
 
 async def join(client: FakeClient, room: str, **data: Any) -> dict[str, Any]:

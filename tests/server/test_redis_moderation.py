@@ -4,45 +4,17 @@ gives the tombstone, and a mute or an announce-only room set on one holds on the
 
 from __future__ import annotations
 
-import asyncio
 import json
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-from support import redis_server
-from support.fakes import ADA, BOB, ENGINE, LIMITS, Chat, FakeClient
-from support.redis_server import RedisServer, running_redis
+from support.fakes import ADA, BOB, FakeClient
 from support.waiting import until
 
-from jupyter_llmchat.room_bus.redis_bus import RedisRoomBus
 from jupyter_llmchat.server.connection import Identity
 
 pytestmark = pytest.mark.fast
 TEACHER = Identity("teach", "Ms Teacher", moderator=True)
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if not redis_server.available():
-        pytest.skip("redis-server is not installed: apt-get install redis-server")
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-def servers(redis: RedisServer, tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[Callable[[], Chat]]:
-    made: list[Chat] = []
-
-    def _make() -> Chat:
-        chat = Chat(jp_asyncio_loop, tmp_path, LIMITS, ENGINE, 300.0, {}, bus=RedisRoomBus(redis.url, LIMITS.replay_events, 300.0))
-        made.append(chat)
-        return chat
-
-    yield _make
-    for chat in made:
-        chat.backend.close()
-        jp_asyncio_loop.run_until_complete(chat.bus.close())
 
 
 async def joined(client: FakeClient, room: str, **data: Any) -> dict[str, Any]:
