@@ -23,10 +23,18 @@ def test_the_extension_is_enabled_on_install():
     assert "jupyter_llmchat" in output and "enabled" in output.split("jupyter_llmchat", 1)[1].splitlines()[0]
 
 
+def _next_frame(ws: websocket.WebSocket) -> dict:
+    """The next frame, past any `Stats` the server pushes while its model settles (docs/protocol.md)."""
+    while True:
+        frame = json.loads(ws.recv())
+        if frame["type"] != "Stats":
+            return frame
+
+
 def _frames_until(ws: websocket.WebSocket, kind: str) -> list[dict]:
     frames = []
     while True:
-        frames.append(json.loads(ws.recv()))
+        frames.append(_next_frame(ws))
         if frames[-1]["type"] == kind:
             return frames
 
@@ -61,7 +69,7 @@ def test_history_and_seq_survive_a_restart(tmp_path):
         frames = _frames_until(ws, "History")
         assert [f["type"] for f in frames] == ["Joined", "Reset", "History"]
         assert frames[0]["data"]["epoch"] != epoch_before
-        presence = json.loads(ws.recv())
+        presence = _next_frame(ws)
         assert presence["type"] == "Presence" and presence["seq"] > head_before
         ws.close()
 
