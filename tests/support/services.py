@@ -20,6 +20,7 @@ from typing import Any
 from .servers import terminate
 
 from jupyter_llmchat.runtime_secret import SCHEME
+from jupyter_llmchat.service_file import pid_alive
 
 # Small and fast, as the Jupyter servers of the tests (kernels.SERVER_ARGS).
 SERVICE_CONFIG = {"n_ctx": 2048, "parallel": 2, "default_max_tokens": 8, "max_tokens": 16, "n_threads": 1, "temperature": 0.0}
@@ -113,12 +114,8 @@ def stop_services(env: dict[str, str]) -> None:
 
 def alive(pid: int) -> bool:
     """Running (a zombie, dead but not yet reaped by its parent, is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
